@@ -1,0 +1,106 @@
+"""Fixtures that own global state: the embedded home, the environment, tiny real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CO2 = ROOT / "examples" / "co2_weekly.csv"
+# How the CLI reads the CO2 table: forecast column co2, ordered by date, gaps interpolated.
+CO2_OPTIONS = ["--target", "co2", "--time", "date", "--nan", "interpolate"]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Every test gets its own embedded home and no store URLs from the environment."""
+    for var in ("TUNER_STORAGE", "MLFLOW_TRACKING_URI", "TUNER_HEARTBEAT"):
+        monkeypatch.delenv(var, raising=False)
+    home = tmp_path / "home"
+    monkeypatch.setenv("TUNER_HOME", str(home))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+@pytest.fixture
+def co2_csv(tmp_path: Path) -> Path:
+    """The first 300 weeks of the bundled CO2 series (real data, 9 missing weeks)."""
+    path = tmp_path / "co2.csv"
+    pd.read_csv(CO2).head(300).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def npz_binary(tmp_path: Path) -> Path:
+    """60 sequences of 12 steps x 2 features; the label is whether feature 0 trends up."""
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 2
+    t = np.linspace(0, 1, 12)
+    x = rng.normal(0, 0.1, (60, 12, 2))
+    x[:, :, 0] += np.where(y[:, None] == 1, t, -t)
+    path = tmp_path / "seq.npz"
+    np.savez(path, X=x, y=y)
+    return path
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def space_file(tmp_path: Path):
+    def make(text: str, name: str = "space.yaml") -> Path:
+        return write(tmp_path / name, text)
+
+    return make
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+PG_ADMIN = os.environ.get("TUNER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_required() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true") or bool(
+        os.environ.get("TUNER_REQUIRE_POSTGRES")
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_admin():
+    """A connection to the test server's admin database; CI fails without one, users skip."""
+    import psycopg
+
+    try:
+        conn = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as e:
+        reason = f"PostgreSQL not reachable at {PG_ADMIN.split('@')[-1]}: {str(e).strip()[:200]}"
+        if _pg_required():
+            pytest.fail(f"{reason} (required in CI: .ci/run starts it)", pytrace=False)
+        pytest.skip(reason)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def pg(pg_admin, request):
+    """Two fresh databases (Optuna, MLflow) for one test, dropped afterwards."""
+    import uuid
+
+    tag = uuid.uuid4().hex[:8]
+    names = (f"tuner_optuna_{tag}", f"tuner_mlflow_{tag}")
+    for name in names:
+        pg_admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    yield tuple(f"{base}/{name}" for name in names)
+    for name in names:
+        pg_admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,168 @@
+"""Reading and checking data: one-line errors naming file, field and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tuner.data import DataOptions, Scaler, load
+from tuner.errors import InputError
+
+
+def opts(path: Path | str, **kw) -> DataOptions:
+    return DataOptions(path=str(path), **{"target": ("co2",), "time": "date", **kw})
+
+
+def test_co2_with_interpolation(co2_csv: Path) -> None:
+    series = load(opts(co2_csv, nan="interpolate"), max_window=16)
+    assert series.values.shape == (300, 1) and np.isfinite(series.values).all()
+    assert series.columns == ("co2",) and series.target_index == [0]
+
+
+def test_nan_policies(co2_csv: Path) -> None:
+    with pytest.raises(InputError, match=r"co2.csv: co2: NaN at row \d+ \(use --nan drop"):
+        load(opts(co2_csv), max_window=16)
+    dropped = load(opts(co2_csv, nan="drop"), max_window=16)
+    assert len(dropped.values) == 300 - pd.read_csv(co2_csv)["co2"].isna().sum()
+    with pytest.raises(InputError, match="--nan: unknown NaN policy 'zero'"):
+        load(opts(co2_csv, nan="zero"), max_window=16)
+
+
+def test_features_and_targets_order_and_parquet(tmp_path: Path) -> None:
+    df = pd.DataFrame({"t": range(200), "temp": np.sin(np.arange(200.0)), "load": np.arange(200.0)})
+    path = tmp_path / "d.parquet"
+    df.to_parquet(path)
+    series = load(DataOptions(str(path), target=("load",), time="t"), max_window=10)
+    assert series.columns == ("temp", "load") and series.target_index == [1]
+
+
+@pytest.mark.parametrize(
+    "kw, expected",
+    [
+        ({"path": "missing.csv"}, r"^missing.csv: no such file$"),
+        ({"target": ("ppm",)}, r"co2.csv: ppm: no such column; columns: date, co2"),
+        ({"target": ()}, r"--target: name the column"),
+        ({"time": "when"}, r"when: no such column"),
+        ({"val_fraction": 0.7}, r"--val-fraction: must be in \(0, 0.5\), got 0.7"),
+        ({"horizon": 0}, r"--horizon: must be >= 1, got 0"),
+    ],
+)
+def test_bad_options(co2_csv: Path, kw: dict, expected: str) -> None:
+    options = opts(co2_csv, nan="drop")
+    options = DataOptions(**{**options.__dict__, **kw})
+    with pytest.raises(InputError, match=expected):
+        load(options, max_window=16)
+
+
+def test_non_numeric_column(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"a": ["x"] * 50, "b": range(50)}).to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"d.csv: a: column is not numeric \(first value 'x'\)"):
+        load(DataOptions(str(path), target=("b",), features=("a",)), max_window=4)
+
+
+def test_series_too_short_for_window_horizon_and_splits(co2_csv: Path) -> None:
+    with pytest.raises(
+        InputError,
+        match=r"300 rows leave 45 for the validation split, fewer than .* \(60\) \+ horizon \(1\)",
+    ):
+        load(opts(co2_csv, nan="interpolate"), max_window=60)
+
+
+def test_unknown_file_type(tmp_path: Path) -> None:
+    path = tmp_path / "d.xlsx"
+    path.write_text("x")
+    with pytest.raises(InputError, match=r"d.xlsx: unknown file type '.xlsx'"):
+        load(DataOptions(str(path), target=("a",)), max_window=4)
+
+
+def test_classification_npz_stratified(npz_binary: Path) -> None:
+    seqs = load(DataOptions(str(npz_binary), task="classify"), max_window=12)
+    train, val, test = seqs.splits
+    assert len(train) + len(val) + len(test) == 60
+    assert not set(train) & set(val) and not set(val) & set(test)
+    for part in (train, val, test):  # stratified: both classes in every split
+        assert set(seqs.y[part]) == {0, 1}
+    assert seqs.n_outputs == 1 and seqs.classes == [0, 1]
+
+
+def test_classification_errors(tmp_path: Path, npz_binary: Path) -> None:
+    one = tmp_path / "one.npz"
+    np.savez(one, X=np.zeros((20, 5, 1)), y=np.zeros(20))
+    with pytest.raises(
+        InputError, match=r"one.npz: y: a classification needs at least 2 classes, found 1"
+    ):
+        load(DataOptions(str(one), task="classify"), max_window=5)
+    with pytest.raises(InputError, match="fewer than the largest window"):
+        load(DataOptions(str(npz_binary), task="classify"), max_window=13)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, features=np.zeros((3, 2, 1)))
+    with pytest.raises(InputError, match=r"bad.npz: missing arrays \['X', 'y'\]"):
+        load(DataOptions(str(bad), task="classify"), max_window=1)
+    pickled = tmp_path / "obj.npz"
+    np.savez(pickled, X=np.array([object()] * 3), y=np.array([1, 2, 3]))
+    with pytest.raises(InputError, match="cannot read the arrays"):
+        load(DataOptions(str(pickled), task="classify"), max_window=1)
+
+
+def test_classification_long_table_multiclass(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rows = [
+        {"seq": i, "step": s, "x": rng.normal() + i % 3, "label": f"c{i % 3}"}
+        for i in range(45)
+        for s in range(6)
+    ]
+    path = tmp_path / "long.csv"
+    pd.DataFrame(rows).sample(frac=1, random_state=0).to_csv(path, index=False)
+    seqs = load(
+        DataOptions(str(path), task="classify", target=("label",), id="seq", time="step"),
+        max_window=6,
+    )
+    assert seqs.x.shape == (45, 6, 1) and seqs.classes == ["c0", "c1", "c2"] and seqs.n_outputs == 3
+    # rows were shuffled: sequences come back ordered by id, each ordered by step
+    first = pd.DataFrame(rows).query("seq == 0").sort_values("step")["x"].to_numpy()
+    assert np.allclose(seqs.x[0, :, 0], first)
+    assert seqs.y[0] == seqs.classes.index("c0")
+
+
+def test_scalers_fit_on_train_only() -> None:
+    x = np.array([[0.0], [10.0], [20.0], [1000.0]])
+    assert Scaler.fit("minmax", x[:3]).transform(np.array([[20.0]]))[0, 0] == pytest.approx(1.0)
+    s = Scaler.fit("standard", x[:3])
+    assert s.inverse(s.transform(x), [0]) == pytest.approx(x, abs=1e-4)  # float32 round trip
+    assert Scaler.fit("robust", x).center[0] == pytest.approx(15.0)
+
+
+def test_fingerprint_tracks_content(co2_csv: Path, tmp_path: Path) -> None:
+    a = load(opts(co2_csv, nan="drop"), max_window=8).fingerprint()
+    assert a == load(opts(co2_csv, nan="drop"), max_window=8).fingerprint()
+    other = tmp_path / "other.csv"
+    df = pd.read_csv(co2_csv)
+    df.loc[5, "co2"] += 0.1
+    df.to_csv(other, index=False)
+    assert a != load(opts(other, nan="drop"), max_window=8).fingerprint()
+
+
+def test_interpolation_never_fills_across_a_split(tmp_path: Path) -> None:
+    # rows 0..99: train 0..69, validation 70..84, test 85..99; a gap spanning the train/val boundary
+    values = np.arange(100, dtype=float)
+    values[68:73] = np.nan
+    values[70] = np.nan
+    path = tmp_path / "gap.csv"
+    pd.DataFrame({"v": values}).to_csv(path, index=False)
+    series = load(DataOptions(str(path), target=("v",), nan="interpolate"), max_window=4)
+    # train's tail is filled from train alone (edge value 67), validation's head from validation (73)
+    assert series.values[68:70, 0].tolist() == [67.0, 67.0]
+    assert series.values[70:73, 0].tolist() == [73.0, 73.0, 73.0]
+
+
+def test_classify_interpolation_with_nothing_to_interpolate_from(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(size=(30, 5, 2))
+    x[3, :, 1] = np.nan
+    path = tmp_path / "gaps.npz"
+    np.savez(path, X=x, y=np.arange(30) % 2)
+    with pytest.raises(InputError, match=r"gaps.npz: X: sequence 3 has a feature with no value"):
+        load(DataOptions(str(path), task="classify", nan="interpolate"), max_window=5)

@@ -1,0 +1,332 @@
+"""Many workers on one study through PostgreSQL: exact counts, no races, faults survived.
+
+Real PostgreSQL at 127.0.0.1:5432, real `tuner worker` processes, real Keras training on tiny
+data. Each test makes and drops its own two databases (Optuna, MLflow).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import CO2_OPTIONS
+from optuna.trial import TrialState
+
+from tuner.check import check
+from tuner.cli import main
+from tuner.storage import normalize
+from tuner.tracking import Tracker
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+SPACE = """
+task: forecast
+epochs: {epochs}
+seed: 3
+sampler: random
+pruner: none
+params:
+  units: {{low: 4, high: 8}}
+  window: {{low: 4, high: 8}}
+  batch_size: 16
+  optimizer: [adam, rmsprop]
+"""
+
+
+def create(
+    space_file, data: Path, storage: str, tracking: str, trials: int, epochs: int = 2
+) -> None:
+    space = space_file(SPACE.format(epochs=epochs))
+    assert main(["db", "init", "--storage", storage, "--tracking-uri", tracking]) == 0
+    argv = ["create", str(space), "--data", str(data), *CO2_OPTIONS, "--study", "d"]
+    argv += ["--trials", str(trials), "--storage", storage, "--tracking-uri", tracking]
+    assert main(argv) == 0
+
+
+def worker(storage: str, tracking: str, data: Path, *extra: str, heartbeat: str = "2,30"):
+    """A `tuner worker` process. Its heartbeat grace is long (a loaded 2-core machine can stall a
+    process for seconds) except where a test wants a dead worker found quickly."""
+    env = {
+        **os.environ,
+        "TUNER_STORAGE": storage,
+        "MLFLOW_TRACKING_URI": tracking,
+        "TUNER_HEARTBEAT": heartbeat,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tuner",
+            "worker",
+            "--study",
+            "d",
+            "--data",
+            str(data),
+            "-q",
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(procs, timeout: float = 300) -> list[tuple[int, str]]:
+    out = []
+    for p in procs:
+        _, err = p.communicate(timeout=timeout)
+        out.append((p.returncode, err))
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def load(storage: str) -> optuna.Study:
+    return optuna.load_study(study_name="d", storage=normalize(storage))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(pg, tmp_path):
+    """A real `mlflow server` on a local port, its backend the test's MLflow database."""
+    # The schemas first, by tuner db init, as in docker-compose: a server starting on an empty
+    # database while another client creates the schema races it ("already exists").
+    assert main(["db", "init", "--storage", pg[0], "--tracking-uri", pg[1]]) == 0
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            normalize(pg[1]),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--artifacts-destination",
+            str(tmp_path / "served"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"mlflow server exited: {proc.stderr.read()[-2000:]}")
+        try:
+            return urllib.request.urlopen(f"{url}/health", timeout=2).status == 200
+        except OSError:
+            return False
+
+    wait_for(healthy, 90, "mlflow server /health")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_four_workers_through_an_mlflow_server(pg, mlflow_server, space_file, co2_csv) -> None:
+    storage = pg[0]
+    create(space_file, co2_csv, storage, mlflow_server, trials=8)
+    results = finish([worker(storage, mlflow_server, co2_csv) for _ in range(4)])
+    assert [code for code, _ in results] == [0] * 4, results
+    study = load(storage)
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == list(range(8)), "exact count, unique, contiguous"
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    tracker = Tracker(mlflow_server)
+    report = check(study, tracker)
+    assert report.ok and report.runs == 8, report.problems
+    experiments = tracker.client.search_experiments(filter_string="name = 'd'")
+    assert len(experiments) == 1
+    parents = tracker.client.search_runs(
+        [experiments[0].experiment_id], filter_string="tags.`tuner.role` = 'study'"
+    )
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    best_run = study.best_trial.user_attrs["mlflow_run_id"]
+    files = {a.path for a in tracker.client.list_artifacts(best_run, "model")}
+    assert "model/model.keras" in files, "the model went through the server's artifact proxy"
+
+
+def test_twelve_workers_started_at_once(pg, space_file, co2_csv) -> None:
+    storage, tracking = pg
+    create(space_file, co2_csv, storage, tracking, trials=12, epochs=1)
+    procs = [worker(storage, tracking, co2_csv, "--trials", "1") for _ in range(12)]
+    results = finish(procs, timeout=500)
+    assert [code for code, _ in results] == [0] * 12, [err for code, err in results if code]
+    study = load(storage)
+    assert sorted(t.number for t in study.get_trials()) == list(range(12))
+    assert check(study, Tracker(normalize(tracking))).ok
+
+
+def test_sigkill_mid_trial_is_failed_retried_and_closed(pg, space_file, co2_csv) -> None:
+    storage, tracking = pg
+    create(space_file, co2_csv, storage, tracking, trials=2, epochs=25)
+    victim = worker(storage, tracking, co2_csv, heartbeat="1,5")
+
+    def reporting():
+        running = load(storage).get_trials(states=(TrialState.RUNNING,))
+        return running if running and running[0].intermediate_values else None
+
+    dead = wait_for(reporting, 120, "a trial that reports epochs")[0]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    rescuer = worker(storage, tracking, co2_csv, heartbeat="1,5")
+    [(code, err)] = finish([rescuer])
+    assert code == 0, err
+
+    study = load(storage)
+    trials = {t.number: t for t in study.get_trials()}
+    assert trials[dead.number].state == TrialState.FAIL
+    retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == dead.params, "retried with the same parameters"
+    assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == 2
+    tracker = Tracker(normalize(tracking))
+    run = tracker.client.get_run(dead.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED" and "heartbeat stale" in run.data.tags["tuner.reason"]
+    retry_run = tracker.client.get_run(retries[0].user_attrs["mlflow_run_id"])
+    assert retry_run.data.tags["tuner.retry_of"] == str(dead.number)
+    report = check(study, tracker)
+    assert report.ok, report.problems
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_signal_stops_the_worker_and_leaves_nothing_running(
+    pg, space_file, co2_csv, sig, code
+) -> None:
+    storage, tracking = pg
+    create(space_file, co2_csv, storage, tracking, trials=3, epochs=200)
+    proc = worker(storage, tracking, co2_csv)
+    wait_for(
+        lambda: any(
+            t.intermediate_values for t in load(storage).get_trials(states=(TrialState.RUNNING,))
+        ),
+        120,
+        "a running trial",
+    )
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=10)  # the worker must be gone within 10 s
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        tail = proc.communicate()[1][-3000:]
+        raise AssertionError(f"still running 10 s after {sig.name}: {tail}") from None
+    assert proc.returncode == code, proc.stderr.read()
+    study = load(storage)
+    states = [t.state for t in study.get_trials()]
+    assert TrialState.RUNNING not in states
+    failed = [t for t in study.get_trials() if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].user_attrs["reason"] == f"interrupted by {sig.name}"
+    assert TrialState.WAITING in states, "the interrupted trial is re-queued"
+    client = Tracker(normalize(tracking)).client
+    assert client.get_run(failed[0].user_attrs["mlflow_run_id"]).info.status == "KILLED"
+    parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.info.status == "KILLED", "the study stopped short of its target"
+
+
+def test_refusals_same_database_and_other_data(pg, space_file, co2_csv, tmp_path, capsys) -> None:
+    storage, tracking = pg
+    space = space_file(SPACE.format(epochs=1))
+    argv = ["create", str(space), "--data", str(co2_csv), *CO2_OPTIONS]
+    assert main([*argv, "--storage", storage, "--tracking-uri", storage]) == 2
+    assert "same database" in capsys.readouterr().err
+    create(space_file, co2_csv, storage, tracking, trials=1)
+    other = tmp_path / "other.csv"
+    other.write_text(co2_csv.read_text().replace("316.1", "316.2", 1))
+    [(code, err)] = finish([worker(storage, tracking, other)])
+    assert code == 2 and "fingerprint: this data differs from the study's" in err
+    assert load(storage).get_trials() == []
+
+
+def test_cut_connections_are_retried_and_fail_no_trial(pg, pg_admin, space_file, co2_csv) -> None:
+    storage, tracking = pg
+    create(space_file, co2_csv, storage, tracking, trials=3, epochs=30)
+    proc = worker(storage, tracking, co2_csv)
+    database = storage.rsplit("/", 1)[1]
+    cuts = 0
+    while proc.poll() is None and cuts < 20:
+        time.sleep(1.0)
+        killed = pg_admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchone()[0]
+        cuts += bool(killed)
+    [(code, err)] = finish([proc])
+    assert code == 0, err[-3000:]
+    assert cuts >= 3, f"the test cut live connections several times, not {cuts}: {err[-2000:]}"
+    study = load(storage)
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 3, err[-3000:]
+    assert check(study, Tracker(normalize(tracking))).ok
+
+
+def test_workers_through_the_grpc_storage_proxy(pg, space_file, co2_csv) -> None:
+    storage, tracking = pg
+    create(space_file, co2_csv, storage, tracking, trials=3, epochs=1)
+    port = free_port()
+    proxy = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tuner",
+            "proxy",
+            "--port",
+            str(port),
+            "--storage",
+            storage,
+            "--tracking-uri",
+            tracking,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def listening() -> bool:
+        if proxy.poll() is not None:
+            raise AssertionError(f"proxy exited: {proxy.stderr.read()[-2000:]}")
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for(listening, 60, "the gRPC proxy")
+        results = finish([worker(f"grpc://127.0.0.1:{port}", tracking, co2_csv) for _ in range(2)])
+        assert [code for code, _ in results] == [0, 0], results
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=20)
+    study = load(storage)
+    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    # No claim lock through the proxy: two workers may overshoot the target by one trial.
+    assert 3 <= len(complete) <= 4 and len(study.get_trials()) == len(complete)
+    report = check(study, Tracker(normalize(tracking)))
+    assert report.runs == len(complete)
+    assert all("target" in p for p in report.problems), report.problems

@@ -1,0 +1,209 @@
+"""Real studies with tiny data, through the CLI's main(argv): Optuna storage and MLflow checked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from conftest import CO2_OPTIONS
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from tuner.check import check
+from tuner.cli import main
+from tuner.storage import embedded
+from tuner.tracking import Tracker
+
+pytestmark = pytest.mark.slow
+
+TINY_FORECAST = """
+task: forecast
+epochs: 2
+seed: 1
+sampler: {name: random}
+pruner: none
+params:
+  layers: {low: 1, high: 2}
+  units: {low: 4, high: 8}
+  window: {low: 4, high: 8}
+  batch_size: 64
+  optimizer: [adam, rmsprop]
+  momentum: {low: 0.0, high: 0.5}
+start_with:
+  - {layers: 1, units: 8}
+"""
+
+
+def run_args(space: Path, data: Path, *extra: str) -> list[str]:
+    return ["run", str(space), "--data", str(data), *CO2_OPTIONS, "--study", "s", "-q", *extra]
+
+
+def stores():
+    storage, tracking, _ = embedded()
+    study = optuna.load_study(study_name="s", storage=storage)
+    return study, MlflowClient(tracking), Tracker(tracking)
+
+
+def test_forecast_study_end_to_end_then_resume(space_file, co2_csv, capsys) -> None:
+    space = space_file(TINY_FORECAST)
+    assert main(run_args(space, co2_csv, "--trials", "3")) == 0
+    study, client, tracker = stores()
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    first = trials[0].params  # the enqueued textbook trial, the rest sampled
+    assert (first["layers"], first["units"]) == (1, 8)
+
+    report = check(study, tracker)
+    assert report.ok, report.problems
+    assert report.runs == 3
+
+    exp = client.get_experiment_by_name("s")
+    parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["tuner.role"] == "study"
+    parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"plots", "trials.csv"} <= parent_files
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/optimization_history.html" in plots
+    for t in trials:
+        run = client.get_run(t.user_attrs["mlflow_run_id"])
+        assert run.info.experiment_id == exp.experiment_id
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["optuna.state"] == "COMPLETE"
+        assert run.data.tags["tuner.cudnn_eligible"] == "true"
+        assert {"units_1", "optimizer", "window", "learning_rate", "scaler"} <= set(run.data.params)
+        curve = client.get_metric_history(run.info.run_id, "val_mae_original")
+        assert [m.step for m in curve] == [0, 1]
+        assert run.data.metrics["best_val_mae_original"] == pytest.approx(t.value)
+        assert min(m.value for m in curve) == pytest.approx(t.value)
+        assert "val_rmse_original" in run.data.metrics
+
+    best = study.best_trial
+    assert best.user_attrs["model_uri"] == f"runs:/{best.user_attrs['mlflow_run_id']}/model"
+    model_files = {a.path for a in client.list_artifacts(best.user_attrs["mlflow_run_id"], "model")}
+    assert model_files == {"model/model.keras", "model/preprocess.json"}
+    assert "test_mae_original" in best.user_attrs
+
+    # resume: the same command with a higher target adds trials, never restarts
+    assert main(run_args(space, co2_csv, "--trials", "5")) == 0
+    study, client, tracker = stores()
+    assert len(study.get_trials()) == 5
+    assert check(study, tracker).ok
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+
+    capsys.readouterr()
+    assert main(["status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["study"], status["complete"], status["target"]) == ("s", 5, 5)
+    assert main(["best", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["trial"] == study.best_trial.number and info["model_uri"].startswith("runs:/")
+    assert main(["check"]) == 0
+    for name in ("trials.csv", "trials.parquet"):
+        assert main(["export", "-o", name]) == 0
+        table = pd.read_csv(name) if name.endswith("csv") else pd.read_parquet(name)
+        assert len(table) == 5 and "params_units" in table.columns
+
+
+def test_pruned_trials_are_killed_runs_with_their_curves(space_file, co2_csv) -> None:
+    space = space_file(
+        TINY_FORECAST.replace("epochs: 2", "epochs: 3").replace(
+            "pruner: none", "pruner: {name: threshold, upper: 0.0}"
+        )
+    )
+    assert main(run_args(space, co2_csv, "--trials", "2")) == 0
+    study, client, tracker = stores()
+    assert [t.state for t in study.get_trials()] == [TrialState.PRUNED] * 2
+    for t in study.get_trials():
+        run = client.get_run(t.user_attrs["mlflow_run_id"])
+        assert run.info.status == "KILLED" and run.data.tags["optuna.state"] == "PRUNED"
+        assert run.data.tags["tuner.reason"] == "pruned at epoch 0"
+        assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 1
+    assert check(study, tracker).ok
+
+
+def test_classification_study(space_file, npz_binary) -> None:
+    space = space_file("""
+task: classify
+objective: val_accuracy
+epochs: 2
+sampler: random
+pruner: none
+params:
+  units: {low: 4, high: 8}
+  bidirectional: [false, true]
+  batch_size: 16
+""")
+    assert (
+        main(["run", str(space), "--data", str(npz_binary), "--study", "s", "--trials", "2", "-q"])
+        == 0
+    )
+    study, client, tracker = stores()
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 2
+    run = client.get_run(study.best_trial.user_attrs["mlflow_run_id"])
+    assert run.data.params["window"] == "12", "a classifier's window defaults to the whole sequence"
+    assert 0.0 <= run.data.metrics["val_accuracy"] <= 1.0 and "test_accuracy" in run.data.metrics
+    assert check(study, tracker).ok
+
+
+def test_two_local_workers_on_the_embedded_store(space_file, co2_csv) -> None:
+    space = space_file(TINY_FORECAST)
+    assert main(run_args(space, co2_csv, "--trials", "4", "--workers", "2")) == 0
+    study, client, tracker = stores()
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    report = check(study, tracker)
+    assert report.ok and report.runs == 4, report.problems
+
+
+def test_bad_input_exits_2_and_creates_nothing(space_file, co2_csv, clean_env, capsys) -> None:
+    space = space_file(TINY_FORECAST)
+    cases = [
+        (
+            run_args(space_file("params:\n  units: {low: 9, high: 3}\n", "bad.yaml"), co2_csv),
+            "bad.yaml:2: params.units: `low <= high` must hold, but got (low=9, high=3).",
+        ),
+        (run_args(space, Path("nope.csv")), "nope.csv: no such file"),
+        (
+            ["run", str(space), "--data", str(co2_csv), "--target", "ppm"],
+            "co2.csv: ppm: no such column",
+        ),
+        (run_args(space, co2_csv, "--study", "bad name"), "--study: invalid study name 'bad name'"),
+        (
+            run_args(
+                space,
+                co2_csv,
+                "--storage",
+                "postgresql://u@127.0.0.1:5432/db",
+                "--tracking-uri",
+                "postgresql://u@localhost:5432/db",
+            ),
+            "same database",
+        ),
+    ]
+    for argv, expected in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("tuner: error: ") and expected in err[0], err
+    assert not clean_env.exists(), "nothing was written to the embedded store"
+
+
+def test_help_is_fast_and_imports_no_framework() -> None:
+    code = (
+        "import sys, contextlib, io\n"
+        "from tuner.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try: main(['--help'])\n"
+        "    except SystemExit: pass\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'optuna', 'mlflow', 'pandas') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

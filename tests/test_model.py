@@ -1,0 +1,114 @@
+"""Model shapes for every task and option, names checked against Keras, and the epoch callback
+with scripted reports on a tiny fit (tens of samples)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from tuner.config import TrialConfig  # noqa: E402
+from tuner.data import Arrays, Scaler  # noqa: E402
+from tuner.errors import InputError  # noqa: E402
+from tuner.model import build_model, check_names  # noqa: E402
+from tuner.space import parse_space  # noqa: E402
+from tuner.training import make_schedule, train  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "config, task, n_outputs, out_shape",
+    [
+        (TrialConfig(units=(8,)), "forecast", 1, (4, 1)),
+        (TrialConfig(layers=3, units=(16, 8, 4)), "forecast", 6, (4, 6)),
+        (TrialConfig(layers=2, units=(8, 8), bidirectional=True), "forecast", 2, (4, 2)),
+        (TrialConfig(units=(8,), bidirectional=True, merge_mode="sum"), "classify", 1, (4, 1)),
+        (TrialConfig(layers=2, units=(8, 4), layer_dropout=0.2), "classify", 5, (4, 5)),
+    ],
+)
+def test_shapes(config: TrialConfig, task: str, n_outputs: int, out_shape) -> None:
+    model = build_model(config, task, (10, 3), n_outputs)
+    assert model(np.zeros((4, 10, 3), "float32")).shape == out_shape
+    lstms = [x for x in model.layers if "lstm" in x.name or x.name.startswith("bi_")]
+    assert len(lstms) == config.layers
+    first = lstms[0].forward_layer if config.bidirectional else lstms[0]
+    assert first.return_sequences == (config.layers > 1)
+    if task == "classify":
+        head = model.get_layer("head")
+        assert head.activation.__name__ == ("sigmoid" if n_outputs == 1 else "softmax")
+    if config.layer_dropout:
+        assert sum(isinstance(x, keras.layers.Dropout) for x in model.layers) == config.layers
+
+
+def test_regularization_and_initializers_reach_the_layers() -> None:
+    config = TrialConfig(units=(4,), l2=1e-3, kernel_initializer="he_normal", go_backwards=True)
+    lstm = build_model(config, "forecast", (5, 1), 1).get_layer("lstm_1")
+    assert lstm.kernel_regularizer is not None and lstm.go_backwards
+    assert type(lstm.cell.kernel_initializer).__name__ == "HeNormal"
+
+
+def test_keras_names_are_checked() -> None:
+    space = parse_space(
+        {"params": {"kernel_initializer": ["glorot_uniform", "glorot_unifrom"]}}, source="s.yaml"
+    )
+    with pytest.raises(
+        InputError,
+        match=r"s.yaml: params.kernel_initializer: unknown Keras initializer 'glorot_unifrom'",
+    ):
+        check_names(space)
+    check_names(parse_space({"params": {"activation": ["tanh", "relu"]}}, source="s.yaml"))
+
+
+def test_one_cycle_warms_up_then_decays() -> None:
+    lr = make_schedule(TrialConfig(learning_rate=0.01, schedule="one_cycle", epochs=10), 10)
+    start, peak, end = (float(lr(s)) for s in (0, 30, 99))
+    assert start == pytest.approx(0.0004) and peak == pytest.approx(0.01, rel=1e-3) and end < 0.001
+
+
+def tiny(n=40, seed=0, y_nan=False) -> Arrays:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6, 2)).astype("float32")
+    y = x[:, -1, :1] * 0.5
+    if y_nan:
+        y = y * np.nan
+    scaler = Scaler("none", np.zeros(2), np.ones(2))
+    return Arrays(x, y, x[:10], y[:10], x[:10], y[:10], scaler)
+
+
+def fit(arrays: Arrays, report, epochs=4):
+    config = TrialConfig(units=(4,), epochs=epochs, batch_size=16, window=6)
+    model = build_model(config, "forecast", (6, 2), 1)
+    return train(
+        model,
+        arrays,
+        config,
+        task="forecast",
+        n_outputs=1,
+        objective="val_mae_original",
+        direction="minimize",
+        report=report,
+        target_index=[0],
+        horizon=1,
+    )
+
+
+def test_scripted_pruning_stops_at_the_epoch_it_says() -> None:
+    seen = []
+    result = fit(tiny(), lambda epoch, logs: seen.append(epoch) or epoch == 1)
+    assert seen == [0, 1] and result.stopped == "pruned" and result.stopped_epoch == 1
+    assert {"loss", "val_loss", "val_mae_original", "epoch_seconds"} <= set(result.history[0])
+
+
+def test_nan_loss_ends_the_trial_as_diverged() -> None:
+    result = fit(tiny(y_nan=True), lambda epoch, logs: False)
+    assert result.stopped == "diverged" and result.stopped_epoch == 0
+    assert result.best_value is None and math.isnan(result.history[0]["loss"])
+
+
+def test_best_value_is_the_best_epoch() -> None:
+    result = fit(tiny(), lambda epoch, logs: False, epochs=3)
+    values = [h["val_mae_original"] for h in result.history]
+    assert result.stopped is None and len(values) == 3
+    assert result.best_value == min(values) and result.best_epoch == values.index(min(values))

@@ -1,0 +1,134 @@
+"""Studies: spec on the study, resume rules, samplers and pruners by name, trial counts."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from tuner import study as studies
+from tuner.errors import InputError
+from tuner.space import parse_space
+from tuner.storage import make_storage
+
+RAW = {
+    "params": {"layers": {"low": 1, "high": 2}, "units": {"low": 8, "high": 32}},
+    "start_with": [{"layers": 1, "units": 16}],
+}
+
+
+def spec(raw=RAW, fingerprint="sha256:aa"):
+    return {"space": raw, "data": {"file": "d.csv"}, "fingerprint": fingerprint, "max_epochs": None}
+
+
+@pytest.fixture
+def storage(tmp_path):
+    return make_storage(f"sqlite:///{tmp_path}/optuna.db", heartbeat=False)
+
+
+@pytest.mark.parametrize("name", list(studies.SAMPLERS))
+def test_every_sampler_by_name(name: str) -> None:
+    raw = {
+        "sampler": name,
+        "params": {"layers": {"low": 1, "high": 2}, "optimizer": ["adam", "sgd"]},
+    }
+    if name == "gp" and not __import__("importlib.util").util.find_spec("torch"):
+        with pytest.raises(InputError, match="the gp sampler needs PyTorch"):
+            parse_space(raw, source="s.yaml")
+        return
+    space = parse_space(raw, source="s.yaml")
+    assert isinstance(studies.make_sampler(space), optuna.samplers.BaseSampler)
+
+
+@pytest.mark.parametrize(
+    "conf, cls",
+    [
+        ("median", optuna.pruners.MedianPruner),
+        ({"name": "percentile", "percentile": 25.0}, optuna.pruners.PercentilePruner),
+        ("successive_halving", optuna.pruners.SuccessiveHalvingPruner),
+        ("hyperband", optuna.pruners.HyperbandPruner),
+        ({"name": "patient", "patience": 2, "wrapped": "median"}, optuna.pruners.PatientPruner),
+        ({"name": "threshold", "upper": 1.0}, optuna.pruners.ThresholdPruner),
+        ("none", optuna.pruners.NopPruner),
+    ],
+)
+def test_every_pruner_by_name(conf, cls) -> None:
+    space = parse_space({"pruner": conf}, source="s.yaml")
+    assert isinstance(studies.make_pruner(space), cls)
+
+
+def test_worker_processes_draw_different_random_streams() -> None:
+    space = parse_space({"params": {"learning_rate": {"low": 1e-6, "high": 1.0}}}, source="s.yaml")
+
+    def first_draw(sampler) -> float:
+        study = optuna.create_study(sampler=sampler)
+        return study.ask().suggest_float("learning_rate", 1e-6, 1.0)
+
+    assert first_draw(studies.make_sampler(space)) == first_draw(studies.make_sampler(space))
+    assert first_draw(studies.make_sampler(space, 1)) != first_draw(studies.make_sampler(space, 2))
+    qmc = parse_space({"sampler": "qmc"}, source="s.yaml")
+    assert studies.make_sampler(qmc, 7)._seed == studies.make_sampler(qmc)._seed
+
+
+def test_unknown_pruner_lists_the_valid_ones() -> None:
+    with pytest.raises(InputError, match="unknown pruner 'early'; valid: median, percentile"):
+        parse_space({"pruner": "early"}, source="s.yaml")
+
+
+def test_create_stores_spec_and_enqueues_textbook_trials(storage) -> None:
+    space = parse_space(RAW, source="s.yaml")
+    study, created = studies.create_or_resume(storage, "s1", space, spec(), target=5)
+    assert created
+    assert study.user_attrs[studies.SPEC_ATTR] == spec()
+    assert study.user_attrs[studies.TARGET_ATTR] == 5
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [{"layers": 1, "units": 16}]
+    assert studies.counts(study)["counted"] == 1
+
+    again, created = studies.create_or_resume(storage, "s1", space, spec(), target=8)
+    assert not created and again.user_attrs[studies.TARGET_ATTR] == 8
+    assert len(again.get_trials()) == 1, "resuming does not enqueue the textbook trials again"
+    loaded, stored = studies.load(storage, "s1")
+    assert stored == spec() and isinstance(loaded.sampler, optuna.samplers.TPESampler)
+
+
+def test_resume_refuses_other_data_or_space(storage) -> None:
+    space = parse_space(RAW, source="s.yaml")
+    studies.create_or_resume(storage, "s1", space, spec(), target=5)
+    with pytest.raises(InputError, match="study 's1' exists with different data"):
+        studies.create_or_resume(storage, "s1", space, spec(fingerprint="sha256:bb"), 5)
+    other = {**RAW, "epochs": 3}
+    with pytest.raises(InputError, match="different search space"):
+        studies.create_or_resume(storage, "s1", parse_space(other, source="s"), spec(other), 5)
+
+
+def test_resume_may_change_sampler_and_pruner(storage) -> None:
+    space = parse_space(RAW, source="s.yaml")
+    studies.create_or_resume(storage, "s1", space, spec(), target=5)
+    other = {**RAW, "sampler": "random", "pruner": "none"}
+    study, created = studies.create_or_resume(
+        storage, "s1", parse_space(other, source="s"), spec(other), 5
+    )
+    assert not created and isinstance(study.sampler, optuna.samplers.RandomSampler)
+    assert isinstance(study.pruner, optuna.pruners.NopPruner)
+
+
+def test_cli_lists_every_sampler_and_pruner() -> None:
+    from tuner.cli import PRUNER_NAMES, SAMPLER_NAMES
+
+    assert tuple(studies.SAMPLERS) == SAMPLER_NAMES and tuple(studies.PRUNERS) == PRUNER_NAMES
+
+
+def test_unknown_study_and_only_study(storage) -> None:
+    with pytest.raises(InputError, match="no study in this storage yet"):
+        studies.only_study_name(storage)
+    studies.create_or_resume(storage, "s1", parse_space(RAW, source="s"), spec(), 2)
+    assert studies.only_study_name(storage) == "s1"
+    with pytest.raises(InputError, match=r"--study: no study 'nope' in this storage; studies: s1"):
+        studies.load(storage, "nope")
+
+
+def test_fingerprint_mismatch_is_refused() -> None:
+    with pytest.raises(
+        InputError, match=r"^d.csv: fingerprint: this data differs from the study's"
+    ):
+        studies.check_fingerprint(spec(), "sha256:bb", "d.csv")

@@ -1,0 +1,44 @@
+"""Training decisions without training: verdicts, best epochs, errors in original units."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tuner.data import Scaler
+from tuner.tracking import RUN_STATUS
+from tuner.training import best_of, original_unit_errors, output_scale, verdict
+
+
+def test_verdict_catches_nan_and_inf_in_loss_or_objective() -> None:
+    assert verdict({"loss": 0.1, "val_loss": 0.2}, "val_loss") is None
+    assert verdict({"loss": math.nan, "val_loss": 0.2}, "val_loss") == "diverged"
+    assert verdict({"loss": 0.1, "val_loss": math.inf}, "val_loss") == "diverged"
+    assert verdict({"loss": 0.1}, "val_loss") == "diverged", "a missing objective is not a result"
+
+
+def test_best_of_follows_the_direction() -> None:
+    history = [{"v": 3.0}, {"v": 1.0}, {"v": 2.0}, {"v": 1.0}]
+    assert best_of(history, "v", "minimize") == (1.0, 1)
+    assert best_of(history, "v", "maximize") == (3.0, 0)
+
+
+def test_errors_in_original_units_undo_the_scaling() -> None:
+    scaler = Scaler("standard", center=np.array([0.0, 100.0]), scale=np.array([1.0, 10.0]))
+    # two targets? no: one target (column 1), horizon 2; predictions off by 0.5 scaled units
+    y = np.zeros((3, 2))
+    pred = y + 0.5
+    errors = original_unit_errors(pred, y, scaler, target_index=[1], horizon=2)
+    assert errors == pytest.approx({"mae": 5.0, "rmse": 5.0})
+
+
+def test_output_scale_is_step_major() -> None:
+    scaler = Scaler("standard", center=np.zeros(3), scale=np.array([1.0, 2.0, 3.0]))
+    assert output_scale(scaler, [2, 1], horizon=2).tolist() == [3.0, 2.0, 3.0, 2.0]
+
+
+def test_state_mapping_is_one_to_one() -> None:
+    assert RUN_STATUS == {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+    assert len(set(RUN_STATUS.values())) == len(RUN_STATUS)

@@ -1,0 +1,119 @@
+"""The worker's decisions without training: claiming up to the target, signals held during
+critical sections, a trial taken over by another worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tuner import study as studies
+from tuner.storage import make_storage
+from tuner.worker import (
+    Interrupted,
+    TakenOver,
+    Worker,
+    _deferred_signals,
+    _frozen,
+    _requeue,
+    handling_signals,
+)
+
+
+@pytest.fixture
+def worker(tmp_path):
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    storage = make_storage(url, heartbeat=False)
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.set_user_attr(studies.TARGET_ATTR, 2)
+    return Worker(study, storage, url, space=None, spec={}, dataset=None, tracker=None)  # type: ignore[arg-type]
+
+
+def test_claims_stop_at_the_target_but_take_requeued_trials(worker) -> None:
+    first, second = worker._claim(), worker._claim()
+    assert (first.number, second.number) == (0, 1)
+    assert worker._claim() is None, "target reached: no third trial"
+    worker.study.tell(first, state=TrialState.FAIL)
+    third = worker._claim()
+    assert third is not None and third.number == 2, "a failed trial is replaced"
+    worker.study.tell(second, 1.0)
+    worker.study.tell(third, 1.0)
+    _requeue(worker.study, 2)  # e.g. after SIGTERM: the same parameters, WAITING
+    requeued = worker._claim()
+    assert requeued is not None and requeued.number == 3
+    assert _frozen(worker.study, 3).system_attrs["failed_trial"] == 2
+    assert worker._claim() is None
+
+
+def test_a_trial_failed_by_another_worker_is_taken_over(worker) -> None:
+    trial = worker._claim()
+    worker.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # found stale
+    with pytest.raises(TakenOver):
+        worker._tell(trial, TrialState.COMPLETE, 1.0, {"metric": 1.0})
+    ours = worker._claim()
+    ours.set_user_attr("metric", 1.0)  # our own earlier try got through but lost its answer
+    worker.study.tell(ours, 2.0)
+    worker._tell(ours, TrialState.COMPLETE, 2.0, {"metric": 1.0})  # nothing to redo, no error
+
+
+def test_signals_wait_for_the_end_of_a_critical_section() -> None:
+    steps = []
+    with handling_signals(), pytest.raises(Interrupted) as info:
+        with _deferred_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            steps.append("finished the critical section")
+        steps.append("not reached")
+    assert steps == ["finished the critical section"]
+    assert info.value.signame == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, "previous handler restored"
+
+
+def test_a_used_up_grid_stops_the_worker_after_recording_the_trial(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path}/grid.db"
+    storage = make_storage(url, heartbeat=False)
+    study = optuna.create_study(
+        storage=storage, sampler=optuna.samplers.GridSampler({"units": [8]}), study_name="g"
+    )
+    study.set_user_attr(studies.TARGET_ATTR, 5)
+    worker = Worker(study, storage, url, space=None, spec={}, dataset=None, tracker=None)  # type: ignore[arg-type]
+    trial = worker._claim()
+    trial.suggest_categorical("units", [8])
+    worker._tell(trial, TrialState.COMPLETE, 1.0, {"m": 1.0})
+    assert worker.exhausted
+    assert _frozen(study, 0).state == TrialState.COMPLETE
+
+
+class _Runs:
+    """Stands in for the MLflow tracker: records how runs were closed."""
+
+    def __init__(self) -> None:
+        self.closed: list[tuple[str, str | None]] = []
+
+    def start_trial(self, *args, **kwargs) -> str:
+        return "run-0"
+
+    def end_trial(self, run_id, state, metrics, reason=None, status=None) -> None:
+        self.closed.append((state, status))
+
+
+def test_a_signal_while_claiming_fails_and_requeues_the_claimed_trial(worker, monkeypatch) -> None:
+    runs = _Runs()
+    worker.tracker = runs
+    worker.study.set_user_attr(studies.EXPERIMENT_ATTR, "1")
+    worker.study.set_user_attr(studies.PARENT_RUN_ATTR, "p")
+
+    def open_and_get_signalled(trial):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the claim's critical section
+        return "run-0", None
+
+    monkeypatch.setattr(worker, "_open", open_and_get_signalled)
+    monkeypatch.setattr("tuner.worker._free_memory", lambda: None)
+    with handling_signals(), pytest.raises(Interrupted):
+        worker.run()
+    trials = worker.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[0].user_attrs["reason"] == "interrupted by SIGTERM"
+    assert runs.closed == [("FAIL", "KILLED")]

@@ -1,0 +1,590 @@
+"""``tuner``: parse, call, print. ``main(argv) -> int`` so tests run it in-process.
+
+Exit codes: 0 done (also after SIGTERM), 1 a fault stopped the worker, 2 bad input (nothing was
+written to any store), 130 interrupted by Ctrl-C. Heavy imports (optuna, keras, mlflow) happen
+inside the commands, so ``tuner --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# Spelled out so `tuner --help` needs no Optuna import; a test checks them against the registries.
+SAMPLER_NAMES = ("tpe", "random", "grid", "cmaes", "gp", "qmc")
+PRUNER_NAMES = (
+    "median",
+    "percentile",
+    "successive_halving",
+    "hyperband",
+    "patient",
+    "threshold",
+    "none",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    from tuner.errors import FatalError, InputError
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return int(args.func(args) or 0)
+    except InputError as e:
+        print(f"tuner: error: {e}", file=sys.stderr)
+        return 2
+    except FatalError as e:
+        print(f"tuner: fatal: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # `tuner run`: its workers got Ctrl-C too and stopped cleanly
+        print("tuner: stopped by SIGINT; trials in flight were re-queued", file=sys.stderr)
+        return 130
+    except BaseException as e:
+        from tuner.worker import Interrupted
+
+        if isinstance(e, Interrupted):
+            print(
+                f"tuner: stopped by {e.signame}; the trial in flight was re-queued", file=sys.stderr
+            )
+            code = 130 if e.signame == "SIGINT" else 0
+            if args.command == "worker":
+                # Everything is recorded; skip the framework's teardown (seconds with
+                # TensorFlow loaded), so that `docker stop` sees the worker go at once.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+            return code
+        raise
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    """Create or resume a study and run it here, with ``--workers`` local processes."""
+    from tuner.worker import setup_device
+
+    setup_device(None)
+    prepared = _prepare(a)
+    study, stores = _create(prepared, a.trials)
+    from tuner.processes import run_workers
+    from tuner.worker import close_study_if_idle
+
+    try:
+        ran = run_workers(study, stores, prepared["data_path"], a.workers, quiet=a.quiet)
+    finally:
+        close_study_if_idle(study, prepared["storage"], stores.storage, prepared["tracker"])
+    if not a.quiet:
+        _print_summary(study, ran)
+    return 0
+
+
+def cmd_create(a: argparse.Namespace) -> int:
+    """Create a study (or extend its target) without running trials: for `tuner worker`s."""
+    prepared = _prepare(a)
+    study, stores = _create(prepared, a.trials)
+    from tuner.storage import mask
+
+    print(f"study {study.study_name!r} ready in {mask(stores.storage)}: target {a.trials} trials")
+    print(f"run workers: tuner worker --study {study.study_name} --data {a.data} --storage ...")
+    return 0
+
+
+def cmd_worker(a: argparse.Namespace) -> int:
+    """Join an existing study and run its trials until its target is reached."""
+    from tuner.processes import die_with_parent
+    from tuner.worker import setup_device
+
+    die_with_parent()
+    setup_device(a.gpu)
+    from tuner import data
+    from tuner import study as studies
+    from tuner.processes import RECYCLED, supervise
+    from tuner.retry import retrying
+    from tuner.space import parse_space
+    from tuner.storage import check_separate, make_storage, resolve
+    from tuner.tracking import Tracker
+    from tuner.worker import Interrupted, Worker, close_study_if_idle, handling_signals, on_stale
+
+    stores = resolve(a.storage, a.tracking_uri)
+    check_separate(stores.storage, stores.tracking)
+    storage = make_storage(stores.storage, on_stale=on_stale(stores.tracking), create_tables=False)
+    name = a.study or retrying(lambda: studies.only_study_name(storage), "finding the study")
+    study, spec = retrying(lambda: studies.load(storage, name), "loading the study")
+    space = parse_space(spec["space"], source=f"study {name}")
+    options = data.DataOptions.from_spec(spec["data"], a.data)
+    dataset = data.load(options, _max_window(space))
+    studies.check_fingerprint(spec, dataset.fingerprint(), a.data)
+    if a.trials_per_process and not a.trial_process:
+        return supervise(
+            name,
+            a.data,
+            stores,
+            per_process=a.trials_per_process,
+            trials=a.trials,
+            timeout=a.timeout,
+            gpu=a.gpu,
+            quiet=a.quiet,
+        )
+    tracker = Tracker(stores.tracking)
+    attrs = retrying(lambda: study.user_attrs, "reading the study")
+    tracker.open_study(attrs[studies.PARENT_RUN_ATTR], {})
+    worker = Worker(study, storage, stores.storage, space, spec, dataset, tracker)
+    worker.errors_in_a_row = a.errors_in_a_row
+    recycled = signalled = False
+    try:
+        with handling_signals():
+            ran = worker.run(max_trials=a.trials, timeout=a.timeout)
+        recycled = a.trial_process and ran == a.trials  # the supervisor wants more
+    except Interrupted:
+        signalled = True  # exit within seconds: the plots wait for the study's next close
+        raise
+    finally:
+        if not recycled:
+            close_study_if_idle(study, storage, stores.storage, tracker, plots=not signalled)
+    if not a.quiet:
+        print(f"worker ran {ran} trials of {name!r}")
+    return RECYCLED + worker.errors_in_a_row if recycled else 0
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    from tuner import study as studies
+
+    study = _open_study(a)
+    c = studies.counts(study)
+    best = studies.best_trial(study)
+    out = {
+        "study": study.study_name,
+        "target": study.user_attrs.get(studies.TARGET_ATTR),
+        "complete": c["complete"],
+        "pruned": c["pruned"],
+        "failed": c["fail"],
+        "running": c["running"],
+        "waiting": c["waiting"],
+        "best_value": None if best is None else best.value,
+        "best_trial": None if best is None else best.number,
+        "best_params": None if best is None else best.params,
+    }
+    if a.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(
+        f"study {out['study']}: {c['complete']} complete, {c['pruned']} pruned, "
+        f"{c['fail']} failed, {c['running']} running, {c['waiting']} waiting "
+        f"(target {out['target']})"
+    )
+    if best is not None:
+        print(f"best: trial {best.number}, value {best.value:.6g}")
+        print("  " + _params_line(best.params))
+    return 0
+
+
+def cmd_best(a: argparse.Namespace) -> int:
+    from tuner import study as studies
+
+    study = _open_study(a)
+    best = studies.best_trial(study)
+    if best is None:
+        print(f"study {study.study_name!r} has no complete trial yet", file=sys.stderr)
+        return 1
+    out = _best_info(study, best)
+    if a.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"best trial {best.number} of study {study.study_name!r}: value {best.value:.6g}")
+    print("  params:  " + _params_line(best.params))
+    print("  metrics: " + _params_line(out["metrics"]))
+    print(f"  mlflow run: {out['mlflow_run_id']}")
+    print(f"  model: {out['model_uri'] or 'not logged'}")
+    return 0
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    """Check the study invariant (nothing RUNNING, links both ways, target reached)."""
+    from tuner.check import check
+    from tuner.storage import resolve
+    from tuner.tracking import Tracker
+
+    study = _open_study(a)
+    report = check(study, Tracker(resolve(a.storage, a.tracking_uri).tracking), repair=a.repair)
+    if a.json:
+        print(json.dumps(report.__dict__ | {"ok": report.ok}, indent=2))
+    else:
+        print(f"study {study.study_name!r}: {report.trials} trials, {report.runs} MLflow runs")
+        for line in report.repaired:
+            print(f"repaired: {line}")
+        for line in report.problems:
+            print(f"problem: {line}")
+        print("ok" if report.ok else f"{len(report.problems)} problems")
+    return 0 if report.ok else 1
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    study = _open_study(a)
+    table = study.trials_dataframe()
+    out = Path(a.output)
+    if out.suffix.lower() in (".parquet", ".pq"):
+        table.to_parquet(out, index=False)
+    elif out.suffix.lower() == ".csv":
+        table.to_csv(out, index=False)
+    else:
+        from tuner.errors import InputError
+
+        raise InputError("unknown format; use .csv or .parquet", source=a.output)
+    print(f"wrote {len(table)} trials to {out}")
+    return 0
+
+
+def cmd_ui(a: argparse.Namespace) -> int:
+    """The MLflow UI on this study's tracking store."""
+    from tuner.storage import mask, resolve
+
+    stores = resolve(None, a.tracking_uri)
+    if stores.tracking.startswith(("http://", "https://")):
+        print(f"the tracking server already serves the UI: {mask(stores.tracking)}")
+        return 0
+    command, env = ui_command(stores.tracking, stores.artifacts, a.host, a.port)
+    print(f"MLflow UI on http://{a.host}:{a.port} (Ctrl-C to stop)", flush=True)
+    os.execvpe(command[0], command, {**os.environ, **env})
+    return 0  # not reached
+
+
+def ui_command(
+    tracking: str, artifacts: str | None, host: str, port: int
+) -> tuple[list[str], dict[str, str]]:
+    """``mlflow ui`` with the interpreter's own mlflow (the venv's bin/ need not be on PATH).
+    The store's URI goes by environment: it may hold a password, and arguments are public."""
+    command = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)]
+    env = {"MLFLOW_BACKEND_STORE_URI": tracking}
+    if artifacts:
+        env["MLFLOW_DEFAULT_ARTIFACT_ROOT"] = artifacts
+    return command, env
+
+
+def cmd_proxy(a: argparse.Namespace) -> int:
+    """Optuna's gRPC storage proxy: workers use ``--storage grpc://HOST:PORT`` and hold no
+    database connections of their own. Runs until stopped."""
+    import optuna
+
+    from tuner.storage import make_storage, mask, resolve
+    from tuner.worker import on_stale
+
+    stores = resolve(a.storage, a.tracking_uri)
+    storage = make_storage(stores.storage, on_stale=on_stale(stores.tracking), create_tables=False)
+    print(f"gRPC storage proxy for {mask(stores.storage)} on {a.host}:{a.port}", flush=True)
+    optuna.storages.run_grpc_proxy_server(storage, host=a.host, port=a.port)
+    return 0
+
+
+def cmd_db_init(a: argparse.Namespace) -> int:
+    """Create the Optuna and MLflow schemas once, before workers start."""
+    from tuner.storage import check_separate, make_storage, mask, resolve
+    from tuner.tracking import Tracker
+
+    stores = resolve(a.storage, a.tracking_uri)
+    check_separate(stores.storage, stores.tracking)
+    make_storage(stores.storage, heartbeat=False)
+    Tracker(stores.tracking).client.search_experiments(max_results=1)
+    print(f"schemas ready: optuna {mask(stores.storage)}, mlflow {mask(stores.tracking)}")
+    return 0
+
+
+# -- shared steps ---------------------------------------------------------------------------
+
+
+def _prepare(a: argparse.Namespace) -> dict[str, Any]:
+    """Validate everything (space, Keras names, data, settings) before anything is written."""
+    from tuner import data
+    from tuner.errors import InputError
+    from tuner.model import check_names
+    from tuner.space import load_space
+    from tuner.storage import check_separate, resolve
+
+    space = load_space(a.space, sampler=a.sampler, pruner=a.pruner)
+    if not a.quiet:
+        for line in space.cudnn_warnings():
+            print(f"tuner: note: {line}", file=sys.stderr)
+    if a.trials < 1:
+        raise InputError(f"must be >= 1, got {a.trials}", field="--trials")
+    if getattr(a, "workers", 1) < 1:
+        raise InputError(f"must be >= 1, got {a.workers}", field="--workers")
+    if a.max_epochs is not None and a.max_epochs < 1:
+        raise InputError(f"must be >= 1, got {a.max_epochs}", field="--max-epochs")
+    options = data.DataOptions(
+        path=a.data,
+        task=space.task,
+        target=tuple(_names(a.target)),
+        features=tuple(_names(a.features)) if a.features else None,
+        time=a.time,
+        id=a.id,
+        horizon=a.horizon,
+        val_fraction=a.val_fraction,
+        test_fraction=a.test_fraction,
+        nan=a.nan,
+    )
+    dataset = data.load(options, _max_window(space))
+    check_names(space)  # last: it imports Keras (seconds)
+    name = a.study or f"{Path(a.space).stem}-{Path(a.data).stem}"
+    if not STUDY_NAME.match(name):
+        raise InputError(
+            f"invalid study name {name!r}: letters, digits, '.', '_', '-' (at most 100)",
+            field="--study",
+        )
+    stores = resolve(a.storage, a.tracking_uri)
+    check_separate(stores.storage, stores.tracking)
+    spec = {
+        "space": space.raw,
+        "space_file": Path(a.space).name,
+        "data": options.to_spec(),
+        "fingerprint": dataset.fingerprint(),
+        "max_epochs": a.max_epochs,
+    }
+    return {
+        "space": space,
+        "dataset": dataset,
+        "name": name,
+        "stores": stores,
+        "spec": spec,
+        "data_path": str(Path(a.data).resolve()),
+    }
+
+
+def _create(prepared: dict[str, Any], target: int) -> tuple[Any, Any]:
+    """Create or resume the study and its MLflow experiment and parent run."""
+    from tuner import study as studies
+    from tuner.storage import enable_wal, make_storage
+    from tuner.tracking import Tracker
+    from tuner.worker import on_stale
+
+    stores = prepared["stores"]
+    space = prepared["space"]
+    if stores.tracking.startswith("sqlite:///"):
+        enable_wal(stores.tracking)
+    storage = make_storage(stores.storage, on_stale=on_stale(stores.tracking))
+    study, _ = studies.create_or_resume(storage, prepared["name"], space, prepared["spec"], target)
+    tracker = Tracker(stores.tracking)
+    exp_id, parent_id = tracker.ensure_study(study.study_name, stores.artifacts)
+    study.set_user_attr(studies.EXPERIMENT_ATTR, exp_id)
+    study.set_user_attr(studies.PARENT_RUN_ATTR, parent_id)
+    settings = {
+        "space_file": prepared["spec"]["space_file"],
+        "data_file": prepared["spec"]["data"]["file"],
+        "task": space.task,
+        "objective": space.objective,
+        "sampler": space.sampler["name"],
+        "pruner": space.pruner["name"],
+        "epochs": space.epochs,
+        "fingerprint": prepared["spec"]["fingerprint"],
+    }
+    tracker.open_study(parent_id, settings)
+    prepared["storage"] = storage
+    prepared["tracker"] = tracker
+    return study, stores
+
+
+def _open_study(a: argparse.Namespace) -> Any:
+    from tuner import study as studies
+    from tuner.storage import make_storage, resolve
+
+    stores = resolve(a.storage, None)
+    url = stores.storage
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        from tuner.errors import InputError
+
+        raise InputError("no studies here yet; start one with `tuner run`", source=url)
+    storage = make_storage(url, heartbeat=False, create_tables=False)
+    name = a.study or studies.only_study_name(storage)
+    return studies.load(storage, name)[0]
+
+
+def _best_info(study: Any, best: Any) -> dict[str, Any]:
+    skip = {"mlflow_run_id", "model_uri", "reason", "seed", "cudnn_eligible"}
+    return {
+        "study": study.study_name,
+        "trial": best.number,
+        "value": best.value,
+        "params": best.params,
+        "metrics": {k: v for k, v in best.user_attrs.items() if k not in skip},
+        "mlflow_run_id": best.user_attrs.get("mlflow_run_id"),
+        "model_uri": best.user_attrs.get("model_uri"),
+        "cudnn_eligible": best.user_attrs.get("cudnn_eligible"),
+    }
+
+
+def _print_summary(study: Any, ran: int) -> None:
+    from tuner import study as studies
+
+    c = studies.counts(study)
+    print(
+        f"\nstudy {study.study_name!r}: {c['complete']} complete, {c['pruned']} pruned, "
+        f"{c['fail']} failed ({ran} run now)"
+    )
+    best = studies.best_trial(study)
+    if best is not None:
+        info = _best_info(study, best)
+        print(f"best trial {best.number}: {_params_line({'value': best.value, **info['metrics']})}")
+        print("  params: " + _params_line(best.params))
+        print(f"  model:  {info['model_uri'] or 'not logged'}")
+    print("browse every trial and curve: tuner ui   (then open http://127.0.0.1:5000)")
+
+
+def _max_window(space: Any) -> int:
+    windows = space.candidates("window")
+    if space.task == "classify" and "window" not in space.searched and "window" not in space.fixed:
+        return 1  # the whole sequence
+    return int(max(windows))
+
+
+def _names(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _params_line(values: dict[str, Any]) -> str:
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    return " ".join(f"{k}={fmt(v)}" for k, v in values.items())
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tuner",
+        description="Find good Keras LSTM architectures for your sequence data "
+        "(Optuna search, MLflow records).",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def stores(sp: argparse.ArgumentParser, tracking: bool = True) -> None:
+        sp.add_argument(
+            "--storage",
+            help="Optuna storage URL (default: $TUNER_STORAGE, else "
+            "SQLite under $TUNER_HOME or ./.tuner)",
+        )
+        if tracking:
+            sp.add_argument(
+                "--tracking-uri",
+                help="MLflow tracking URI (default: "
+                "$MLFLOW_TRACKING_URI, else SQLite under ./.tuner)",
+            )
+
+    def study_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--study", help="study name (default: the only study in the storage)")
+
+    def quiet(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+    def define(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("space", help="search space YAML (see search_spaces/)")
+        sp.add_argument("--data", required=True, help="CSV or Parquet table (classify: also .npz)")
+        sp.add_argument(
+            "--target",
+            help="column(s) to predict, comma-separated (classify: the label column of a table)",
+        )
+        sp.add_argument(
+            "--features",
+            help="input columns, comma-separated (default: every other numeric column)",
+        )
+        sp.add_argument("--time", help="column to order rows by")
+        sp.add_argument("--id", help="classify tables: the column naming each sequence")
+        sp.add_argument("--horizon", type=int, default=1, help="steps ahead to forecast (1)")
+        sp.add_argument("--val-fraction", type=float, default=0.15, help="validation share (0.15)")
+        sp.add_argument("--test-fraction", type=float, default=0.15, help="test share (0.15)")
+        sp.add_argument("--nan", default="fail", help="NaN policy: fail, drop, interpolate")
+        sp.add_argument("--study", help="study name (default: SPACE-DATA file names)")
+        sp.add_argument("--trials", type=int, default=20, help="target number of trials (20)")
+        sp.add_argument("--max-epochs", type=int, help="cap the space's epoch budget")
+        sp.add_argument(
+            "--sampler", help="override the space's sampler: " + ", ".join(SAMPLER_NAMES)
+        )
+        sp.add_argument("--pruner", help="override the space's pruner: " + ", ".join(PRUNER_NAMES))
+        stores(sp)
+        quiet(sp)
+
+    run = sub.add_parser("run", help="run a study here (creates or resumes it)")
+    define(run)
+    run.add_argument("--workers", type=int, default=1, help="local worker processes (1)")
+    run.set_defaults(func=cmd_run)
+
+    create = sub.add_parser("create", help="create a study for workers to join; trains nothing")
+    define(create)
+    create.set_defaults(func=cmd_create)
+
+    worker = sub.add_parser("worker", help="join a study and run its trials")
+    study_arg(worker)
+    worker.add_argument("--data", required=True, help="the study's data file on this machine")
+    worker.add_argument("--gpu", type=int, help="pin to this GPU (with memory growth)")
+    worker.add_argument("--trials", type=int, help="stop after this many trials")
+    worker.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
+    worker.add_argument(
+        "--trials-per-process",
+        type=int,
+        default=10,
+        help="run trials in a child process replaced after this many, so memory stays flat "
+        "(10; 1: a fresh process per trial; 0: all in this process)",
+    )
+    worker.add_argument("--trial-process", action="store_true", help=argparse.SUPPRESS)
+    worker.add_argument("--errors-in-a-row", type=int, default=0, help=argparse.SUPPRESS)
+    stores(worker)
+    quiet(worker)
+    worker.set_defaults(func=cmd_worker)
+
+    status = sub.add_parser("status", help="trials done / pruned / failed and the best so far")
+    study_arg(status)
+    stores(status, tracking=False)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    best = sub.add_parser("best", help="the best trial: params, metrics, model")
+    study_arg(best)
+    stores(best, tracking=False)
+    best.add_argument("--json", action="store_true")
+    best.set_defaults(func=cmd_best)
+
+    check = sub.add_parser("check", help="check a study for stale or unlinked trials and runs")
+    study_arg(check)
+    stores(check)
+    check.add_argument("--repair", action="store_true", help="close runs left RUNNING")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=cmd_check)
+
+    export = sub.add_parser("export", help="every trial as a table (.csv or .parquet)")
+    study_arg(export)
+    stores(export, tracking=False)
+    export.add_argument("-o", "--output", required=True)
+    export.set_defaults(func=cmd_export)
+
+    ui = sub.add_parser("ui", help="open the MLflow UI on this study's store")
+    ui.add_argument("--tracking-uri")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_ui)
+
+    proxy = sub.add_parser("proxy", help="serve the storage to many workers over gRPC")
+    stores(proxy)
+    proxy.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    proxy.add_argument("--port", type=int, default=13000, help="port (13000)")
+    proxy.set_defaults(func=cmd_proxy)
+
+    db = sub.add_parser("db", help="database administration")
+    dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    init = dbsub.add_parser("init", help="create the Optuna and MLflow schemas, once")
+    stores(init)
+    init.set_defaults(func=cmd_db_init)
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Every hyperparameter of one trial, and the schema a search space is checked against.
+
+``TrialConfig`` is what sampling produces and what ``model.py`` / ``training.py`` consume: plain
+values, no Keras, no Optuna. ``PARAMS`` says, for each field a space may set, its type, the
+values it may take and when it applies (``when``: only sampled if another parameter has one of
+the given values, e.g. ``momentum`` only for SGD and RMSprop).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    # architecture
+    layers: int = 1
+    units: tuple[int, ...] = (64,)
+    units_schedule: str = "equal"
+    bidirectional: bool = False
+    merge_mode: str = "concat"
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    layer_dropout: float = 0.0
+    kernel_initializer: str = "glorot_uniform"
+    recurrent_initializer: str = "orthogonal"
+    unit_forget_bias: bool = True
+    use_bias: bool = True
+    activation: str = "tanh"
+    recurrent_activation: str = "sigmoid"
+    go_backwards: bool = False
+    unroll: bool = False
+    l1: float = 0.0
+    l2: float = 0.0
+    # data
+    window: int = 24
+    batch_size: int = 32
+    scaler: str = "standard"
+    # training
+    loss: str = "mse"
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.004
+    momentum: float = 0.0
+    nesterov: bool = False
+    clipnorm: float = 0.0
+    schedule: str = "constant"
+    decay_rate: float = 0.9
+    decay_steps: int = 1000
+    restart_epochs: int = 5
+    # budget (from the space's top level, not sampled)
+    epochs: int = 20
+    patience: int = 0
+    seed: int = 0
+
+    @property
+    def cudnn_eligible(self) -> bool:
+        """Whether Keras can run these LSTM layers on the fused cuDNN kernel on a GPU.
+
+        Keras falls back silently to a generic kernel 6-8x slower when any of these fails.
+        """
+        return (
+            self.activation == "tanh"
+            and self.recurrent_activation == "sigmoid"
+            and self.recurrent_dropout == 0
+            and not self.unroll
+            and self.use_bias
+        )
+
+    def as_params(self) -> dict[str, Any]:
+        """Flat ``name -> value`` for MLflow: every field, per-layer units spelled out."""
+        out = dataclasses.asdict(self)
+        units = out.pop("units")
+        for i, u in enumerate(units, start=1):
+            out[f"units_{i}"] = u
+        return out
+
+
+# The fields the cuDNN kernel depends on and the one value each must have.
+CUDNN_REQUIRES: dict[str, Any] = {
+    "activation": "tanh",
+    "recurrent_activation": "sigmoid",
+    "recurrent_dropout": 0.0,
+    "unroll": False,
+    "use_bias": True,
+}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    kind: type  # int, float, bool or str
+    low: float | None = None  # inclusive bounds on any value
+    high: float | None = None
+    choices: tuple[str, ...] | None = None  # allowed strings (None: free, or checked by Keras)
+    keras: str | None = None  # "initializer" or "activation": names are checked against Keras
+    when: tuple[str, tuple[Any, ...]] | None = None
+    tasks: tuple[str, ...] = ("forecast", "classify")
+    doc: str = field(default="", compare=False)
+
+    def default(self, name: str) -> Any:
+        if name == "units":
+            return TrialConfig.units[0]
+        return getattr(TrialConfig, name)
+
+
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+SCHEDULES = ("constant", "exponential", "cosine", "cosine_restarts", "one_cycle")
+SCALERS = ("standard", "minmax", "robust", "none")
+LOSSES = ("mse", "mae", "huber")
+
+PARAMS: dict[str, ParamSpec] = {
+    "layers": ParamSpec(int, 1, 8, doc="number of stacked LSTM layers"),
+    "units": ParamSpec(int, 1, 4096, doc="units of an LSTM layer (of the first, with shrink)"),
+    "units_schedule": ParamSpec(
+        str,
+        choices=("equal", "shrink", "per_layer"),
+        doc="equal: every layer has `units`; shrink: halved per deeper layer; "
+        "per_layer: units_1..units_N sampled separately from the `units` range",
+    ),
+    "bidirectional": ParamSpec(bool, doc="wrap each LSTM in Bidirectional"),
+    "merge_mode": ParamSpec(
+        str, choices=("concat", "sum", "mul", "ave"), when=("bidirectional", (True,))
+    ),
+    "dropout": ParamSpec(float, 0.0, 0.95, doc="input dropout of each LSTM"),
+    "recurrent_dropout": ParamSpec(float, 0.0, 0.95, doc="> 0 leaves the cuDNN kernel"),
+    "layer_dropout": ParamSpec(float, 0.0, 0.95, doc="Dropout layer after each LSTM"),
+    "kernel_initializer": ParamSpec(str, keras="initializer"),
+    "recurrent_initializer": ParamSpec(str, keras="initializer"),
+    "unit_forget_bias": ParamSpec(bool),
+    "use_bias": ParamSpec(bool, doc="false leaves the cuDNN kernel"),
+    "activation": ParamSpec(str, keras="activation", doc="other than tanh leaves cuDNN"),
+    "recurrent_activation": ParamSpec(str, keras="activation", doc="other than sigmoid: no cuDNN"),
+    "go_backwards": ParamSpec(bool),
+    "unroll": ParamSpec(bool, doc="true leaves the cuDNN kernel"),
+    "l1": ParamSpec(float, 0.0, 1.0, doc="L1 regularization of the LSTM kernels"),
+    "l2": ParamSpec(float, 0.0, 1.0, doc="L2 regularization of the LSTM kernels"),
+    "window": ParamSpec(int, 1, 100_000, doc="sequence length fed to the LSTM"),
+    "batch_size": ParamSpec(int, 1, 65_536),
+    "scaler": ParamSpec(str, choices=SCALERS, doc="fitted on the training split only"),
+    "loss": ParamSpec(str, choices=LOSSES, tasks=("forecast",)),
+    "optimizer": ParamSpec(str, choices=OPTIMIZERS),
+    "learning_rate": ParamSpec(float, 1e-8, 1e4),
+    "weight_decay": ParamSpec(float, 0.0, 1.0, when=("optimizer", ("adamw",))),
+    "momentum": ParamSpec(float, 0.0, 0.999, when=("optimizer", ("sgd", "rmsprop"))),
+    "nesterov": ParamSpec(bool, when=("optimizer", ("sgd",))),
+    "clipnorm": ParamSpec(float, 0.0, 1e6, doc="gradient clipping by norm; 0 is off"),
+    "schedule": ParamSpec(str, choices=SCHEDULES, doc="learning-rate schedule"),
+    "decay_rate": ParamSpec(float, 0.01, 1.0, when=("schedule", ("exponential",))),
+    "decay_steps": ParamSpec(int, 1, 1_000_000_000, when=("schedule", ("exponential",))),
+    "restart_epochs": ParamSpec(int, 1, 10_000, when=("schedule", ("cosine_restarts",))),
+}

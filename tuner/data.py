@@ -1,0 +1,451 @@
+"""Read the user's data, check it, split it, and scale it on the training split only.
+
+Two tasks:
+
+- forecast: a CSV or Parquet table; ``target`` columns are predicted ``horizon`` steps ahead from
+  a window of every input column (features and the targets' own history). Split in time order.
+- classify: labelled sequences, from an ``.npz`` (``X``: samples x timesteps x features, ``y``)
+  or a long table (one row per timestep: ``id`` column, feature columns, label column ``target``).
+  Split stratified by label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuner import windowing
+from tuner.errors import InputError
+
+NAN_POLICIES = ("fail", "drop", "interpolate")
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    path: str
+    task: str = "forecast"
+    target: tuple[str, ...] = ()
+    features: tuple[str, ...] | None = None
+    time: str | None = None
+    id: str | None = None
+    horizon: int = 1
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    nan: str = "fail"
+
+    def to_spec(self) -> dict[str, Any]:
+        """What a worker elsewhere needs to read the same data (no local path)."""
+        return {
+            "file": Path(self.path).name,
+            "task": self.task,
+            "target": list(self.target),
+            "features": None if self.features is None else list(self.features),
+            "time": self.time,
+            "id": self.id,
+            "horizon": self.horizon,
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+            "nan": self.nan,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], path: str) -> DataOptions:
+        kw = {k: v for k, v in spec.items() if k != "file"}
+        kw["target"] = tuple(kw["target"])
+        if kw["features"] is not None:
+            kw["features"] = tuple(kw["features"])
+        return cls(path=path, **kw)
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """``scaled = (x - center) / scale`` per column; fitted with scikit-learn, stored as JSON."""
+
+    kind: str
+    center: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, kind: str, x: np.ndarray) -> Scaler:
+        from sklearn import preprocessing
+
+        f = x.shape[1]
+        if kind == "none":
+            return cls(kind, np.zeros(f), np.ones(f))
+        if kind == "standard":
+            s = preprocessing.StandardScaler().fit(x)
+            return cls(kind, s.mean_, s.scale_)
+        if kind == "robust":
+            s = preprocessing.RobustScaler().fit(x)
+            return cls(kind, s.center_, s.scale_)
+        if kind == "minmax":  # sklearn: x * scale_ + min_
+            s = preprocessing.MinMaxScaler().fit(x)
+            return cls(kind, -s.min_ / s.scale_, 1.0 / s.scale_)
+        raise ValueError(f"unknown scaler {kind!r}")
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.center) / self.scale).astype(np.float32)
+
+    def inverse(self, x: np.ndarray, columns: list[int]) -> np.ndarray:
+        return x * self.scale[columns] + self.center[columns]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "center": self.center.tolist(), "scale": self.scale.tolist()}
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """Model-ready arrays of one (scaler, window) choice."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    scaler: Scaler
+
+
+@dataclass
+class Series:
+    """A forecasting table: ``values`` is ``(n, columns)``, targets at ``target_index``."""
+
+    values: np.ndarray
+    columns: tuple[str, ...]
+    target_index: list[int]
+    horizon: int
+    splits: tuple[slice, slice, slice]
+    _cache: dict[tuple[str, int], Arrays] = field(default_factory=dict, repr=False)
+    task = "forecast"
+
+    @property
+    def n_outputs(self) -> int:
+        return self.horizon * len(self.target_index)
+
+    def fingerprint(self) -> str:
+        return _digest(self.values, self.columns, self.target_index, self.horizon)
+
+    def min_split_rows(self) -> int:
+        return min(s.stop - s.start for s in self.splits)
+
+    def arrays(self, scaler: str, window: int) -> Arrays:
+        """Windows of each split, scaled by ``scaler`` fitted on train; cached per choice."""
+        key = (scaler, window)
+        if key not in self._cache:
+            train, val, test = self.splits
+            sc = Scaler.fit(scaler, self.values[train])
+            scaled = sc.transform(self.values)
+            targets = scaled[:, self.target_index]
+            parts = [
+                windowing.windows(scaled[s], targets[s], window, self.horizon)
+                for s in (train, val, test)
+            ]
+            self._cache[key] = Arrays(*parts[0], *parts[1], *parts[2], scaler=sc)
+        return self._cache[key]
+
+
+@dataclass
+class Sequences:
+    """Labelled sequences: ``x`` is ``(samples, timesteps, features)``, ``y`` class indices."""
+
+    x: np.ndarray
+    y: np.ndarray
+    classes: list[Any]
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray]  # row indices of train, val, test
+    _cache: dict[tuple[str, int], Arrays] = field(default_factory=dict, repr=False)
+    task = "classify"
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if len(self.classes) == 2 else len(self.classes)
+
+    def fingerprint(self) -> str:
+        return _digest(self.x, self.y, [str(c) for c in self.classes])
+
+    def arrays(self, scaler: str, window: int) -> Arrays:
+        """The last ``window`` timesteps of each sequence, scaled on train; cached per choice."""
+        key = (scaler, window)
+        if key not in self._cache:
+            train, val, test = self.splits
+            x = self.x[:, -window:, :]
+            f = x.shape[2]
+            sc = Scaler.fit(scaler, x[train].reshape(-1, f))
+            scaled = sc.transform(x.reshape(-1, f)).reshape(x.shape)
+            self._cache[key] = Arrays(
+                scaled[train],
+                self.y[train],
+                scaled[val],
+                self.y[val],
+                scaled[test],
+                self.y[test],
+                scaler=sc,
+            )
+        return self._cache[key]
+
+
+Dataset = Series | Sequences
+
+
+def load(options: DataOptions, max_window: int) -> Dataset:
+    """Read and check the data for a space whose largest window is ``max_window``."""
+    if options.nan not in NAN_POLICIES:
+        raise InputError(
+            f"unknown NaN policy {options.nan!r}; valid: {', '.join(NAN_POLICIES)}", field="--nan"
+        )
+    for name in ("val_fraction", "test_fraction"):
+        v = getattr(options, name)
+        if not 0 < v < 0.5:
+            raise InputError(f"must be in (0, 0.5), got {v!r}", field=f"--{name.replace('_', '-')}")
+    if options.task == "classify":
+        return _load_sequences(options, max_window)
+    return _load_series(options, max_window)
+
+
+def read_table(path: str) -> Any:
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such file", source=path)
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(p)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(p)
+    except Exception as e:  # pandas raises many types for unreadable files
+        raise InputError(f"cannot read the table: {e}", source=path) from None
+    raise InputError(
+        f"unknown file type {suffix!r}; valid: {', '.join(TABLE_SUFFIXES)} (classify also .npz)",
+        source=path,
+    )
+
+
+def _load_series(options: DataOptions, max_window: int) -> Series:
+    df = read_table(options.path)
+    src = options.path
+    if not options.target:
+        raise InputError(
+            "name the column(s) to forecast with --target", source=src, field="--target"
+        )
+    _require_columns(df, [*options.target, *(options.features or ()), options.time], src)
+    if options.time is not None:
+        df = df.sort_values(options.time, kind="stable")
+    if options.features is None:
+        skip = {*options.target, options.time}
+        features = [c for c in df.columns if c not in skip and _is_numeric(df[c])]
+    else:
+        features = list(options.features)
+    columns = [*features, *options.target]
+    for c in columns:
+        if not _is_numeric(df[c]):
+            bad = df[c].iloc[0]
+            raise InputError(f"column is not numeric (first value {bad!r})", source=src, field=c)
+    # Interpolation stays inside each split, so no split's values fill another's gaps.
+    splits = windowing.split_bounds(len(df), options.val_fraction, options.test_fraction)
+    table = _apply_nan_policy(df[columns].astype("float64"), options.nan, src, splits)
+    values = table.to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        row, col = np.argwhere(~np.isfinite(values))[0]
+        raise InputError(
+            f"value at row {row} is not finite (infinite, or a split with no value to "
+            "interpolate from)",
+            source=src,
+            field=columns[col],
+        )
+    if options.horizon < 1:
+        raise InputError(f"must be >= 1, got {options.horizon}", field="--horizon")
+    splits = windowing.split_bounds(len(values), options.val_fraction, options.test_fraction)
+    series = Series(
+        values=values,
+        columns=tuple(columns),
+        target_index=[columns.index(t) for t in options.target],
+        horizon=options.horizon,
+        splits=splits,
+    )
+    need = max_window + options.horizon
+    for name, s in zip(("train", "validation", "test"), splits, strict=False):
+        if s.stop - s.start < need:
+            raise InputError(
+                f"{len(values)} rows leave {s.stop - s.start} for the {name} split, fewer than the "
+                f"largest window ({max_window}) + horizon ({options.horizon}) = {need}; "
+                "use more data or a smaller window range",
+                source=src,
+            )
+    return series
+
+
+def _load_sequences(options: DataOptions, max_window: int) -> Sequences:
+    src = options.path
+    if src.lower().endswith(".npz"):
+        x, y = _read_npz(src)
+    else:
+        x, y = _table_sequences(options)
+    if x.ndim != 3:
+        raise InputError(
+            f"X must be samples x timesteps x features, got shape {x.shape}", source=src
+        )
+    if len(x) != len(y):
+        raise InputError(f"X has {len(x)} samples but y has {len(y)}", source=src, field="y")
+    x = np.where(np.isinf(x), np.nan, x)
+    bad = np.isnan(x).any(axis=(1, 2))
+    if bad.any():
+        if options.nan == "fail":
+            raise InputError(
+                f"NaN in sequence {int(np.argmax(bad))} (use --nan drop or --nan interpolate)",
+                source=src,
+                field="X",
+            )
+        if options.nan == "drop":
+            x, y = x[~bad], y[~bad]
+        else:  # interpolate along time, within each sequence
+            import pandas as pd
+
+            x = np.stack(
+                [pd.DataFrame(s).interpolate(limit_direction="both").to_numpy() for s in x]
+            )
+            if np.isnan(x).any():
+                empty = int(np.argmax(np.isnan(x).any(axis=(1, 2))))
+                raise InputError(
+                    f"sequence {empty} has a feature with no value to interpolate from",
+                    source=src,
+                    field="X",
+                )
+    classes, y_idx = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise InputError(
+            f"a classification needs at least 2 classes, found {len(classes)}: {classes.tolist()}",
+            source=src,
+            field="y" if src.endswith(".npz") else options.target[0],
+        )
+    if x.shape[1] < max_window:
+        raise InputError(
+            f"sequences have {x.shape[1]} timesteps, fewer than the largest window ({max_window})",
+            source=src,
+        )
+    splits = _stratified_split(y_idx, options.val_fraction, options.test_fraction, src)
+    return Sequences(
+        x=x.astype(np.float32), y=y_idx.astype(np.int64), classes=classes.tolist(), splits=splits
+    )
+
+
+def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
+    if not Path(path).is_file():
+        raise InputError("no such file", source=path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("X", "y") if k not in f]
+            if missing:
+                raise InputError(f"missing arrays {missing}; has {list(f.keys())}", source=path)
+            return np.asarray(f["X"], dtype=np.float64), np.asarray(f["y"])
+    except InputError:
+        raise
+    except Exception as e:  # unreadable file, or object arrays that would need pickle
+        raise InputError(f"cannot read the arrays: {e}", source=path) from None
+
+
+def _table_sequences(options: DataOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Long format: one row per timestep, grouped by ``id``; every sequence the same length."""
+    src = options.path
+    df = read_table(src)
+    if options.id is None:
+        raise InputError(
+            "a sequence table needs --id (the column naming each sequence)", source=src
+        )
+    if len(options.target) != 1:
+        raise InputError(
+            "name exactly one label column with --target", source=src, field="--target"
+        )
+    label = options.target[0]
+    _require_columns(df, [options.id, label, *(options.features or ()), options.time], src)
+    skip = {options.id, label, options.time}
+    features = list(options.features or [c for c in df.columns if c not in skip])
+    for c in features:
+        if not _is_numeric(df[c]):
+            raise InputError(
+                f"column is not numeric (first value {df[c].iloc[0]!r})", source=src, field=c
+            )
+    if options.time is not None:
+        df = df.sort_values([options.id, options.time], kind="stable")
+    groups = df.groupby(options.id, sort=False)
+    lengths = groups.size()
+    if lengths.nunique() != 1:
+        raise InputError(
+            f"sequences differ in length ({lengths.min()} to {lengths.max()} rows)",
+            source=src,
+            field=options.id,
+        )
+    labels = groups[label].nunique()
+    if (labels > 1).any():
+        raise InputError(
+            f"sequence {labels[labels > 1].index[0]!r} has several labels", source=src, field=label
+        )
+    x = np.stack([g[features].to_numpy(np.float64) for _, g in groups])
+    y = groups[label].first().to_numpy()
+    return x, y
+
+
+def _stratified_split(
+    y: np.ndarray, val_fraction: float, test_fraction: float, src: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    try:
+        rest, test = train_test_split(idx, test_size=test_fraction, stratify=y, random_state=0)
+        train, val = train_test_split(
+            rest, test_size=val_fraction / (1 - test_fraction), stratify=y[rest], random_state=0
+        )
+    except ValueError as e:  # too few members of a class for a stratified split
+        raise InputError(f"cannot split by label: {e}", source=src) from None
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _require_columns(df: Any, names: list[str | None], src: str) -> None:
+    for name in names:
+        if name is not None and name not in df.columns:
+            raise InputError(
+                f"no such column; columns: {', '.join(map(str, df.columns))}",
+                source=src,
+                field=name,
+            )
+
+
+def _is_numeric(column: Any) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def _apply_nan_policy(df: Any, policy: str, src: str, splits: tuple[slice, ...]) -> Any:
+    cols = list(df.columns)
+    missing = df[cols].isna()
+    if not missing.to_numpy().any():
+        return df
+    if policy == "fail":
+        row, col = np.argwhere(missing.to_numpy())[0]
+        raise InputError(
+            f"NaN at row {row} (use --nan drop or --nan interpolate)", source=src, field=cols[col]
+        )
+    if policy == "drop":
+        return df.dropna(subset=cols).reset_index(drop=True)
+    filled = df.copy()
+    for part in splits:
+        filled.iloc[part] = df.iloc[part].interpolate(limit_direction="both")
+    return filled
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(str(part.shape).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(repr(part).encode())
+    return "sha256:" + h.hexdigest()

@@ -1,0 +1,51 @@
+"""The three kinds of error that steer the CLI and the worker loop.
+
+- ``InputError``: the user's input is wrong (space, data, settings). One line naming the file, the
+  field and the value; the CLI exits 2 and nothing has been written to any store.
+- ``TrialError``: this trial cannot go on (diverged, out of memory, a runtime config error).
+  The trial is FAIL with the reason, the worker goes on.
+- ``FatalError``: the worker is useless (storage gone after retries, data that does not match the
+  study). It stops with the message and exit code 1, leaving nothing RUNNING that it could close.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class InputError(Exception):
+    """Bad input, reported as ``source:line: field: message`` on one line."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        field: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.message = message
+        self.source = source
+        self.field = field
+        self.line = line
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.source or ""
+        if where and self.line is not None:
+            where = f"{where}:{self.line}"
+        parts = [p for p in (where, self.field) if p]
+        return ": ".join([*parts, self.message])
+
+
+class TrialError(Exception):
+    """This trial fails; the worker continues with the next one."""
+
+
+class FatalError(Exception):
+    """The worker cannot continue."""
+
+
+def show(value: Any) -> str:
+    """A value as it should appear in an error message: strings quoted, everything else repr'd."""
+    return repr(value)

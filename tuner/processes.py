@@ -1,0 +1,185 @@
+"""Worker processes on this machine: `tuner run`'s local workers, and a worker's trial process,
+replaced every few trials so that memory stays flat.
+
+TensorFlow keeps memory from every model it traced, even after ``clear_session`` (10-30 MB a
+trial, measured by ``scripts/memory.py``), and gives GPU memory back only when its process ends.
+So a `tuner worker` supervises a child that runs ``per_process`` trials and exits with
+``RECYCLED``; the next child carries on. Signals reach the child, and the child dies with its
+worker (Linux), so a killed worker leaves no orphan that would keep a trial's heartbeat alive.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from tuner.errors import FatalError
+
+# A trial process's exit code when it ran its share of trials and should be replaced, plus the
+# number of trial errors in a row it ended with (carried to the next one: RECYCLED..RECYCLED+4).
+RECYCLED = 75
+
+
+def worker_command(study_name: str, data: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "tuner", "worker", "--study", study_name, "--data", data, *extra]
+
+
+PARENT_ENV = "TUNER_PARENT_PID"
+
+
+def worker_env(stores: Any) -> dict[str, str]:
+    """URLs travel by environment, so no password is ever in a process's arguments. The child
+    learns its parent's pid to die with it (``die_with_parent``)."""
+    return {
+        **os.environ,
+        "TUNER_STORAGE": stores.storage,
+        "MLFLOW_TRACKING_URI": stores.tracking,
+        PARENT_ENV: str(os.getpid()),
+    }
+
+
+def run_workers(study: Any, stores: Any, data_path: str, n: int, *, quiet: bool) -> int:
+    """``n`` `tuner worker` processes on the study, with a live progress bar; returns the
+    number of finished trials."""
+    from tuner import study as studies
+
+    command = worker_command(study.study_name, data_path, "--quiet")
+    procs = [subprocess.Popen(command, env=worker_env(stores)) for _ in range(n)]
+
+    def forward(signum: int, frame: Any) -> None:  # SIGTERM to `tuner run` stops its workers
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    progress = Progress(study, quiet)
+    try:
+        while any(p.poll() is None for p in procs):
+            progress.update()
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        for p in procs:  # Ctrl-C already reached them (same process group); wait for cleanup
+            p.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        progress.update()
+        progress.close()
+    failed = [p.returncode for p in procs if p.returncode != 0]
+    if failed:
+        raise FatalError(f"{len(failed)} of {n} workers failed (exit codes {failed})")
+    c = studies.counts(study)
+    return c["complete"] + c["pruned"] + c["fail"]
+
+
+def supervise(
+    study_name: str,
+    data: str,
+    stores: Any,
+    *,
+    per_process: int,
+    trials: int | None,
+    timeout: float | None,
+    gpu: int | None,
+    quiet: bool,
+) -> int:
+    """Run the worker's trials in child processes of ``per_process`` trials each."""
+    base = worker_command(study_name, data)
+    if gpu is not None:
+        base += ["--gpu", str(gpu)]
+    if quiet:
+        base.append("--quiet")
+    child: subprocess.Popen[bytes] | None = None
+    stopping: list[int] = []  # the signal that asked us to stop, if any
+
+    def forward(signum: int, frame: Any) -> None:
+        stopping.append(signum)
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    started = time.monotonic()
+    remaining = trials
+    errors = 0
+    try:
+        while (remaining is None or remaining > 0) and not stopping:
+            share = per_process if remaining is None else min(per_process, remaining)
+            # A trial process exits RECYCLED after its share; the last share is a plain worker,
+            # which closes the study's parent run if it leaves the study idle.
+            last = remaining is not None and remaining <= per_process
+            role = ["--trials-per-process", "0"] if last else ["--trial-process"]
+            command = [*base, "--trials", str(share), *role, "--errors-in-a-row", str(errors)]
+            if timeout is not None:
+                left = timeout - (time.monotonic() - started)
+                if left <= 0:
+                    break
+                command += ["--timeout", str(left)]
+            child = subprocess.Popen(command, env=worker_env(stores))
+            code = child.wait()
+            if stopping and code in (0, 130, -signal.SIGTERM, -signal.SIGINT):
+                return 130 if stopping[0] == signal.SIGINT else 0  # a clean stop
+            if not RECYCLED <= code < RECYCLED + 5:
+                return code
+            errors = code - RECYCLED
+            if remaining is not None:
+                remaining -= share
+        return 130 if stopping and stopping[0] == signal.SIGINT else 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def die_with_parent() -> None:
+    """In a worker started by another tuner process: be killed when that process dies (Linux's
+    PR_SET_PDEATHSIG), so that a killed worker leaves no orphan keeping a trial's heartbeat alive.
+    Called first thing in the child (a fork hook would be unsafe: the parent has threads)."""
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != int(parent):  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Progress:
+    """A live bar: trials done of the target, pruned / failed, current best, elapsed and ETA."""
+
+    def __init__(self, study: Any, quiet: bool) -> None:
+        from tuner import study as studies
+
+        self.study = study
+        self.bar = None
+        if not quiet:
+            from tqdm import tqdm
+
+            target = int(study.user_attrs[studies.TARGET_ATTR])
+            self.bar = tqdm(total=target, unit="trial", dynamic_ncols=True)
+            self.update()
+
+    def update(self) -> None:
+        if self.bar is None:
+            return
+        from tuner import study as studies
+
+        c = studies.counts(self.study)
+        best = studies.best_trial(self.study)
+        self.bar.n = c["complete"] + c["pruned"]
+        self.bar.set_postfix(
+            complete=c["complete"],
+            pruned=c["pruned"],
+            failed=c["fail"],
+            best="-" if best is None else f"{best.value:.4g}",
+            refresh=False,
+        )
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

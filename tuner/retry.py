@@ -1,0 +1,85 @@
+"""Retry storage calls through a lost connection, with bounded backoff and a visible message.
+
+A trial is not failed because one query failed: the worker waits (0.5 s, 1 s, 2 s, ... at most
+10 s between tries) for up to ``$TUNER_DB_RETRY_SECONDS`` (120 by default), then stops with a
+clear error (exit 1). Only transient errors are retried: a lost or refused connection, an
+internal storage error; a wrong query or a bad value fails at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from tuner.errors import FatalError
+
+T = TypeVar("T")
+RETRY_ENV = "TUNER_DB_RETRY_SECONDS"
+DEFAULT_LIMIT = 120.0
+
+
+def transient_errors() -> tuple[type[BaseException], ...]:
+    import optuna
+    import sqlalchemy.exc
+
+    return (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        optuna.exceptions.StorageInternalError,
+    )
+
+
+# SQLSTATE classes of a server that went away or is busy, not of a wrong request: connection
+# exception, transaction rollback, insufficient resources, operator intervention, system error.
+_TRANSIENT_SQLSTATE = ("08", "40", "53", "57", "58")
+_LOST_MESSAGES = ("server closed the connection", "terminating connection", "connection reset")
+
+
+def lost_connection(e: BaseException) -> bool:
+    """Whether a database error is a lost or shut-down server (worth retrying), not a bad request.
+
+    Used where a failure would otherwise be reported as bad input (opening the storage): a wrong
+    host, password or database name must fail at once; a connection cut by an administrator or a
+    restarting server is waited for.
+    """
+    import sqlalchemy.exc
+
+    if not isinstance(e, sqlalchemy.exc.DBAPIError):
+        return False
+    sqlstate = getattr(e.orig, "sqlstate", None)
+    if sqlstate:
+        return str(sqlstate)[:2] in _TRANSIENT_SQLSTATE
+    text = str(e.orig).lower()
+    return any(m in text for m in _LOST_MESSAGES)
+
+
+def limit() -> float:
+    raw = os.environ.get(RETRY_ENV)
+    return float(raw) if raw else DEFAULT_LIMIT
+
+
+def retrying(call: Callable[[], T], what: str, *, sleep: Callable[[float], None] = time.sleep) -> T:
+    """``call()``, retried on transient storage errors until the time limit."""
+    from tuner.storage import mask
+
+    transient = transient_errors()
+    budget = limit()
+    waited, delay, attempt = 0.0, 0.5, 0
+    while True:
+        try:
+            return call()
+        except transient as e:
+            attempt += 1
+            cause = mask(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+            if waited + delay > budget:
+                raise FatalError(
+                    f"the storage did not answer for {waited:g} s while {what}: {cause}"
+                ) from e
+            message = f"storage error while {what} ({cause[:200]}); retry {attempt} in {delay:g} s"
+            print(f"tuner: {message}", file=sys.stderr, flush=True)
+            sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 10.0)

@@ -1,0 +1,365 @@
+"""Load and validate a search-space YAML into typed Optuna distributions.
+
+A space file looks like::
+
+    task: forecast            # forecast | classify
+    epochs: 30                # epoch budget of every trial
+    sampler: tpe              # or {name: tpe, n_startup_trials: 10}
+    pruner: {name: median, n_warmup_steps: 3}
+    params:
+      layers: {low: 1, high: 3}                  # a range: searched (ints stay ints)
+      units: {low: 16, high: 256, log: true}
+      optimizer: [adam, adamw, rmsprop]          # a list: one of these
+      activation: tanh                           # one value: fixed
+    start_with:                                  # trials enqueued first (textbook configs)
+      - {layers: 1, units: 64}
+
+Every error names the file, the line, the field and the value, on one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from tuner.config import CUDNN_REQUIRES, PARAMS, ParamSpec
+from tuner.errors import InputError
+
+TASKS = ("forecast", "classify")
+# Objective per task: its direction. The first is the default. A forecast's val_loss is in
+# scaled units of the trial's own loss, so it only compares trials with one scaler and one loss;
+# val_mae_original (the validation MAE in the target's units) compares any two trials.
+OBJECTIVES: dict[str, dict[str, Literal["minimize", "maximize"]]] = {
+    "forecast": {"val_mae_original": "minimize", "val_loss": "minimize"},
+    "classify": {"val_loss": "minimize", "val_accuracy": "maximize"},
+}
+TOP_LEVEL = (
+    "name",
+    "description",
+    "task",
+    "objective",
+    "epochs",
+    "patience",
+    "seed",
+    "sampler",
+    "pruner",
+    "params",
+    "start_with",
+)
+RANGE_KEYS = ("low", "high", "log", "step")
+
+Lines = Mapping[tuple[Any, ...], int]
+
+
+@dataclass(frozen=True)
+class Space:
+    source: str
+    raw: dict[str, Any]  # the validated mapping, as stored on the study
+    task: str
+    objective: str
+    direction: Literal["minimize", "maximize"]
+    epochs: int
+    patience: int
+    seed: int
+    sampler: dict[str, Any]
+    pruner: dict[str, Any]
+    searched: dict[str, BaseDistribution]
+    fixed: dict[str, Any]
+    start_with: tuple[dict[str, Any], ...]
+
+    def candidates(self, name: str) -> list[Any]:
+        """Every value ``name`` can take in this space (ranges: their bounds)."""
+        if name in self.fixed:
+            return [self.fixed[name]]
+        dist = self.searched.get(name)
+        if isinstance(dist, CategoricalDistribution):
+            return list(dist.choices)
+        if isinstance(dist, (IntDistribution, FloatDistribution)):
+            return [dist.low, dist.high]
+        return [PARAMS[name].default(name)]
+
+    def cudnn_warnings(self) -> list[str]:
+        """One line per parameter whose values can leave the cuDNN kernel's conditions."""
+        out = []
+        for name, required in CUDNN_REQUIRES.items():
+            bad = [v for v in self.candidates(name) if v != required]
+            if bad:
+                out.append(
+                    f"{self.source}: params.{name} can be {bad[0]!r}: such trials cannot use the "
+                    f"cuDNN LSTM kernel on a GPU (needs {name}={required!r}); each trial records "
+                    "whether it was eligible"
+                )
+        return out
+
+
+def load_space(path: str | Path, *, sampler: str | None = None, pruner: str | None = None) -> Space:
+    """Read, parse and validate a space file. Raises ``InputError``.
+
+    ``sampler`` / ``pruner`` (names, from the command line) replace the file's choices.
+    """
+    source = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such file", source=source)
+    text = p.read_text()
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else None
+        raise InputError(f"invalid YAML: {e.problem}", source=source, line=line) from None
+    except yaml.YAMLError as e:
+        raise InputError(f"invalid YAML: {e}", source=source) from None
+    if isinstance(raw, dict):
+        raw = {
+            **raw,
+            **({"sampler": sampler} if sampler else {}),
+            **({"pruner": pruner} if pruner else {}),
+        }
+    return parse_space(raw, source=source, lines=_lines(node) if node is not None else {})
+
+
+def parse_space(raw: Any, *, source: str, lines: Lines | None = None) -> Space:
+    """Validate an already-loaded mapping (a file, or the copy stored on a study)."""
+    lines = lines or {}
+
+    def err(path: tuple[Any, ...], message: str) -> InputError:
+        line = next((lines[path[:i]] for i in range(len(path), -1, -1) if path[:i] in lines), None)
+        return InputError(message, source=source, field=_dotted(path) or None, line=line)
+
+    if not isinstance(raw, dict):
+        raise err((), f"a search space is a mapping of settings, got {type(raw).__name__}")
+    try:  # the space is stored on the study as JSON: dates and other YAML types cannot be
+        json.dumps(raw)
+    except (TypeError, ValueError) as e:
+        raise err((), f"values must be plain numbers, strings, lists and mappings: {e}") from None
+    for key in raw:
+        if key not in TOP_LEVEL:
+            raise err((key,), f"unknown setting {key!r}; valid: {', '.join(TOP_LEVEL)}")
+
+    task = raw.get("task", "forecast")
+    if task not in TASKS:
+        raise err(("task",), f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+    objectives = OBJECTIVES[task]
+    objective = raw.get("objective", next(iter(objectives)))
+    if objective not in objectives:
+        raise err(
+            ("objective",),
+            f"unknown objective {objective!r} for {task}; valid: {', '.join(objectives)}",
+        )
+    epochs = _whole(raw.get("epochs", 20), 1, 100_000, ("epochs",), err)
+    patience = _whole(raw.get("patience", 0), 0, 100_000, ("patience",), err)
+    seed = _whole(raw.get("seed", 0), 0, 2**31 - 1, ("seed",), err)
+    sampler = _named(raw.get("sampler", "tpe"), ("sampler",), err)
+    pruner = _named(raw.get("pruner", "median"), ("pruner",), err)
+
+    params = raw.get("params") or {}
+    if not isinstance(params, dict):
+        raise err(("params",), f"expected a mapping of parameters, got {params!r}")
+    searched: dict[str, BaseDistribution] = {}
+    fixed: dict[str, Any] = {}
+    for name, value in params.items():
+        path = ("params", name)
+        spec = PARAMS.get(name)
+        if spec is None:
+            raise err(path, f"unknown parameter {name!r}; valid: {', '.join(PARAMS)}")
+        if task not in spec.tasks:
+            raise err(path, f"{name!r} does not apply to task {task!r}")
+        if isinstance(value, (list, dict)):
+            searched[name] = _distribution(name, spec, value, path, err)
+        else:
+            fixed[name] = _value(name, spec, value, path, err)
+
+    if task == "forecast" and objective == "val_loss":
+        for name in ("scaler", "loss"):
+            if name in searched:
+                raise err(
+                    ("objective",),
+                    f"val_loss is not comparable across trials when {name} is searched; "
+                    "use objective: val_mae_original",
+                )
+
+    space = Space(
+        source=source,
+        raw=raw,
+        task=task,
+        objective=objective,
+        direction=objectives[objective],
+        epochs=epochs,
+        patience=patience,
+        seed=seed,
+        sampler=sampler,
+        pruner=pruner,
+        searched=searched,
+        fixed=fixed,
+        start_with=(),
+    )
+    starts = raw.get("start_with") or []
+    if not isinstance(starts, list):
+        raise err(("start_with",), f"expected a list of parameter mappings, got {starts!r}")
+    checked = tuple(_start(space, s, ("start_with", i), err) for i, s in enumerate(starts))
+    space = replace(space, start_with=checked)
+
+    # Sampler and pruner names and arguments are checked by building them (cheap, no trial).
+    from tuner.study import make_pruner, make_sampler
+
+    for key, make in (("sampler", make_sampler), ("pruner", make_pruner)):
+        try:
+            make(space)
+        except InputError as e:
+            raise err((key, *([e.field] if e.field else [])), e.message) from None
+    return space
+
+
+def per_layer_names(layers: int) -> list[str]:
+    """Optuna parameter names of per-layer units: ``units_1`` ... ``units_N``."""
+    return [f"units_{i}" for i in range(1, layers + 1)]
+
+
+def _start(space: Space, entry: Any, path: tuple[Any, ...], err: Any) -> dict[str, Any]:
+    """A ``start_with`` entry: names of searched parameters with values inside their range."""
+    if not isinstance(entry, dict):
+        raise err(path, f"expected a mapping of parameter values, got {entry!r}")
+    max_layers = int(max(space.candidates("layers")))
+    units_dist = space.searched.get("units")
+    out = {}
+    for name, value in entry.items():
+        where = (*path, name)
+        dist = space.searched.get(name)
+        schema = name
+        if dist is None and name in per_layer_names(max_layers) and units_dist is not None:
+            dist, schema = units_dist, "units"
+        if dist is None:
+            raise err(where, f"{name!r} is not a searched parameter of this space")
+        value = out[name] = _value(schema, PARAMS[schema], value, where, err)
+        try:
+            ok = dist._contains(dist.to_internal_repr(value))
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            raise err(where, f"value {value!r} is outside the searched values {_describe(dist)}")
+    return out
+
+
+def _describe(dist: BaseDistribution) -> str:
+    if isinstance(dist, CategoricalDistribution):
+        return str(list(dist.choices))
+    assert isinstance(dist, (IntDistribution, FloatDistribution))
+    return f"[{dist.low}, {dist.high}]"
+
+
+def _distribution(
+    name: str, spec: ParamSpec, value: list[Any] | dict[str, Any], path: tuple[Any, ...], err: Any
+) -> BaseDistribution:
+    if isinstance(value, list):
+        if not value:
+            raise err(path, "an empty list of choices")
+        choices = [_value(name, spec, v, (*path, i), err) for i, v in enumerate(value)]
+        if len(set(map(repr, choices))) != len(choices):
+            raise err(path, f"repeated choices in {value!r}")
+        return CategoricalDistribution(choices)
+    if spec.kind not in (int, float):
+        raise err(path, f"{name} takes one value or a list of choices, not a range {value!r}")
+    for key in value:
+        if key not in RANGE_KEYS:
+            raise err((*path, key), f"unknown range key {key!r}; valid: {', '.join(RANGE_KEYS)}")
+    if "low" not in value or "high" not in value:
+        raise err(path, f"a range needs both low and high, got {value!r}")
+    low = _value(name, spec, value["low"], (*path, "low"), err)
+    high = _value(name, spec, value["high"], (*path, "high"), err)
+    log = value.get("log", False)
+    if not isinstance(log, bool):
+        raise err((*path, "log"), f"log must be true or false, got {log!r}")
+    step = value.get("step")
+    try:
+        if spec.kind is int:
+            if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+                raise err((*path, "step"), f"step of an integer range must be whole, got {step!r}")
+            return IntDistribution(low, high, log=log, step=1 if step is None else step)
+        if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float))):
+            raise err((*path, "step"), f"step must be a number, got {step!r}")
+        return FloatDistribution(low, high, log=log, step=None if step is None else float(step))
+    except ValueError as e:  # Optuna's own checks: low <= high, log needs low > 0, ...
+        raise err(path, str(e)) from None
+
+
+def _value(name: str, spec: ParamSpec, value: Any, path: tuple[Any, ...], err: Any) -> Any:
+    """Check one value against the parameter's type and bounds; return it normalized."""
+    kind = spec.kind
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise err(path, f"{name} must be true or false, got {value!r}")
+        return value
+    if kind is str:
+        if not isinstance(value, str):
+            raise err(path, f"{name} must be a name, got {value!r}")
+        if spec.choices is not None and value not in spec.choices:
+            raise err(path, f"unknown {name} {value!r}; valid: {', '.join(spec.choices)}")
+        return value
+    if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        with contextlib.suppress(ValueError):
+            value = float(value) if kind is float else int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise err(path, f"{name} must be a number, got {value!r}")
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise err(path, f"{name} must be a whole number, got {value!r}")
+        value = int(value)
+    else:
+        value = float(value)
+        if not math.isfinite(value):
+            raise err(path, f"{name} must be finite, got {value!r}")
+    if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
+        raise err(path, f"{name} must be in [{spec.low}, {spec.high}], got {value!r}")
+    return value
+
+
+def _whole(value: Any, low: int, high: int, path: tuple[Any, ...], err: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise err(path, f"expected a whole number in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _named(value: Any, path: tuple[Any, ...], err: Any) -> dict[str, Any]:
+    """``tpe`` or ``{name: tpe, ...kwargs}`` -> ``{"name": "tpe", ...kwargs}``."""
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        return dict(value)
+    raise err(path, f"expected a name or a mapping with a name, got {value!r}")
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Line number (1-based) of every key and list item in a composed YAML document."""
+    out = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            here = (*path, key.value)
+            sub = _lines(value, here)
+            sub[here] = key.start_mark.line + 1
+            out.update(sub)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.update(_lines(item, (*path, i)))
+    return out

@@ -1,0 +1,244 @@
+"""Where studies live: storage URLs, engine settings per dialect, heartbeats, the claim lock.
+
+Embedded default (no flags): a folder ``.tuner/`` (or ``$TUNER_HOME``) holding ``optuna.db`` and
+``mlflow.db`` (SQLite, in WAL mode so several local workers write without lock errors) and
+``artifacts/``. Shared: PostgreSQL, with Optuna and MLflow in two different databases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import InputError
+
+HOME_ENV = "TUNER_HOME"
+STORAGE_ENV = "TUNER_STORAGE"
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+HEARTBEAT_ENV = "TUNER_HEARTBEAT"  # "interval" or "interval,grace" in seconds
+DEFAULT_HEARTBEAT = (10, 30)
+
+
+def home() -> Path:
+    return Path(os.environ.get(HOME_ENV) or ".tuner")
+
+
+def embedded(folder: Path | None = None) -> tuple[str, str, str]:
+    """Storage URL, tracking URI and artifact location of the embedded default."""
+    folder = (folder or home()).resolve()
+    return (
+        f"sqlite:///{folder / 'optuna.db'}",
+        f"sqlite:///{folder / 'mlflow.db'}",
+        (folder / "artifacts").as_uri(),
+    )
+
+
+@dataclass(frozen=True)
+class Stores:
+    storage: str  # Optuna RDB URL
+    tracking: str  # MLflow tracking URI
+    artifacts: str | None  # artifact location for new experiments (None: the server's default)
+
+
+def resolve(storage: str | None, tracking_uri: str | None) -> Stores:
+    """Flags, then ``$TUNER_STORAGE`` / ``$MLFLOW_TRACKING_URI``, then the embedded default."""
+    storage = storage or os.environ.get(STORAGE_ENV)
+    tracking_uri = tracking_uri or os.environ.get(TRACKING_ENV)
+    default_storage, default_tracking, artifacts = embedded()
+    return Stores(
+        storage=normalize(storage or default_storage),
+        tracking=normalize(tracking_uri or default_tracking),
+        artifacts=artifacts if tracking_uri is None else None,
+    )
+
+
+def normalize(url: str) -> str:
+    """``postgresql://`` means the psycopg (3) driver, which tuner installs."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def mask(url: str) -> str:
+    """The URL with any password replaced by ``***`` (``user:pass@``, ``?password=``,
+    ``sslpassword=``); a password may hold ``/`` or ``:``, so everything up to the last ``@`` of
+    the authority goes."""
+    url = re.sub(r"(://[^/:@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(?i)([?&](?:ssl)?password=)[^&]*", r"\1***", url)
+
+
+def database_of(url: str) -> tuple[str, str, str] | None:
+    """(family, host:port, database) of a SQL URL; None for http(s) and others."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        return None
+    family = u.get_backend_name()
+    if family == "sqlite":
+        return family, "", str(Path(u.database or "").resolve()) if u.database else ":memory:"
+    host = u.host or os.environ.get("PGHOST", "localhost")
+    if host in ("127.0.0.1", "::1"):
+        host = "localhost"
+    default_port = {"postgresql": 5432, "mysql": 3306}.get(family)
+    return family, f"{host}:{u.port or default_port}", u.database or ""
+
+
+def check_separate(storage_url: str, tracking_uri: str) -> None:
+    """Refuse Optuna and MLflow in one database: both own a table ``alembic_version``."""
+    a, b = database_of(storage_url), database_of(tracking_uri)
+    if a is not None and a == b:
+        raise InputError(
+            "Optuna storage and MLflow tracking point at the same database "
+            f"({mask(tracking_uri)}); they cannot share one (both keep a table "
+            "alembic_version): use two databases",
+            field="--tracking-uri",
+        )
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine settings per dialect (SQLite options are invalid for psycopg)."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}
+    if url.startswith(("postgresql", "mysql")):
+        # Optuna only pre-pings MySQL itself. A worker holds about 3 connections: its own,
+        # the heartbeat thread's and the claim lock's.
+        return {"pool_pre_ping": True, "pool_size": 3, "max_overflow": 2}
+    return {}
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    raw = os.environ.get(HEARTBEAT_ENV)
+    if not raw:
+        return DEFAULT_HEARTBEAT
+    try:
+        parts = [int(p) for p in raw.split(",")]
+        interval = parts[0]
+        grace = parts[1] if len(parts) > 1 else 3 * interval
+        if interval < 1 or grace < interval:
+            raise ValueError
+    except ValueError:
+        raise InputError(
+            f"expected 'interval' or 'interval,grace' in whole seconds, got {raw!r}",
+            field=HEARTBEAT_ENV,
+        ) from None
+    return interval, grace
+
+
+def make_storage(
+    url: str,
+    *,
+    on_stale: Callable[[Any, Any], None] | None = None,
+    heartbeat: bool = True,
+    create_tables: bool = True,
+) -> Any:
+    """An Optuna RDB storage with heartbeats (a killed worker's trial is failed and retried).
+
+    ``grpc://host:port`` is a client of Optuna's gRPC storage proxy (``tuner proxy``), which holds
+    the database connections for many workers; it has no heartbeats and no claim lock.
+    """
+    import optuna
+
+    from tuner.retry import lost_connection, retrying
+
+    if url.startswith("grpc://"):
+        host, _, port = url.removeprefix("grpc://").rstrip("/").rpartition(":")
+        if not host or not port.isdigit():
+            raise InputError(f"expected grpc://HOST:PORT, got {url!r}", field="--storage")
+        return optuna.storages.GrpcStorageProxy(host=host, port=int(port))
+
+    interval, grace = heartbeat_settings() if heartbeat else (None, None)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+    def open_rdb() -> Any:
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs(url),
+                heartbeat_interval=interval,
+                grace_period=grace,
+                heartbeat_stale_trial_callback=on_stale,
+                skip_table_creation=not create_tables,
+            )
+        except Exception as e:  # sqlalchemy / driver errors: unreachable, auth, no database
+            if lost_connection(e):
+                raise  # a server restarting or cutting connections: waited for by retrying()
+            raise InputError(
+                f"cannot open the storage: {_first_line(e)}", field=f"--storage {mask(url)}"
+            ) from None
+
+    storage = retrying(open_rdb, "opening the storage")
+    if url.startswith("sqlite"):
+        _wal(storage.engine)
+    return storage
+
+
+def _wal(engine: Any) -> None:
+    """WAL lets readers and one writer work at once; it is a persistent property of the file."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        conn.execute(text("PRAGMA journal_mode=WAL"))
+
+
+def enable_wal(sqlite_url: str) -> None:
+    from sqlalchemy import create_engine
+
+    Path(sqlite_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(sqlite_url)
+    try:
+        _wal(engine)
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def claim_lock(storage: Any, url: str, study_name: str) -> Iterator[None]:
+    """Serialize "count the trials, then ask for one" among all workers of a study.
+
+    With it, a study gets exactly its target number of trials however many workers race for
+    the last ones. PostgreSQL: an advisory lock (released if the worker dies). SQLite: a lock
+    file beside the database (the workers share a machine). Others: no lock; the study may
+    overshoot its target by up to (workers - 1) trials.
+    """
+    if url.startswith("postgresql"):
+        from sqlalchemy import text
+
+        key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
+        from sqlalchemy.exc import SQLAlchemyError
+
+        with storage.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                try:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+                except SQLAlchemyError:
+                    conn.invalidate()  # the session is gone, and its lock with it
+    elif url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///") + ".lock")
+        with open(path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+    else:
+        yield
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return mask(text[0] if text else type(e).__name__)

@@ -1,0 +1,243 @@
+"""Create or join an Optuna study; its spec, samplers and pruners by name.
+
+The resolved spec (space, data options, target trial count) and a fingerprint of the data live on
+the study as user attributes, so a worker anywhere needs only the storage URL, the study name and
+the data file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from tuner.errors import InputError
+
+if TYPE_CHECKING:
+    from tuner.space import Space
+
+SPEC_ATTR = "tuner_spec"
+TARGET_ATTR = "tuner_target_trials"
+EXPERIMENT_ATTR = "mlflow_experiment_id"
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+# Trials that count towards the target: finished with a result, or still to finish.
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
+def _grid(space: Space, **kwargs: Any) -> optuna.samplers.BaseSampler:
+    from tuner.space import per_layer_names
+
+    grid: dict[str, list[Any]] = {}
+    names = dict(space.searched)
+    if "units" in names:
+        for extra in per_layer_names(int(max(space.candidates("layers")))):
+            names[extra] = names["units"]
+    for name, dist in names.items():
+        if isinstance(dist, CategoricalDistribution):
+            grid[name] = list(dist.choices)
+        elif isinstance(dist, IntDistribution) and not dist.log:
+            grid[name] = list(range(dist.low, dist.high + 1, dist.step))
+        elif isinstance(dist, FloatDistribution) and dist.step is not None and not dist.log:
+            n = round((dist.high - dist.low) / dist.step)
+            grid[name] = [dist.low + i * dist.step for i in range(n + 1)]
+        else:
+            raise InputError(
+                f"the grid sampler needs every searched parameter to be a list or a linear range "
+                f"with a step; {name} is not",
+                field="name",
+            )
+    return optuna.samplers.GridSampler(grid, seed=space.seed, **kwargs)
+
+
+def _gp(space: Space, **kwargs: Any) -> optuna.samplers.BaseSampler:
+    if importlib.util.find_spec("torch") is None:
+        raise InputError("the gp sampler needs PyTorch: pip install 'tuner[gp]'", field="name")
+    return optuna.samplers.GPSampler(seed=space.seed, **kwargs)
+
+
+SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
+    "tpe": lambda space, **kw: optuna.samplers.TPESampler(seed=space.seed, **kw),
+    "random": lambda space, **kw: optuna.samplers.RandomSampler(seed=space.seed, **kw),
+    "grid": _grid,
+    "cmaes": lambda space, **kw: optuna.samplers.CmaEsSampler(seed=space.seed, **kw),
+    "gp": _gp,
+    "qmc": lambda space, **kw: optuna.samplers.QMCSampler(seed=space.seed, **kw),
+}
+
+
+def _patient(space: Space, wrapped: Any = "median", **kwargs: Any) -> optuna.pruners.BasePruner:
+    conf = {"name": wrapped} if isinstance(wrapped, str) else dict(wrapped or {"name": "none"})
+    inner = _build(PRUNERS, conf, space, "pruner")
+    return optuna.pruners.PatientPruner(inner, **kwargs)
+
+
+PRUNERS: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
+    "median": lambda space, **kw: optuna.pruners.MedianPruner(**kw),
+    "percentile": lambda space, **kw: optuna.pruners.PercentilePruner(**kw),
+    "successive_halving": lambda space, **kw: optuna.pruners.SuccessiveHalvingPruner(**kw),
+    "hyperband": lambda space, **kw: optuna.pruners.HyperbandPruner(
+        **{"max_resource": space.epochs, **kw}
+    ),
+    "patient": _patient,
+    "threshold": lambda space, **kw: optuna.pruners.ThresholdPruner(**kw),
+    "none": lambda space, **kw: optuna.pruners.NopPruner(**kw),
+}
+
+
+def _build(registry: dict[str, Callable[..., Any]], conf: dict[str, Any], space: Space, what: str):
+    kwargs = dict(conf)
+    name = kwargs.pop("name")
+    factory = registry.get(name)
+    if factory is None:
+        raise InputError(f"unknown {what} {name!r}; valid: {', '.join(registry)}", field="name")
+    try:
+        return factory(space, **kwargs)
+    except InputError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise InputError(f"invalid arguments for {what} {name!r}: {e}", field=None) from None
+
+
+# Samplers whose workers must share one seed: QMC indexes one scrambled sequence by trial number.
+SHARED_SEED = ("qmc", "grid")
+
+
+def make_sampler(space: Space, stream: int = 0) -> optuna.samplers.BaseSampler:
+    """The space's sampler. ``stream`` offsets the seed so that worker processes draw different
+    random numbers: with one seed, parallel workers would propose the same first configurations.
+    """
+    if stream and space.sampler["name"] not in SHARED_SEED:
+        space = replace(space, seed=(space.seed + stream) % 2**31)
+    return _build(SAMPLERS, space.sampler, space, "sampler")
+
+
+def make_pruner(space: Space) -> optuna.pruners.BasePruner:
+    return _build(PRUNERS, space.pruner, space, "pruner")
+
+
+def create_or_resume(
+    storage: optuna.storages.BaseStorage, name: str, space: Space, spec: dict[str, Any], target: int
+) -> tuple[optuna.Study, bool]:
+    """Create the study with its spec, or resume it if it exists with the same spec.
+
+    Returns the study and whether it was created. Enqueues the space's ``start_with`` trials on
+    creation. Raises ``InputError`` if the study exists with another space or other data.
+    """
+    try:
+        existing = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        existing = None
+    if existing is not None:
+        stored = existing.user_attrs.get(SPEC_ATTR)
+        if stored is None:
+            raise InputError(f"study {name!r} exists but was not created by tuner", field="--study")
+        # The sampler and pruner may change on resume; the space's parameters and the data not.
+        for key, what in (
+            ("fingerprint", "data"),
+            ("space", "search space"),
+            ("data", "data options"),
+        ):
+            if _without_strategy(stored.get(key)) != _without_strategy(spec.get(key)):
+                raise InputError(
+                    f"study {name!r} exists with different {what}; resume it with the same "
+                    f"inputs or name a new study with --study",
+                    field="--study",
+                )
+        existing.set_user_attr(SPEC_ATTR, spec)
+        existing.set_user_attr(TARGET_ATTR, target)
+        return load(storage, name)[0], False
+
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction=space.direction,
+        sampler=make_sampler(space),
+        pruner=make_pruner(space),
+    )
+    study.set_user_attr(SPEC_ATTR, spec)
+    study.set_user_attr(TARGET_ATTR, target)
+    for params in space.start_with:
+        study.enqueue_trial(params, skip_if_exists=True)
+    return study, True
+
+
+def _without_strategy(value: Any) -> Any:
+    if isinstance(value, dict) and "params" in value:
+        return {k: v for k, v in value.items() if k not in ("sampler", "pruner")}
+    return value
+
+
+def load(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study, dict[str, Any]]:
+    """Join an existing study with the sampler and pruner its spec names."""
+    from tuner.space import parse_space
+
+    try:
+        plain = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        known = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise InputError(
+            f"no study {name!r} in this storage; studies: {', '.join(known) or 'none'}",
+            field="--study",
+        ) from None
+    spec = plain.user_attrs.get(SPEC_ATTR)
+    if spec is None:
+        raise InputError(f"study {name!r} was not created by tuner", field="--study")
+    space = parse_space(spec["space"], source=f"study {name}")
+    study = optuna.load_study(
+        study_name=name,
+        storage=storage,
+        sampler=make_sampler(space, stream=os.getpid()),  # a random stream per worker process
+        pruner=make_pruner(space),
+    )
+    return study, spec
+
+
+def only_study_name(storage: optuna.storages.BaseStorage) -> str:
+    """The name of the single study in ``storage`` (for commands run without ``--study``)."""
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise InputError(
+            "no study in this storage yet; start one with `tuner run`", field="--study"
+        )
+    raise InputError(f"several studies here, name one: {', '.join(names)}", field="--study")
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    """Number of trials per state, plus ``counted`` (those that count towards the target)."""
+    out = {s.name.lower(): 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name.lower()] += 1
+    out["counted"] = sum(out[s.name.lower()] for s in COUNTED)
+    return out
+
+
+def target_reached(study: optuna.Study, c: dict[str, int] | None = None) -> bool:
+    """No trial left to run: the counted trials reached the target and none is queued.
+    ``c`` is ``counts(study)`` when the caller has it already."""
+    c = counts(study) if c is None else c
+    return c["waiting"] == 0 and c["counted"] >= study.user_attrs.get(TARGET_ATTR, 0)
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def check_fingerprint(spec: dict[str, Any], fingerprint: str, data_path: str) -> None:
+    if spec["fingerprint"] != fingerprint:
+        raise InputError(
+            f"this data differs from the study's ({fingerprint[:19]} vs "
+            f"{spec['fingerprint'][:19]}); every worker must read the same data",
+            source=data_path,
+            field="fingerprint",
+        )

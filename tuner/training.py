@@ -1,0 +1,205 @@
+"""Compile and train one model, reporting every epoch; errors in original units.
+
+``train`` knows nothing of Optuna or MLflow: it calls ``report(epoch, logs) -> bool`` after each
+epoch and stops when that returns True (pruned) or when the loss is not finite (diverged).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tuner.config import TrialConfig
+
+if TYPE_CHECKING:
+    import keras
+
+    from tuner.data import Arrays, Scaler
+
+Report = Callable[[int, dict[str, float]], bool]
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped: str | None = None  # None (ran its budget or stopped early), "pruned", "diverged"
+    stopped_epoch: int | None = None
+    best_value: float | None = None
+    best_epoch: int | None = None
+
+
+def verdict(logs: dict[str, float], objective: str) -> str | None:
+    """``"diverged"`` when the training loss or the objective is NaN or infinite."""
+    for key in ("loss", objective):
+        value = logs.get(key)
+        if value is None or not math.isfinite(value):
+            return "diverged"
+    return None
+
+
+def best_of(history: list[dict[str, float]], objective: str, direction: str) -> tuple[float, int]:
+    """The best objective value over the epochs and its epoch (first one on ties)."""
+    values = [h[objective] for h in history]
+    pick = max if direction == "maximize" else min
+    value = pick(values)
+    return value, values.index(value)
+
+
+def make_schedule(config: TrialConfig, steps_per_epoch: int) -> Any:
+    """The learning rate, constant or as a Keras schedule over ``config.epochs``."""
+    import keras
+
+    s = keras.optimizers.schedules
+    lr = config.learning_rate
+    total = max(1, config.epochs * steps_per_epoch)
+    if config.schedule == "constant":
+        return lr
+    if config.schedule == "exponential":
+        return s.ExponentialDecay(lr, decay_steps=config.decay_steps, decay_rate=config.decay_rate)
+    if config.schedule == "cosine":
+        return s.CosineDecay(lr, decay_steps=total)
+    if config.schedule == "cosine_restarts":
+        return s.CosineDecayRestarts(lr, first_decay_steps=config.restart_epochs * steps_per_epoch)
+    if config.schedule == "one_cycle":  # warm up from lr/25 over 30% of steps, then cosine down
+        warmup = max(1, int(0.3 * total))
+        return s.CosineDecay(
+            lr / 25, decay_steps=max(1, total - warmup), warmup_target=lr, warmup_steps=warmup
+        )
+    raise ValueError(f"unknown schedule {config.schedule!r}")
+
+
+def make_optimizer(config: TrialConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    import keras
+
+    o = keras.optimizers
+    lr = make_schedule(config, steps_per_epoch)
+    common: dict[str, Any] = {"clipnorm": config.clipnorm or None}
+    if config.optimizer == "adam":
+        return o.Adam(lr, **common)
+    if config.optimizer == "adamw":
+        return o.AdamW(lr, weight_decay=config.weight_decay, **common)
+    if config.optimizer == "rmsprop":
+        return o.RMSprop(lr, momentum=config.momentum, **common)
+    if config.optimizer == "sgd":
+        return o.SGD(lr, momentum=config.momentum, nesterov=config.nesterov, **common)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}")
+
+
+def loss_and_metrics(
+    config: TrialConfig, task: str, n_outputs: int, output_scale: np.ndarray | None
+) -> tuple[Any, list[Any]]:
+    """The loss and metrics to compile with.
+
+    Forecasts also get ``mae_original``: the MAE in the target's own units (the scaled error times
+    each output's scale), the same for every scaler and loss, so trials compare fairly.
+    """
+    import keras
+
+    if task == "classify":
+        loss = "binary_crossentropy" if n_outputs == 1 else "sparse_categorical_crossentropy"
+        return loss, ["accuracy"]
+    losses = {"mse": "mse", "mae": "mae", "huber": keras.losses.Huber()}
+    scale = (
+        np.ones(n_outputs, "float32") if output_scale is None else output_scale.astype("float32")
+    )
+
+    def mae_original(y_true: Any, y_pred: Any) -> Any:
+        return keras.ops.mean(keras.ops.abs(y_true - y_pred) * scale, axis=-1)
+
+    return losses[config.loss], [keras.metrics.MeanMetricWrapper(mae_original, "mae_original")]
+
+
+def output_scale(scaler: Scaler, target_index: list[int], horizon: int) -> np.ndarray:
+    """Scale of each model output; outputs are step-major (step 0's targets, step 1's, ...)."""
+    return np.tile(scaler.scale[target_index], horizon)
+
+
+def train(
+    model: keras.Model,
+    arrays: Arrays,
+    config: TrialConfig,
+    *,
+    task: str,
+    n_outputs: int,
+    objective: str,
+    direction: str,
+    report: Report,
+    target_index: list[int] | None = None,
+    horizon: int = 1,
+) -> TrainResult:
+    import keras
+
+    class Epochs(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.result = TrainResult()
+            self.started = time.perf_counter()
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            values = {k: float(v) for k, v in (logs or {}).items()}
+            values["epoch_seconds"] = time.perf_counter() - self.started
+            self.result.history.append(values)
+            stop = report(epoch, values)
+            reason = verdict(values, objective) or ("pruned" if stop else None)
+            if reason is not None:
+                self.result.stopped, self.result.stopped_epoch = reason, epoch
+                self.model.stop_training = True
+
+    steps = math.ceil(len(arrays.x_train) / config.batch_size)
+    scale = output_scale(arrays.scaler, target_index, horizon) if target_index is not None else None
+    loss, metrics = loss_and_metrics(config, task, n_outputs, scale)
+    model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=metrics)
+    epochs = Epochs()
+    keep_best = keras.callbacks.EarlyStopping(
+        monitor=objective,
+        mode="max" if direction == "maximize" else "min",
+        patience=config.patience or config.epochs,
+        restore_best_weights=True,
+    )
+    model.fit(
+        arrays.x_train,
+        arrays.y_train,
+        validation_data=(arrays.x_val, arrays.y_val),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[epochs, keep_best],
+    )
+    result = epochs.result
+    finite = [h for h in result.history if verdict(h, objective) is None]
+    if finite and result.stopped != "diverged":
+        result.best_value, result.best_epoch = best_of(finite, objective, direction)
+    return result
+
+
+def original_unit_errors(
+    pred: np.ndarray, y: np.ndarray, scaler: Scaler, target_index: list[int], horizon: int
+) -> dict[str, float]:
+    """MAE and RMSE of scaled predictions, after undoing the target columns' scaling."""
+    n_targets = len(target_index)
+    p = scaler.inverse(pred.reshape(-1, horizon, n_targets), target_index)
+    t = scaler.inverse(y.reshape(-1, horizon, n_targets), target_index)
+    err = p - t
+    return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2)))}
+
+
+def evaluate(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, dataset: Any, scaler: Scaler, prefix: str
+) -> dict[str, float]:
+    """Loss and metrics on one split; forecasts also in the target's original units."""
+    scores = model.evaluate(x, y, verbose=0, return_dict=True)
+    out = {f"{prefix}_{k}": float(v) for k, v in scores.items()}
+    if dataset.task == "forecast":
+        pred = model.predict(x, verbose=0, batch_size=1024)
+        errors = original_unit_errors(pred, y, scaler, dataset.target_index, dataset.horizon)
+        out.update({f"{prefix}_{k}_original": v for k, v in errors.items()})
+    return out

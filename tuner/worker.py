@@ -1,0 +1,511 @@
+"""The trial loop: claim a trial, sample, build, train, report, record; survive what a trial does.
+
+A worker runs trials of one study until the study has its target number (COMPLETE, PRUNED,
+RUNNING or WAITING; FAIL trials do not count and are replaced), or until its own ``max_trials``
+or ``timeout``. Failure semantics (see DESIGN.md):
+
+- a trial's own error (NaN loss, out of memory, a runtime error): FAIL with the reason, go on;
+  ``MAX_CONSECUTIVE_ERRORS`` errors in a row stop the worker (a bug, not a bad config);
+- SIGTERM / SIGINT: the trial in flight is FAIL, re-queued with the same parameters, its run
+  KILLED; the worker returns;
+- a worker killed hard: its heartbeat stops; whoever runs next fails the trial, re-queues it once
+  and closes its MLflow run (``on_stale``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from tuner import study as studies
+from tuner.data import Dataset, Sequences, Series
+from tuner.errors import FatalError
+from tuner.retry import retrying
+from tuner.sampling import sample
+from tuner.space import Space
+from tuner.tracking import INTERRUPTED_STATUS, Tracker
+
+MAX_CONSECUTIVE_ERRORS = 5
+RUN_ID_ATTR = "mlflow_run_id"
+
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+# We run our own loop (claim lock, signals) and our own heartbeat thread, not Study.optimize.
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
+
+class TakenOver(Exception):
+    """The trial was finished by someone else: another worker found its heartbeat stale (this
+    worker stalled past the grace period), failed it and queued a retry. Its result is dropped."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived (a BaseException, so no ``except Exception`` swallows it)."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(signame)
+        self.signame = signame
+
+
+def setup_device(gpu: int | None) -> None:
+    """Pin this process to one GPU (or none) before any framework is imported.
+
+    Environment variables keep this backend-neutral: CUDA_VISIBLE_DEVICES for all of them,
+    memory growth for TensorFlow, no preallocation for JAX.
+    """
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's Python logger warns about retracing once per new model: every trial.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+@dataclass
+class Worker:
+    study: optuna.Study
+    storage: Any
+    storage_url: str
+    space: Space
+    spec: dict[str, Any]
+    dataset: Dataset
+    tracker: Tracker
+    on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None
+    ran: int = 0
+    errors_in_a_row: int = 0  # carried from one trial process to the next
+    exhausted: bool = False  # the sampler has nothing left to try (a used-up grid)
+
+    @property
+    def experiment_id(self) -> str:
+        return self.study.user_attrs[studies.EXPERIMENT_ATTR]
+
+    @property
+    def parent_run_id(self) -> str:
+        return self.study.user_attrs[studies.PARENT_RUN_ATTR]
+
+    def run(self, *, max_trials: int | None = None, timeout: float | None = None) -> int:
+        """Run trials until the study (or this worker) is done; returns how many it ran."""
+        started = time.monotonic()
+        while max_trials is None or self.ran < max_trials:
+            if timeout is not None and time.monotonic() - started >= timeout:
+                break
+            if self.exhausted:
+                break
+            # A signal arriving from here to the start of training is held, then raised inside
+            # run_trial, whose handler fails and re-queues the trial.
+            with _deferred_signals(raise_at_end=False):
+                retrying(
+                    lambda: optuna.storages.fail_stale_trials(self.study), "failing stale trials"
+                )
+                trial = retrying(self._claim, "claiming a trial")
+                if trial is None:
+                    break
+                # From here a dead worker's trial is found by its stale heartbeat.
+                heartbeat = _Heartbeat(self.storage, trial._trial_id)
+                heartbeat.start()
+                run_id, config = self._open(trial)
+            self.run_trial(trial, run_id, heartbeat, config)
+            self.ran += 1
+        _raise_pending()
+        return self.ran
+
+    def _claim(self) -> optuna.Trial | None:
+        """The next trial (a re-queued one first), or None when the study has its target."""
+        from tuner.storage import claim_lock
+
+        with claim_lock(self.storage, self.storage_url, self.study.study_name):
+            if studies.target_reached(self.study):
+                return None
+            return self.study.ask()
+
+    def _open(self, trial: optuna.Trial) -> tuple[str, Any]:
+        """Sample the trial and open its MLflow run."""
+        frozen = retrying(lambda: _frozen(self.study, trial.number), "reading the trial")
+        retry_of = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+        seed = self.space.seed + (trial.number if retry_of is None else retry_of)
+        ds = self.dataset
+        defaults = {"window": ds.x.shape[1]} if isinstance(ds, Sequences) else {}
+        config = retrying(
+            lambda: sample(
+                trial,
+                self.space,
+                max_epochs=self.spec.get("max_epochs"),
+                seed=seed,
+                defaults=defaults,
+            ),
+            "sampling",
+        )
+        tags = {"tuner.cudnn_eligible": str(config.cudnn_eligible).lower()}
+        if retry_of is not None:
+            tags["tuner.retry_of"] = str(retry_of)
+        run_id = self.tracker.start_trial(
+            self.experiment_id,
+            self.parent_run_id,
+            self.study.study_name,
+            trial.number,
+            config.as_params(),
+            tags,
+        )
+        attrs = {RUN_ID_ATTR: run_id, "cudnn_eligible": config.cudnn_eligible, "seed": seed}
+        retrying(lambda: _set_attrs(trial, attrs), "recording the trial's run")
+        return run_id, config
+
+    def run_trial(
+        self, trial: optuna.Trial, run_id: str, heartbeat: _Heartbeat, config: Any
+    ) -> TrialState:
+        """Train an opened trial, then record its end in Optuna and MLflow."""
+        try:
+            _raise_pending()
+            state, value, metrics, reason = self._train(trial, config, run_id)
+        except TakenOver:
+            return _taken_over(trial)
+        except Interrupted as e:
+            with _deferred_signals():
+                reason = f"interrupted by {e.signame}"
+                try:  # Optuna first (fail, re-queue), then MLflow
+                    self._tell(trial, TrialState.FAIL, None, {"reason": reason})
+                except TakenOver:
+                    raise e from None  # the stale path re-queued it and closed its run
+                retrying(lambda: _requeue(self.study, trial.number), "re-queueing the trial")
+                self.tracker.end_trial(run_id, "FAIL", {}, reason, status=INTERRUPTED_STATUS)
+            raise
+        finally:
+            with _deferred_signals(raise_at_end=False):
+                heartbeat.stop()
+                _free_memory()
+        with _deferred_signals():
+            try:
+                return self._close(trial, run_id, state, value, metrics, reason)
+            except TakenOver:
+                return _taken_over(trial)
+
+    def _close(
+        self,
+        trial: optuna.Trial,
+        run_id: str,
+        state: TrialState,
+        value: float | None,
+        metrics: dict[str, float],
+        reason: str | None,
+    ) -> TrialState:
+        attrs: dict[str, Any] = {**metrics, **({"reason": reason} if reason else {})}
+        self._tell(trial, state, value, attrs)
+        self.tracker.end_trial(run_id, state.name, metrics, reason)
+        if self.on_trial_end is not None:
+            self.on_trial_end(retrying(lambda: _frozen(self.study, trial.number), "reading"))
+        return state
+
+    def _tell(
+        self, trial: optuna.Trial, state: TrialState, value: float | None, attrs: dict[str, Any]
+    ) -> None:
+        """Attributes, then the final state; safe to retry (a finished trial is skipped)."""
+
+        def ours() -> bool:
+            frozen = _frozen(self.study, trial.number)
+            return frozen.state == state and all(
+                frozen.user_attrs.get(k) == v for k, v in attrs.items()
+            )
+
+        def tell() -> None:
+            try:
+                _set_attrs(trial, attrs)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # Finished already: by our own earlier try that lost its answer, or by another
+                # worker that found this trial stale (then our attributes are not on it).
+                if not ours():
+                    raise TakenOver() from None
+                return
+            try:
+                if state == TrialState.COMPLETE:
+                    self.study.tell(trial, value, skip_if_finished=True)
+                else:
+                    self.study.tell(trial, state=state, skip_if_finished=True)
+            except RuntimeError as e:
+                # The grid sampler calls study.stop() once its grid is used up; outside
+                # Study.optimize that raises, after the trial is recorded.
+                if "stop" not in str(e):
+                    raise
+                self.exhausted = True
+            if not ours():  # finished by another worker between our attributes and tell
+                raise TakenOver()
+
+        retrying(tell, f"recording trial {trial.number} as {state.name}")
+
+    def _train(
+        self, trial: optuna.Trial, config: Any, run_id: str
+    ) -> tuple[TrialState, float | None, dict[str, float], str | None]:
+        """Train; returns (state, value, metrics, reason). Trial errors become FAIL here."""
+        from tuner.model import build_model
+        from tuner.training import evaluate, train
+
+        ds = self.dataset
+        objective = self.space.objective
+
+        def report(epoch: int, logs: dict[str, float]) -> bool:
+            try:
+                self.tracker.log_epoch(run_id, epoch, logs)
+            except Exception as e:  # a missing curve point must not fail the trial
+                print(
+                    f"tuner: epoch {epoch} of trial {trial.number} not logged to MLflow: "
+                    f"{_first_line(e)}",
+                    file=sys.stderr,
+                )
+            value = logs.get(objective)
+            if value is None or not math.isfinite(value):
+                return False
+            try:
+                retrying(lambda: trial.report(value, epoch), f"reporting epoch {epoch}")
+            except optuna.exceptions.UpdateFinishedTrialError:
+                raise TakenOver() from None
+            return retrying(trial.should_prune, "asking the pruner")
+
+        try:
+            arrays = ds.arrays(config.scaler, config.window)
+            model = build_model(config, ds.task, arrays.x_train.shape[1:], ds.n_outputs)
+            result = train(
+                model,
+                arrays,
+                config,
+                task=ds.task,
+                n_outputs=ds.n_outputs,
+                objective=objective,
+                direction=self.space.direction,
+                report=report,
+                target_index=ds.target_index if isinstance(ds, Series) else None,
+                horizon=ds.horizon if isinstance(ds, Series) else 1,
+            )
+        except (FatalError, TakenOver):
+            raise
+        except Exception as e:  # a trial's own error: OOM, bad runtime config, ...
+            self.errors_in_a_row += 1
+            reason = f"{type(e).__name__}: {_first_line(e)}"
+            if self.errors_in_a_row >= MAX_CONSECUTIVE_ERRORS:
+                self._tell(trial, TrialState.FAIL, None, {"reason": reason})
+                self.tracker.end_trial(run_id, "FAIL", {}, reason)
+                raise FatalError(
+                    f"{MAX_CONSECUTIVE_ERRORS} trials in a row failed; the last: {reason}"
+                ) from e
+            return TrialState.FAIL, None, {}, reason
+        self.errors_in_a_row = 0
+
+        epochs_run = len(result.history)
+        metrics: dict[str, float] = {"epochs_run": float(epochs_run)}
+        if result.stopped == "diverged":
+            return (
+                TrialState.FAIL,
+                None,
+                metrics,
+                f"loss not finite at epoch {result.stopped_epoch}",
+            )
+        if result.stopped == "pruned":
+            return TrialState.PRUNED, None, metrics, f"pruned at epoch {result.stopped_epoch}"
+        assert result.best_value is not None and result.best_epoch is not None
+        metrics["best_epoch"] = float(result.best_epoch)
+        metrics[f"best_{objective}"] = result.best_value
+        # Summary metrics get names of their own, so they never add points to an epoch curve.
+        curves = set(result.history[0])
+        val = evaluate(model, arrays.x_val, arrays.y_val, ds, arrays.scaler, "val")
+        metrics.update({k: v for k, v in val.items() if k not in curves})
+        best_value = result.best_value
+        if retrying(lambda: self._is_best(best_value), "reading the best trial"):
+            # The test split is evaluated for the trials that were best when they completed, and
+            # recorded; it is never reported to Optuna, so it never steers the search.
+            metrics.update(evaluate(model, arrays.x_test, arrays.y_test, ds, arrays.scaler, "test"))
+            uri = self.tracker.log_model(run_id, model, self._preprocess(config, arrays.scaler))
+            try:
+                retrying(lambda: trial.set_user_attr("model_uri", uri), "recording the model")
+            except optuna.exceptions.UpdateFinishedTrialError:
+                raise TakenOver() from None
+        return TrialState.COMPLETE, result.best_value, metrics, None
+
+    def _is_best(self, value: float) -> bool:
+        best = studies.best_trial(self.study)
+        if best is None or best.value is None:
+            return True
+        return value > best.value if self.space.direction == "maximize" else value < best.value
+
+    def _preprocess(self, config: Any, scaler: Any) -> dict[str, Any]:
+        ds = self.dataset
+        out: dict[str, Any] = {
+            "task": ds.task,
+            "window": config.window,
+            "scaler": scaler.to_json(),
+            "data": self.spec["data"],
+        }
+        if isinstance(ds, Series):
+            out.update(columns=list(ds.columns), target_index=ds.target_index, horizon=ds.horizon)
+        else:
+            out.update(classes=ds.classes)
+        return out
+
+
+class _Heartbeat:
+    """Records the trial's heartbeat every interval (Optuna's RDB heartbeat API)."""
+
+    def __init__(self, storage: Any, trial_id: int) -> None:
+        self._storage = storage
+        self._trial_id = trial_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        interval = getattr(self._storage, "get_heartbeat_interval", lambda: None)()
+        if interval is None:  # heartbeats off, or a gRPC proxy client (it has none)
+            return
+
+        def beat() -> None:
+            while True:
+                try:
+                    self._storage.record_heartbeat(self._trial_id)
+                except Exception:  # a missed beat is retried next interval
+                    pass
+                if self._stop.wait(interval):
+                    return
+
+        self._thread = threading.Thread(target=beat, name="tuner-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def close_study_if_idle(
+    study: optuna.Study, storage: Any, storage_url: str, tracker: Tracker, *, plots: bool = True
+) -> str | None:
+    """When no trial of the study is running, log the study-level results on the parent run and
+    close it: FINISHED if the target is reached, else KILLED (a resume reopens it).
+
+    Serialized by the claim lock, so of several workers stopping at once one closes it and the
+    others find nothing to do. Returns the status set, or None.
+    """
+    from tuner.storage import claim_lock
+
+    def close() -> str | None:
+        with claim_lock(storage, storage_url, study.study_name):
+            c = studies.counts(study)
+            parent = study.user_attrs.get(studies.PARENT_RUN_ATTR)
+            if c["running"] or parent is None:
+                return None
+            status = "FINISHED" if studies.target_reached(study, c) else INTERRUPTED_STATUS
+            if tracker.client.get_run(parent).info.status == status:
+                return None  # closed already, as it should be, by another worker
+            tracker.finish_study(parent, study, status, plots=plots)
+            return status
+
+    return retrying(close, "closing the study's parent run")
+
+
+def on_stale(tracker_uri: str) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    """Heartbeat-stale callback: re-queue the dead worker's trial once, close its MLflow run."""
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        retry(study, trial)
+        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        if run_id:
+            try:
+                Tracker(tracker_uri).close_run(
+                    run_id, INTERRUPTED_STATUS, "worker died (heartbeat stale); trial retried"
+                )
+            except Exception as e:  # MLflow down: `tuner check --repair` closes it later
+                print(f"tuner: could not close run {run_id}: {_first_line(e)}", file=sys.stderr)
+
+    return callback
+
+
+class _Signals:
+    critical = 0  # depth of sections that must not be cut (claiming, recording a trial's end)
+    pending: str | None = None
+
+
+@contextlib.contextmanager
+def handling_signals() -> Iterator[None]:
+    """Turn SIGTERM (docker stop) and SIGINT (Ctrl-C) into ``Interrupted`` in the main thread.
+
+    Inside a critical section the signal is held until the section ends, so a trial is never
+    left half-claimed or half-recorded. The previous handlers come back on exit.
+    """
+
+    def raise_interrupted(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if _Signals.pending is not None:
+            return  # already stopping
+        _Signals.pending = name
+        if _Signals.critical == 0:
+            raise Interrupted(name)
+
+    _Signals.pending, _Signals.critical = None, 0
+    previous = {s: signal.signal(s, raise_interrupted) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def _deferred_signals(*, raise_at_end: bool = True) -> Iterator[None]:
+    """Hold SIGTERM/SIGINT for the section; then raise it, or keep it for ``_raise_pending``."""
+    _Signals.critical += 1
+    try:
+        yield
+    finally:
+        _Signals.critical -= 1
+    if raise_at_end:
+        _raise_pending()
+
+
+def _raise_pending() -> None:
+    if _Signals.critical == 0 and _Signals.pending is not None:
+        raise Interrupted(_Signals.pending)
+
+
+def _taken_over(trial: optuna.Trial) -> TrialState:
+    print(
+        f"tuner: trial {trial.number} was failed as stale by another worker (no heartbeat within "
+        "the grace period); its result is dropped and its retry queued",
+        file=sys.stderr,
+    )
+    return TrialState.FAIL
+
+
+def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
+def _requeue(study: optuna.Study, number: int) -> None:
+    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(study, _frozen(study, number))
+
+
+def _frozen(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    return study._storage.get_trial(trial_id)
+
+
+def _free_memory() -> None:
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:500] if lines else ""
