@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import optuna
+import psycopg
 import pytest
 from conftest import CO2_OPTIONS
 from optuna.trial import TrialState
@@ -51,7 +52,14 @@ def create(
     assert main(argv) == 0
 
 
-def worker(storage: str, tracking: str, data: Path, *extra: str, heartbeat: str = "2,30"):
+def worker(
+    storage: str,
+    tracking: str,
+    data: Path,
+    *extra: str,
+    heartbeat: str = "2,30",
+    env: dict[str, str] | None = None,
+):
     """A `tuner worker` process. Its heartbeat grace is long (a loaded 2-core machine can stall a
     process for seconds) except where a test wants a dead worker found quickly."""
     env = {
@@ -60,6 +68,7 @@ def worker(storage: str, tracking: str, data: Path, *extra: str, heartbeat: str 
         "MLFLOW_TRACKING_URI": tracking,
         "TUNER_HEARTBEAT": heartbeat,
         "TF_CPP_MIN_LOG_LEVEL": "3",
+        **(env or {}),
     }
     return subprocess.Popen(
         [
@@ -109,59 +118,69 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(pg, tmp_path):
-    """A real `mlflow server` on a local port, its backend the test's MLflow database."""
-    # The schemas first, by tuner db init, as in docker-compose: a server starting on an empty
-    # database while another client creates the schema races it ("already exists").
-    assert main(["db", "init", "--storage", pg[0], "--tracking-uri", pg[1]]) == 0
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            normalize(pg[1]),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--artifacts-destination",
-            str(tmp_path / "served"),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
-    )
-    url = f"http://127.0.0.1:{port}"
+class MlflowServer:
+    """A real `mlflow server` on a local port, its backend the test's MLflow database; it can be
+    stopped and started again on the same port."""
 
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"mlflow server exited: {proc.stderr.read()[-2000:]}")
+    def __init__(self, backend: str, artifacts: Path) -> None:
+        self.backend, self.artifacts = backend, artifacts
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["mlflow", "server", "--backend-store-uri", normalize(self.backend)]
+            + ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+            + ["--artifacts-destination", str(self.artifacts)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, so stop() ends its web workers too
+            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        )
+        wait_for(self.healthy, 90, "mlflow server /health")
+
+    def healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"mlflow server exited: {self.proc.stderr.read()[-2000:]}")
         try:
-            return urllib.request.urlopen(f"{url}/health", timeout=2).status == 200
+            return urllib.request.urlopen(f"{self.url}/health", timeout=2).status == 200
         except OSError:
             return False
 
-    wait_for(healthy, 90, "mlflow server /health")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture
+def mlflow_server(pg, tmp_path):
+    # The schemas first, by tuner db init, as in docker-compose: a server starting on an empty
+    # database while another client creates the schema races it ("already exists").
+    assert main(["db", "init", "--storage", pg[0], "--tracking-uri", pg[1]]) == 0
+    server = MlflowServer(pg[1], tmp_path / "served")
+    server.start()
+    yield server
+    server.stop()
 
 
 def test_four_workers_through_an_mlflow_server(pg, mlflow_server, space_file, co2_csv) -> None:
-    storage = pg[0]
-    create(space_file, co2_csv, storage, mlflow_server, trials=8)
-    results = finish([worker(storage, mlflow_server, co2_csv) for _ in range(4)])
+    storage, tracking = pg[0], mlflow_server.url
+    create(space_file, co2_csv, storage, tracking, trials=8)
+    results = finish([worker(storage, tracking, co2_csv) for _ in range(4)])
     assert [code for code, _ in results] == [0] * 4, results
     study = load(storage)
     trials = study.get_trials()
     assert sorted(t.number for t in trials) == list(range(8)), "exact count, unique, contiguous"
     assert all(t.state == TrialState.COMPLETE for t in trials)
-    tracker = Tracker(mlflow_server)
+    tracker = Tracker(tracking)
     report = check(study, tracker)
     assert report.ok and report.runs == 8, report.problems
     experiments = tracker.client.search_experiments(filter_string="name = 'd'")
@@ -330,3 +349,102 @@ def test_workers_through_the_grpc_storage_proxy(pg, space_file, co2_csv) -> None
     report = check(study, Tracker(normalize(tracking)))
     assert report.runs == len(complete)
     assert all("target" in p for p in report.problems), report.problems
+
+
+def reporting(storage: str, n: int = 1):
+    """Whether ``n`` trials have reported an epoch (so workers are mid-training)."""
+
+    def check() -> bool:
+        trials = load(storage).get_trials()
+        return sum(bool(t.intermediate_values) for t in trials) >= n
+
+    return check
+
+
+def test_mlflow_server_down_mid_study_is_caught_up(pg, mlflow_server, space_file, co2_csv) -> None:
+    """Scenario 11: trials go on while MLflow is down; what they logged meanwhile arrives when it
+    is back, once: no run missing, none duplicated, no curve point twice."""
+    storage, tracking = pg[0], mlflow_server.url
+    create(space_file, co2_csv, storage, tracking, trials=6, epochs=12)
+    procs = [worker(storage, tracking, co2_csv) for _ in range(2)]
+    wait_for(reporting(storage), 120, "a trial to report an epoch")
+    mlflow_server.stop()
+    time.sleep(8)
+    during = load(storage).get_trials()
+    mlflow_server.start()
+    results = finish(procs)
+    assert [code for code, _ in results] == [0, 0], results
+    errors = "".join(err for _, err in results)
+    assert "MLflow did not answer" in errors and "caught up" in errors
+    study = load(storage)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6, errors[-3000:]
+    assert len(during) > sum(t.state.is_finished() for t in during), "trials ran during the outage"
+    tracker = Tracker(tracking)
+    report = check(study, tracker)
+    assert report.ok and report.runs == 6, report.problems
+    for t in trials:
+        assert "mlflow_unrecorded" not in t.user_attrs
+        history = tracker.client.get_metric_history(t.user_attrs["mlflow_run_id"], "loss")
+        steps = [m.step for m in history]
+        assert steps == sorted(set(steps)), f"trial {t.number}: a point twice or out of order"
+        assert len(steps) == int(t.user_attrs["epochs_run"]), f"trial {t.number} lost points"
+
+
+def test_logins_refused_then_back(pg, pg_admin, space_file, co2_csv) -> None:
+    """Scenario 6: the database refuses logins for 20 s. A worker waits with a visible message
+    and completes the study; one whose limit is shorter stops with a clear error, and its trial
+    is failed as stale and retried: nothing lost, nothing left RUNNING."""
+    storage, tracking = pg
+    create(space_file, co2_csv, storage, tracking, trials=4, epochs=20)
+    patient = worker(storage, tracking, co2_csv, heartbeat="2,10")
+    hasty = worker(
+        storage, tracking, co2_csv, heartbeat="2,10", env={"TUNER_DB_RETRY_SECONDS": "5"}
+    )
+    wait_for(reporting(storage, 2), 120, "both workers to report an epoch")
+    database = storage.rsplit("/", 1)[1]
+    pg_admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
+    try:
+        pg_admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (database,),
+        )
+        time.sleep(20)
+    finally:
+        pg_admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
+    [(hasty_code, hasty_err)] = finish([hasty])
+    assert hasty_code == 1, hasty_err[-2000:]
+    assert "tuner: fatal: the storage did not answer for" in hasty_err
+    [(code, err)] = finish([patient])
+    assert code == 0, err[-3000:]
+    assert "storage error while" in err and "retry" in err, "the wait was visible"
+    study = load(storage)
+    trials = study.get_trials()
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed, "the hasty worker's trial was failed as stale"
+    assert all(t.user_attrs.get("reason") is None for t in failed), "no healthy trial failed"
+    assert check(study, Tracker(normalize(tracking))).ok
+
+
+def test_a_connection_limit_too_low_is_named(pg, pg_admin, space_file, co2_csv) -> None:
+    """Scenario 7: a role allowed fewer connections than a worker needs is refused at start,
+    naming the limit, before it claims any trial."""
+    storage, tracking = pg
+    create(space_file, co2_csv, storage, tracking, trials=2, epochs=1)
+    role = f"tuner_limited_{storage.rsplit('_', 1)[1]}"
+    pg_admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 2')
+    try:
+        with psycopg.connect(storage, autocommit=True) as db:  # the study's tables
+            db.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"')
+            db.execute(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
+        limited = storage.replace("postgres@", f"{role}@")
+        [(code, err)] = finish([worker(limited, tracking, co2_csv)])
+        assert code == 2, err[-2000:]
+        assert f"the CONNECTION LIMIT of role '{role}' is 2" in err and "a worker needs 3" in err
+        assert len(err.strip().splitlines()) == 1, err
+        assert load(storage).get_trials() == [], "no trial claimed"
+    finally:
+        with psycopg.connect(storage, autocommit=True) as db:
+            db.execute(f'DROP OWNED BY "{role}"')  # its grants, so that the role can go
+        pg_admin.execute(f'DROP ROLE "{role}"')

@@ -86,28 +86,27 @@ def test_a_used_up_grid_stops_the_worker_after_recording_the_trial(tmp_path) -> 
     assert _frozen(study, 0).state == TrialState.COMPLETE
 
 
-class _Runs:
-    """Stands in for the MLflow tracker: records how runs were closed."""
+class _Run:
+    """Stands in for a trial's MLflow run: records how it was closed."""
+
+    run_id = "run-0"
 
     def __init__(self) -> None:
         self.closed: list[tuple[str, str | None]] = []
 
-    def start_trial(self, *args, **kwargs) -> str:
-        return "run-0"
-
-    def end_trial(self, run_id, state, metrics, reason=None, status=None) -> None:
+    def end(self, state, metrics, reason=None, status=None, *, seconds=None) -> list[str]:
         self.closed.append((state, status))
+        return []
 
 
 def test_a_signal_while_claiming_fails_and_requeues_the_claimed_trial(worker, monkeypatch) -> None:
-    runs = _Runs()
-    worker.tracker = runs
+    runs = _Run()
     worker.study.set_user_attr(studies.EXPERIMENT_ATTR, "1")
     worker.study.set_user_attr(studies.PARENT_RUN_ATTR, "p")
 
     def open_and_get_signalled(trial):
         os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the claim's critical section
-        return "run-0", None
+        return runs, None
 
     monkeypatch.setattr(worker, "_open", open_and_get_signalled)
     monkeypatch.setattr("tuner.worker._free_memory", lambda: None)

@@ -32,8 +32,20 @@ class Report:
 
 
 def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
-    """Check the invariant; with ``repair``, close MLflow runs whose trial is no longer running."""
+    """Check the invariant. With ``repair`` (the study's storage must have heartbeats on): fail
+    trials whose worker is gone (stale heartbeat: retried; orphan claims), then close MLflow runs
+    whose trial is no longer running and the parent run of an idle study."""
     report = Report()
+    if repair:
+        storage = study._storage
+        stale = [t.number for t in study.get_trials(states=(TrialState.RUNNING,))]
+        orphans = studies.sweep(study, storage)
+        now_running = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
+        for number in stale:
+            if number in orphans:
+                report.repaired.append(f"failed orphan trial {number} (no heartbeat ever)")
+            elif number not in now_running:
+                report.repaired.append(f"failed stale trial {number}, queued its retry")
     trials = study.get_trials(deepcopy=False)
     report.trials = len(trials)
     problems = report.problems
@@ -65,9 +77,16 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     for t in finished:
         run_id = t.user_attrs.get("mlflow_run_id")
         run = by_id.get(run_id) if run_id else None
+        if run is None and t.user_attrs.get("reason") == studies.ORPHAN_REASON:
+            continue  # never started: no parameters, no run
         if run is None:
-            problems.append(f"trial {t.number} ({t.state.name}) has no MLflow run")
+            lacks = t.user_attrs.get("mlflow_unrecorded")
+            why = f" (MLflow was down: it lacks {lacks})" if lacks else ""
+            problems.append(f"trial {t.number} ({t.state.name}) has no MLflow run{why}")
             continue
+        if t.user_attrs.get("mlflow_unrecorded"):
+            lacks = t.user_attrs["mlflow_unrecorded"]
+            problems.append(f"trial {t.number}'s run lacks {lacks} (MLflow was down)")
         linked.add(run_id)
         if run.data.tags.get("optuna.trial_number") != str(t.number):
             problems.append(f"run {run_id} does not link back to trial {t.number}")

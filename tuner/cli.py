@@ -112,13 +112,14 @@ def cmd_worker(a: argparse.Namespace) -> int:
     from tuner.processes import RECYCLED, supervise
     from tuner.retry import retrying
     from tuner.space import parse_space
-    from tuner.storage import check_separate, make_storage, resolve
+    from tuner.storage import check_connection_budget, check_separate, make_storage, resolve
     from tuner.tracking import Tracker
     from tuner.worker import Interrupted, Worker, close_study_if_idle, handling_signals, on_stale
 
     stores = resolve(a.storage, a.tracking_uri)
     check_separate(stores.storage, stores.tracking)
     storage = make_storage(stores.storage, on_stale=on_stale(stores.tracking), create_tables=False)
+    retrying(lambda: check_connection_budget(storage, stores.storage), "checking connections")
     name = a.study or retrying(lambda: studies.only_study_name(storage), "finding the study")
     study, spec = retrying(lambda: studies.load(storage, name), "loading the study")
     space = parse_space(spec["space"], source=f"study {name}")
@@ -126,6 +127,8 @@ def cmd_worker(a: argparse.Namespace) -> int:
     dataset = data.load(options, _max_window(space))
     studies.check_fingerprint(spec, dataset.fingerprint(), a.data)
     if a.trials_per_process and not a.trial_process:
+        if hasattr(storage, "engine"):  # trial processes hold the connections, not this one
+            storage.engine.dispose()
         return supervise(
             name,
             a.data,
@@ -138,7 +141,10 @@ def cmd_worker(a: argparse.Namespace) -> int:
         )
     tracker = Tracker(stores.tracking)
     attrs = retrying(lambda: study.user_attrs, "reading the study")
-    tracker.open_study(attrs[studies.PARENT_RUN_ATTR], {})
+    try:
+        tracker.open_study(attrs[studies.PARENT_RUN_ATTR], {})
+    except Exception as e:  # MLflow down: trials keep their records until it is back
+        print(f"tuner: MLflow did not answer ({str(e)[:200]}); starting anyway", file=sys.stderr)
     worker = Worker(study, storage, stores.storage, space, spec, dataset, tracker)
     worker.errors_in_a_row = a.errors_in_a_row
     recycled = signalled = False
@@ -215,8 +221,9 @@ def cmd_check(a: argparse.Namespace) -> int:
     from tuner.storage import resolve
     from tuner.tracking import Tracker
 
-    study = _open_study(a)
-    report = check(study, Tracker(resolve(a.storage, a.tracking_uri).tracking), repair=a.repair)
+    stores = resolve(a.storage, a.tracking_uri)
+    study = _open_study(a, heartbeat=a.repair)  # a repair fails stale trials: needs heartbeats
+    report = check(study, Tracker(stores.tracking), repair=a.repair)
     if a.json:
         print(json.dumps(report.__dict__ | {"ok": report.ok}, indent=2))
     else:
@@ -392,17 +399,22 @@ def _create(prepared: dict[str, Any], target: int) -> tuple[Any, Any]:
     return study, stores
 
 
-def _open_study(a: argparse.Namespace) -> Any:
+def _open_study(a: argparse.Namespace, *, heartbeat: bool = False) -> Any:
     from tuner import study as studies
     from tuner.storage import make_storage, resolve
 
-    stores = resolve(a.storage, None)
+    stores = resolve(a.storage, getattr(a, "tracking_uri", None))
     url = stores.storage
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         from tuner.errors import InputError
 
         raise InputError("no studies here yet; start one with `tuner run`", source=url)
-    storage = make_storage(url, heartbeat=False, create_tables=False)
+    stale = None
+    if heartbeat:
+        from tuner.worker import on_stale
+
+        stale = on_stale(stores.tracking)
+    storage = make_storage(url, heartbeat=heartbeat, on_stale=stale, create_tables=False)
     name = a.study or studies.only_study_name(storage)
     return studies.load(storage, name)[0]
 

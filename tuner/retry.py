@@ -8,6 +8,7 @@ internal storage error; a wrong query or a bad value fails at once.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -35,6 +36,11 @@ def transient_errors() -> tuple[type[BaseException], ...]:
 # SQLSTATE classes of a server that went away or is busy, not of a wrong request: connection
 # exception, transaction rollback, insufficient resources, operator intervention, system error.
 _TRANSIENT_SQLSTATE = ("08", "40", "53", "57", "58")
+TOO_MANY_CONNECTIONS = "53300"
+_LIMIT_HINT = (
+    " (a connection limit is too low: each worker needs about 3 connections; raise the role's"
+    " or database's CONNECTION LIMIT or max_connections, or run fewer workers)"
+)
 _LOST_MESSAGES = ("server closed the connection", "terminating connection", "connection reset")
 
 
@@ -50,10 +56,29 @@ def lost_connection(e: BaseException) -> bool:
     if not isinstance(e, sqlalchemy.exc.DBAPIError):
         return False
     sqlstate = getattr(e.orig, "sqlstate", None)
+    if sqlstate == TOO_MANY_CONNECTIONS:  # a limit too low for the workers: say so at once
+        return False
     if sqlstate:
         return str(sqlstate)[:2] in _TRANSIENT_SQLSTATE
     text = str(e.orig).lower()
     return any(m in text for m in _LOST_MESSAGES)
+
+
+class _Outage:
+    last: float = -math.inf  # time.monotonic() of the last storage error this process saw
+
+
+def note_outage() -> None:
+    _Outage.last = time.monotonic()
+
+
+def seconds_since_outage() -> float:
+    """Since this process last saw the storage fail (inf if never).
+
+    After an outage every worker's heartbeats are old, through no fault of theirs; a worker
+    waits a grace period before it judges other trials stale (see ``study.sweep``).
+    """
+    return time.monotonic() - _Outage.last
 
 
 def limit() -> float:
@@ -72,8 +97,11 @@ def retrying(call: Callable[[], T], what: str, *, sleep: Callable[[float], None]
         try:
             return call()
         except transient as e:
+            note_outage()
             attempt += 1
             cause = mask(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+            if getattr(getattr(e, "orig", None), "sqlstate", None) == TOO_MANY_CONNECTIONS:
+                cause += _LIMIT_HINT
             if waited + delay > budget:
                 raise FatalError(
                     f"the storage did not answer for {waited:g} s while {what}: {cause}"

@@ -24,6 +24,7 @@ STORAGE_ENV = "TUNER_STORAGE"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 HEARTBEAT_ENV = "TUNER_HEARTBEAT"  # "interval" or "interval,grace" in seconds
 DEFAULT_HEARTBEAT = (10, 30)
+WORKER_CONNECTIONS = 3  # a worker's own, its heartbeat thread's, its claim lock's
 
 
 def home() -> Path:
@@ -112,7 +113,7 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     if url.startswith(("postgresql", "mysql")):
         # Optuna only pre-pings MySQL itself. A worker holds about 3 connections: its own,
         # the heartbeat thread's and the claim lock's.
-        return {"pool_pre_ping": True, "pool_size": 3, "max_overflow": 2}
+        return {"pool_pre_ping": True, "pool_size": WORKER_CONNECTIONS, "max_overflow": 2}
     return {}
 
 
@@ -148,7 +149,7 @@ def make_storage(
     """
     import optuna
 
-    from tuner.retry import lost_connection, retrying
+    from tuner.retry import TOO_MANY_CONNECTIONS, lost_connection, retrying
 
     if url.startswith("grpc://"):
         host, _, port = url.removeprefix("grpc://").rstrip("/").rpartition(":")
@@ -173,14 +174,57 @@ def make_storage(
         except Exception as e:  # sqlalchemy / driver errors: unreachable, auth, no database
             if lost_connection(e):
                 raise  # a server restarting or cutting connections: waited for by retrying()
+            hint = ""
+            if getattr(getattr(e, "orig", None), "sqlstate", None) == TOO_MANY_CONNECTIONS:
+                hint = f" (a worker needs {WORKER_CONNECTIONS} connections; raise the limit)"
             raise InputError(
-                f"cannot open the storage: {_first_line(e)}", field=f"--storage {mask(url)}"
+                f"cannot open the storage: {_first_line(e)}{hint}",
+                field=f"--storage {mask(url)}",
             ) from None
 
     storage = retrying(open_rdb, "opening the storage")
     if url.startswith("sqlite"):
         _wal(storage.engine)
     return storage
+
+
+def check_connection_budget(storage: Any, url: str) -> None:
+    """Refuse to start a worker that PostgreSQL's connection limits leave no room for, naming the
+    limit, before it claims a trial it could not finish. The limits: the role's and the
+    database's CONNECTION LIMIT (not for superusers), and the server's max_connections."""
+    if not url.startswith("postgresql"):
+        return
+    from sqlalchemy import text
+
+    query = text(
+        "SELECT r.rolname, r.rolsuper, r.rolconnlimit, d.datname, d.datconnlimit, "
+        "current_setting('max_connections')::int, "
+        "current_setting('superuser_reserved_connections')::int, "
+        "(SELECT count(*) FROM pg_stat_activity WHERE usename = current_user), "
+        "(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()), "
+        "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') "
+        "FROM pg_roles r, pg_database d "
+        "WHERE r.rolname = current_user AND d.datname = current_database()"
+    )
+    with storage.engine.connect() as conn:
+        row = conn.execute(query).one()
+        pool = storage.engine.pool
+        own = pool.checkedin() + pool.checkedout()  # this worker's, counted in the figures
+    role, superuser, role_limit, db, db_limit, max_conn, reserved, by_role, by_db, total = row
+    limits = [(max_conn - (0 if superuser else reserved), total, "the server's max_connections")]
+    if not superuser:
+        limits += [
+            (role_limit, by_role, f"the CONNECTION LIMIT of role {role!r}"),
+            (db_limit, by_db, f"the CONNECTION LIMIT of database {db!r}"),
+        ]
+    for limit, used, name in limits:
+        others = max(used - own, 0)
+        if limit >= 0 and limit - others < WORKER_CONNECTIONS:
+            raise InputError(
+                f"{name} is {limit}, other sessions hold {others}, and a worker needs "
+                f"{WORKER_CONNECTIONS}: raise the limit or run fewer workers",
+                field=f"--storage {mask(url)}",
+            )
 
 
 def _wal(engine: Any) -> None:

@@ -233,6 +233,61 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         return None
 
 
+ORPHAN_REASON = "orphan: claimed, but its worker never started it (the claim's answer was lost)"
+
+
+def sweep(study: optuna.Study, storage: Any) -> list[int]:
+    """Fail the trials whose worker is gone, so they are retried and nothing stays RUNNING.
+
+    Two kinds: a trial whose heartbeat went stale (its worker was killed; Optuna fails it and
+    the storage's callback re-queues it and closes its run), and an orphan: a RUNNING trial with
+    no heartbeat at all, long after it started. A worker records the first heartbeat as soon as
+    it claims a trial, so an orphan is a claim whose answer was lost with the connection (the
+    worker retried and got another trial). Orphans have no parameters and no run; they are
+    failed, not re-queued. Returns the numbers of the orphans failed.
+
+    Skipped for a grace period after this process saw the storage fail: then every worker's
+    heartbeat is old because the database was gone, not the workers.
+    """
+    from tuner.retry import seconds_since_outage
+
+    grace = getattr(storage, "grace_period", None) or 0
+    if getattr(storage, "heartbeat_interval", None) is None:
+        return []
+    if seconds_since_outage() < grace + storage.heartbeat_interval:
+        return []
+    optuna.storages.fail_stale_trials(study)
+    return _fail_orphans(study, storage, older_than=max(3.0 * grace, 120.0))
+
+
+def _fail_orphans(study: optuna.Study, storage: Any, older_than: float) -> list[int]:
+    import datetime
+
+    from sqlalchemy import text
+
+    query = text(
+        "SELECT t.trial_id, t.number, t.datetime_start FROM trials t "
+        "LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+        "WHERE t.study_id = :study AND t.state = 'RUNNING' AND h.trial_id IS NULL"
+    )
+    with storage.engine.connect() as conn:
+        rows = conn.execute(query, {"study": study._study_id}).all()
+    # datetime_start is the claiming worker's local clock (Optuna's choice); the margin is wide
+    # enough for clock skew between machines.
+    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=older_than)
+    failed = []
+    for trial_id, number, started in rows:
+        if started is None or started.replace(tzinfo=None) > cutoff:
+            continue
+        try:
+            storage.set_trial_user_attr(trial_id, "reason", ORPHAN_REASON)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker swept it first
+        failed.append(number)
+    return failed
+
+
 def check_fingerprint(spec: dict[str, Any], fingerprint: str, data_path: str) -> None:
     if spec["fingerprint"] != fingerprint:
         raise InputError(

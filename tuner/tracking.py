@@ -19,8 +19,11 @@ The trial's run id is the Optuna user attribute ``mlflow_run_id``; the run carri
 from __future__ import annotations
 
 import json
+import os
+import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     import optuna
 
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+RETRY_ENV = "TUNER_MLFLOW_RETRY_SECONDS"  # how long a trial's end waits for MLflow to be back
+DEFAULT_RETRY_SECONDS = 60.0
 INTERRUPTED_STATUS = "KILLED"
 ROLE_TAG = "tuner.role"
 
@@ -119,58 +124,6 @@ class Tracker:
             self.client.log_figure(parent_run_id, fig, f"plots/{name}.html")
 
     # -- one trial ---------------------------------------------------------------------------
-    def start_trial(
-        self,
-        experiment_id: str,
-        parent_run_id: str,
-        study_name: str,
-        trial_number: int,
-        params: dict[str, Any],
-        tags: dict[str, str],
-    ) -> str:
-        from mlflow.entities import Param
-
-        run = self.client.create_run(
-            experiment_id,
-            run_name=f"trial-{trial_number}",
-            tags={
-                "mlflow.parentRunId": parent_run_id,
-                "optuna.study_name": study_name,
-                "optuna.trial_number": str(trial_number),
-                "optuna.state": "RUNNING",
-                **tags,
-            },
-        )
-        run_id = run.info.run_id
-        self.client.log_batch(run_id, params=[Param(k, _param(v)) for k, v in params.items()])
-        return run_id
-
-    def log_epoch(self, run_id: str, epoch: int, logs: dict[str, float]) -> None:
-        """One call per epoch: every metric of the epoch in one batch."""
-        from mlflow.entities import Metric
-
-        now = _now()
-        self.client.log_batch(run_id, metrics=[Metric(k, v, now, epoch) for k, v in logs.items()])
-
-    def end_trial(
-        self,
-        run_id: str,
-        state: str,
-        metrics: dict[str, float],
-        reason: str | None = None,
-        status: str | None = None,
-    ) -> None:
-        from mlflow.entities import Metric, RunTag
-
-        now = _now()
-        tags = [RunTag("optuna.state", state)]
-        if reason:
-            tags.append(RunTag("tuner.reason", reason[:5000]))
-        self.client.log_batch(
-            run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()], tags=tags
-        )
-        self.client.set_terminated(run_id, status or RUN_STATUS[state])
-
     def close_run(self, run_id: str, status: str, reason: str) -> None:
         """Close a run left RUNNING by a trial that died (idempotent for closed runs)."""
         run = self.client.get_run(run_id)
@@ -187,6 +140,169 @@ class Tracker:
             (Path(tmp) / "preprocess.json").write_text(json.dumps(preprocess, indent=2))
             self.client.log_artifacts(run_id, tmp, "model")
         return f"runs:/{run_id}/model"
+
+
+class TrialRun:
+    """One trial's MLflow run, kept whole through a tracking-server outage.
+
+    Nothing here raises: training never waits on MLflow and never fails because of it. What
+    could not be sent (the run itself, its parameters, epoch points, the end) is kept in order
+    and sent at the next epoch, backing off (1 s, 2 s, ... 30 s between tries) while the server
+    is down; ``catch_up`` waits for it within a bound. Points keep the time they were measured,
+    and MLflow drops a point it already has, so a send whose answer was lost duplicates nothing;
+    a run whose creation answer was lost is found again by its ``tuner.log_id`` tag.
+    """
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        experiment_id: str,
+        parent_run_id: str,
+        study_name: str,
+        trial_number: int,
+        params: dict[str, Any],
+        tags: dict[str, str],
+    ) -> None:
+        from mlflow.entities import Param
+
+        self.client = tracker.client
+        self.experiment_id = experiment_id
+        self.number = trial_number
+        self.run_id: str | None = None
+        self.log_id = uuid.uuid4().hex
+        self.tags = {
+            "mlflow.parentRunId": parent_run_id,
+            "optuna.study_name": study_name,
+            "optuna.trial_number": str(trial_number),
+            "optuna.state": "RUNNING",
+            "tuner.log_id": self.log_id,
+            **tags,
+        }
+        self._params = [Param(k, _param(v)) for k, v in params.items()]
+        self._metrics: list[Any] = []
+        self._end: tuple[list[Any], str] | None = None
+        self._tried_create = False
+        self._next_try = 0.0
+        self._delay = 1.0
+        self._down = False
+        self.sync()
+
+    def log_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = _now()
+        self._metrics += [Metric(k, v, now, epoch) for k, v in logs.items()]
+        self.sync()
+
+    def sync(self) -> bool:
+        """Send what is pending, once (unless backing off); True when nothing is left."""
+        if time.monotonic() < self._next_try:
+            return False
+        try:
+            if self.run_id is None:
+                self.run_id = self._create()
+            if self._params:
+                self.client.log_batch(self.run_id, params=self._params)
+                self._params = []
+            while self._metrics:
+                chunk = self._metrics[:1000]  # MLflow's batch limit
+                self.client.log_batch(self.run_id, metrics=chunk)
+                del self._metrics[: len(chunk)]
+            if self._end is not None:
+                tags, status = self._end
+                self.client.log_batch(self.run_id, tags=tags)
+                self.client.set_terminated(self.run_id, status)
+                self._end = None
+        except Exception as e:  # the server is down or answered with an error
+            if not self._down:
+                print(
+                    f"tuner: MLflow did not answer for trial {self.number} ({_first_line(e)}); "
+                    "training goes on and its records are sent when MLflow is back",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            self._down = True
+            self._next_try = time.monotonic() + self._delay
+            self._delay = min(self._delay * 2, 30.0)
+            return False
+        if self._down:
+            print(f"tuner: MLflow is back; trial {self.number} caught up", file=sys.stderr)
+        self._down, self._delay = False, 1.0
+        return True
+
+    def _create(self) -> str:
+        if self._tried_create:  # the first try may have created it and lost the answer
+            found = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`tuner.log_id` = '{self.log_id}'",
+                max_results=1,
+            )
+            if found:
+                return str(found[0].info.run_id)
+        self._tried_create = True
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"trial-{self.number}", tags=self.tags
+        )
+        return str(run.info.run_id)
+
+    def catch_up(self, seconds: float | None = None) -> list[str]:
+        """Wait (within ``seconds``, default ``$TUNER_MLFLOW_RETRY_SECONDS``) until everything
+        pending is sent; returns what is still unrecorded, in words (empty when all is sent)."""
+        if seconds is None:
+            raw = os.environ.get(RETRY_ENV)
+            seconds = float(raw) if raw else DEFAULT_RETRY_SECONDS
+        deadline = time.monotonic() + seconds
+        while not self.sync():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(max(self._next_try - time.monotonic(), 0.05), left))
+        return self.unrecorded()
+
+    def unrecorded(self) -> list[str]:
+        if self.run_id is None:
+            return ["the run (MLflow was down)"]
+        out = []
+        if self._params:
+            out.append("parameters")
+        if self._metrics:
+            out.append(f"{len(self._metrics)} metric points")
+        if self._end is not None:
+            out.append("the run's end")
+        return out
+
+    def end(
+        self,
+        state: str,
+        metrics: dict[str, float],
+        reason: str | None = None,
+        status: str | None = None,
+        *,
+        seconds: float | None = None,
+    ) -> list[str]:
+        """Record the trial's end (summary metrics, state and reason tags, run status)."""
+        from mlflow.entities import Metric, RunTag
+
+        now = _now()
+        tags = [RunTag("optuna.state", state)]
+        if reason:
+            tags.append(RunTag("tuner.reason", reason[:5000]))
+        self._metrics += [Metric(k, v, now, 0) for k, v in metrics.items()]
+        self._end = (tags, status or RUN_STATUS[state])
+        left = self.catch_up(seconds)
+        if left:
+            print(
+                f"tuner: MLflow is still down; trial {self.number}'s run is missing "
+                f"{', '.join(left)} (`tuner check --repair` closes a run left RUNNING)",
+                file=sys.stderr,
+                flush=True,
+            )
+        return left
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else type(e).__name__
 
 
 def _param(value: Any) -> str:

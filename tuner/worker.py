@@ -34,13 +34,14 @@ from optuna.trial import TrialState
 from tuner import study as studies
 from tuner.data import Dataset, Sequences, Series
 from tuner.errors import FatalError
-from tuner.retry import retrying
+from tuner.retry import note_outage, retrying
 from tuner.sampling import sample
 from tuner.space import Space
-from tuner.tracking import INTERRUPTED_STATUS, Tracker
+from tuner.tracking import INTERRUPTED_STATUS, Tracker, TrialRun
 
 MAX_CONSECUTIVE_ERRORS = 5
 RUN_ID_ATTR = "mlflow_run_id"
+UNRECORDED_ATTR = "mlflow_unrecorded"  # what MLflow lacks of a trial (it was down too long)
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 # We run our own loop (claim lock, signals) and our own heartbeat thread, not Study.optimize.
@@ -71,6 +72,11 @@ def setup_device(gpu: int | None) -> None:
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # A trial keeps what MLflow misses and sends it later (TrialRun): a call to a server that is
+    # down should fail in seconds, not stall training through MLflow's own minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     # TensorFlow's Python logger warns about retracing once per new model: every trial.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
@@ -108,20 +114,35 @@ class Worker:
             # A signal arriving from here to the start of training is held, then raised inside
             # run_trial, whose handler fails and re-queues the trial.
             with _deferred_signals(raise_at_end=False):
-                retrying(
-                    lambda: optuna.storages.fail_stale_trials(self.study), "failing stale trials"
-                )
+                retrying(lambda: studies.sweep(self.study, self.storage), "failing stale trials")
                 trial = retrying(self._claim, "claiming a trial")
-                if trial is None:
-                    break
-                # From here a dead worker's trial is found by its stale heartbeat.
-                heartbeat = _Heartbeat(self.storage, trial._trial_id)
-                heartbeat.start()
-                run_id, config = self._open(trial)
-            self.run_trial(trial, run_id, heartbeat, config)
+                if trial is not None:
+                    # From here a dead worker's trial is found by its stale heartbeat.
+                    heartbeat = _Heartbeat(self.storage, trial._trial_id)
+                    heartbeat.start()
+                    run, config = self._open(trial)
+            if trial is None:
+                if self._others_running():
+                    continue  # one of them may turn out stale and need its retry run
+                break
+            self.run_trial(trial, run, heartbeat, config)
             self.ran += 1
         _raise_pending()
         return self.ran
+
+    def _others_running(self) -> bool:
+        """The target is claimed, but other workers' trials are running: wait one heartbeat
+        interval and say so, since a worker that dies now leaves a trial that needs a retry.
+        Without heartbeats no one could tell; the worker leaves."""
+        interval = getattr(self.storage, "heartbeat_interval", None)
+        if interval is None:
+            return False
+        running = retrying(lambda: studies.counts(self.study)["running"], "counting trials")
+        if not running:
+            return False
+        _raise_pending()
+        time.sleep(interval)
+        return True
 
     def _claim(self) -> optuna.Trial | None:
         """The next trial (a re-queued one first), or None when the study has its target."""
@@ -132,8 +153,8 @@ class Worker:
                 return None
             return self.study.ask()
 
-    def _open(self, trial: optuna.Trial) -> tuple[str, Any]:
-        """Sample the trial and open its MLflow run."""
+    def _open(self, trial: optuna.Trial) -> tuple[TrialRun, Any]:
+        """Sample the trial and open its MLflow run (if MLflow answers; else later)."""
         frozen = retrying(lambda: _frozen(self.study, trial.number), "reading the trial")
         retry_of = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
         seed = self.space.seed + (trial.number if retry_of is None else retry_of)
@@ -152,7 +173,8 @@ class Worker:
         tags = {"tuner.cudnn_eligible": str(config.cudnn_eligible).lower()}
         if retry_of is not None:
             tags["tuner.retry_of"] = str(retry_of)
-        run_id = self.tracker.start_trial(
+        run = TrialRun(
+            self.tracker,
             self.experiment_id,
             self.parent_run_id,
             self.study.study_name,
@@ -160,17 +182,22 @@ class Worker:
             config.as_params(),
             tags,
         )
-        attrs = {RUN_ID_ATTR: run_id, "cudnn_eligible": config.cudnn_eligible, "seed": seed}
+        attrs: dict[str, Any] = {"cudnn_eligible": config.cudnn_eligible, "seed": seed}
+        if run.run_id is not None:
+            attrs[RUN_ID_ATTR] = run.run_id
         retrying(lambda: _set_attrs(trial, attrs), "recording the trial's run")
-        return run_id, config
+        return run, config
 
     def run_trial(
-        self, trial: optuna.Trial, run_id: str, heartbeat: _Heartbeat, config: Any
+        self, trial: optuna.Trial, run: TrialRun, heartbeat: _Heartbeat, config: Any
     ) -> TrialState:
         """Train an opened trial, then record its end in Optuna and MLflow."""
         try:
             _raise_pending()
-            state, value, metrics, reason = self._train(trial, config, run_id)
+            state, value, metrics, reason = self._train(trial, config, run)
+            # With the heartbeat still beating: what MLflow missed while it was down, and the
+            # run itself, so that Optuna records the run's id or what MLflow lacks.
+            missing = run.catch_up()
         except TakenOver:
             return _taken_over(trial)
         except Interrupted as e:
@@ -181,7 +208,7 @@ class Worker:
                 except TakenOver:
                     raise e from None  # the stale path re-queued it and closed its run
                 retrying(lambda: _requeue(self.study, trial.number), "re-queueing the trial")
-                self.tracker.end_trial(run_id, "FAIL", {}, reason, status=INTERRUPTED_STATUS)
+                run.end("FAIL", {}, reason, status=INTERRUPTED_STATUS, seconds=3.0)
             raise
         finally:
             with _deferred_signals(raise_at_end=False):
@@ -189,22 +216,27 @@ class Worker:
                 _free_memory()
         with _deferred_signals():
             try:
-                return self._close(trial, run_id, state, value, metrics, reason)
+                return self._close(trial, run, state, value, metrics, reason, missing)
             except TakenOver:
                 return _taken_over(trial)
 
     def _close(
         self,
         trial: optuna.Trial,
-        run_id: str,
+        run: TrialRun,
         state: TrialState,
         value: float | None,
         metrics: dict[str, float],
         reason: str | None,
+        missing: list[str],
     ) -> TrialState:
         attrs: dict[str, Any] = {**metrics, **({"reason": reason} if reason else {})}
+        if run.run_id is not None:
+            attrs[RUN_ID_ATTR] = run.run_id
+        if missing:  # MLflow stayed down past the bound: say what its records lack
+            attrs[UNRECORDED_ATTR] = "; ".join(missing)
         self._tell(trial, state, value, attrs)
-        self.tracker.end_trial(run_id, state.name, metrics, reason)
+        run.end(state.name, metrics, reason)
         if self.on_trial_end is not None:
             self.on_trial_end(retrying(lambda: _frozen(self.study, trial.number), "reading"))
         return state
@@ -246,7 +278,7 @@ class Worker:
         retrying(tell, f"recording trial {trial.number} as {state.name}")
 
     def _train(
-        self, trial: optuna.Trial, config: Any, run_id: str
+        self, trial: optuna.Trial, config: Any, run: TrialRun
     ) -> tuple[TrialState, float | None, dict[str, float], str | None]:
         """Train; returns (state, value, metrics, reason). Trial errors become FAIL here."""
         from tuner.model import build_model
@@ -256,14 +288,7 @@ class Worker:
         objective = self.space.objective
 
         def report(epoch: int, logs: dict[str, float]) -> bool:
-            try:
-                self.tracker.log_epoch(run_id, epoch, logs)
-            except Exception as e:  # a missing curve point must not fail the trial
-                print(
-                    f"tuner: epoch {epoch} of trial {trial.number} not logged to MLflow: "
-                    f"{_first_line(e)}",
-                    file=sys.stderr,
-                )
+            run.log_epoch(epoch, logs)  # never raises: kept and sent later if MLflow is down
             value = logs.get(objective)
             if value is None or not math.isfinite(value):
                 return False
@@ -292,10 +317,10 @@ class Worker:
             raise
         except Exception as e:  # a trial's own error: OOM, bad runtime config, ...
             self.errors_in_a_row += 1
-            reason = f"{type(e).__name__}: {_first_line(e)}"
+            reason = _trial_error(e)
             if self.errors_in_a_row >= MAX_CONSECUTIVE_ERRORS:
                 self._tell(trial, TrialState.FAIL, None, {"reason": reason})
-                self.tracker.end_trial(run_id, "FAIL", {}, reason)
+                run.end("FAIL", {}, reason)
                 raise FatalError(
                     f"{MAX_CONSECUTIVE_ERRORS} trials in a row failed; the last: {reason}"
                 ) from e
@@ -325,12 +350,29 @@ class Worker:
             # The test split is evaluated for the trials that were best when they completed, and
             # recorded; it is never reported to Optuna, so it never steers the search.
             metrics.update(evaluate(model, arrays.x_test, arrays.y_test, ds, arrays.scaler, "test"))
-            uri = self.tracker.log_model(run_id, model, self._preprocess(config, arrays.scaler))
+            uri = self._log_model(run, model, self._preprocess(config, arrays.scaler))
             try:
-                retrying(lambda: trial.set_user_attr("model_uri", uri), "recording the model")
+                if uri is not None:
+                    retrying(lambda: trial.set_user_attr("model_uri", uri), "recording the model")
             except optuna.exceptions.UpdateFinishedTrialError:
                 raise TakenOver() from None
         return TrialState.COMPLETE, result.best_value, metrics, None
+
+    def _log_model(self, run: TrialRun, model: Any, preprocess: dict[str, Any]) -> str | None:
+        """The model's artifacts, or None (with a message) if MLflow is down: a missing model
+        file does not fail a trial that trained well."""
+        if run.run_id is None:
+            run.catch_up()
+        if run.run_id is None:
+            return None
+        try:
+            return self.tracker.log_model(str(run.run_id), model, preprocess)
+        except Exception as e:
+            print(
+                f"tuner: the model of trial {run.number} was not recorded: {_first_line(e)}",
+                file=sys.stderr,
+            )
+            return None
 
     def _is_best(self, value: float) -> bool:
         best = studies.best_trial(self.study)
@@ -368,12 +410,15 @@ class _Heartbeat:
             return
 
         def beat() -> None:
+            wait = interval
             while True:
                 try:
                     self._storage.record_heartbeat(self._trial_id)
-                except Exception:  # a missed beat is retried next interval
-                    pass
-                if self._stop.wait(interval):
+                    wait = interval
+                except Exception:  # the storage is gone: beat again as soon as it is back
+                    note_outage()
+                    wait = min(interval, 1.0)
+                if self._stop.wait(wait):
                     return
 
         self._thread = threading.Thread(target=beat, name="tuner-heartbeat", daemon=True)
@@ -403,9 +448,17 @@ def close_study_if_idle(
             if c["running"] or parent is None:
                 return None
             status = "FINISHED" if studies.target_reached(study, c) else INTERRUPTED_STATUS
-            if tracker.client.get_run(parent).info.status == status:
-                return None  # closed already, as it should be, by another worker
-            tracker.finish_study(parent, study, status, plots=plots)
+            try:
+                if tracker.client.get_run(parent).info.status == status:
+                    return None  # closed already, as it should be, by another worker
+                tracker.finish_study(parent, study, status, plots=plots)
+            except Exception as e:  # MLflow down: the next worker to stop, or a repair, closes it
+                print(
+                    f"tuner: the study's parent run was not closed: MLflow: {_first_line(e)}; "
+                    "`tuner check --repair` closes it",
+                    file=sys.stderr,
+                )
+                return None
             return status
 
     return retrying(close, "closing the study's parent run")
@@ -504,6 +557,21 @@ def _free_memory() -> None:
 
     keras.backend.clear_session()
     gc.collect()
+
+
+def _trial_error(e: BaseException) -> str:
+    """The reason a trial failed, one line; out of memory says so whatever the backend calls it
+    (TensorFlow's ResourceExhaustedError, XLA's RESOURCE_EXHAUSTED, a host MemoryError)."""
+    reason = f"{type(e).__name__}: {_first_line(e)}"
+    text = str(e)
+    if (
+        isinstance(e, MemoryError)
+        or type(e).__name__ == "ResourceExhaustedError"
+        or "RESOURCE_EXHAUSTED" in text
+        or "out of memory" in text.lower()
+    ):
+        return f"out of memory: {reason} (a smaller batch_size, units or window needs less)"
+    return reason
 
 
 def _first_line(e: BaseException) -> str:

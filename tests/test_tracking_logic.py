@@ -1,0 +1,112 @@
+"""A trial's MLflow run through a tracking-server outage, against a scripted client: nothing is
+lost, nothing is sent twice, training never waits on it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from tuner.tracking import Tracker, TrialRun
+
+
+class Down(Exception):
+    pass
+
+
+class FakeClient:
+    """An MLflow client whose server is down while ``down`` is set; ``lose_answer`` makes the
+    next create_run succeed on the server but raise on the way back."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.lose_answer = False
+        self.runs: dict[str, dict] = {}
+
+    def _call(self) -> None:
+        if self.down:
+            raise Down("Connection refused")
+
+    def create_run(self, experiment_id, run_name, tags):
+        self._call()
+        run_id = f"r{len(self.runs)}"
+        self.runs[run_id] = {"tags": dict(tags), "params": [], "metrics": [], "status": "RUNNING"}
+        if self.lose_answer:
+            self.lose_answer = False
+            raise Down("read timed out")
+        return SimpleNamespace(info=SimpleNamespace(run_id=run_id))
+
+    def search_runs(self, experiment_ids, filter_string, max_results):
+        self._call()
+        log_id = filter_string.split("'")[1]
+        return [
+            SimpleNamespace(info=SimpleNamespace(run_id=k))
+            for k, r in self.runs.items()
+            if r["tags"].get("tuner.log_id") == log_id
+        ]
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        self._call()
+        run = self.runs[run_id]
+        run["params"] += params
+        for m in metrics:  # MLflow keeps one row per (key, timestamp, step, value)
+            if m not in run["metrics"]:
+                run["metrics"].append(m)
+        run["tags"].update({t.key: t.value for t in tags})
+
+    def set_terminated(self, run_id, status):
+        self._call()
+        self.runs[run_id]["status"] = status
+
+
+@pytest.fixture
+def client(monkeypatch) -> FakeClient:
+    monkeypatch.setattr("tuner.tracking.time.sleep", lambda s: None)
+    return FakeClient()
+
+
+def trial_run(client: FakeClient) -> TrialRun:
+    tracker = Tracker.__new__(Tracker)
+    tracker.client = client
+    return TrialRun(tracker, "1", "parent", "s", 7, {"units": 8}, {"tuner.cudnn_eligible": "true"})
+
+
+def test_an_outage_mid_trial_is_caught_up_with_nothing_lost_or_doubled(client, capsys) -> None:
+    run = trial_run(client)
+    run.log_epoch(0, {"loss": 1.0})
+    client.down = True
+    run.log_epoch(1, {"loss": 0.5})
+    run._next_try = 0  # the backoff has passed
+    run.log_epoch(2, {"loss": 0.25})
+    assert run.unrecorded() == ["2 metric points"]
+    client.down, run._next_try = False, 0
+    assert run.end("COMPLETE", {"best_loss": 0.25}) == []
+    [stored] = client.runs.values()
+    assert [(m.key, m.step) for m in stored["metrics"]] == [
+        ("loss", 0),
+        ("loss", 1),
+        ("loss", 2),
+        ("best_loss", 0),
+    ]
+    assert stored["status"] == "FINISHED" and stored["tags"]["optuna.state"] == "COMPLETE"
+    err = capsys.readouterr().err
+    assert err.count("MLflow did not answer for trial 7") == 1 and "caught up" in err
+
+
+def test_a_run_created_while_the_answer_was_lost_is_found_not_duplicated(client) -> None:
+    client.lose_answer = True
+    run = trial_run(client)
+    assert run.run_id is None and len(client.runs) == 1
+    run._next_try = 0
+    run.log_epoch(0, {"loss": 1.0})
+    assert run.run_id == "r0" and len(client.runs) == 1, "found by its tuner.log_id tag"
+    assert client.runs["r0"]["params"][0].key == "units"
+
+
+def test_a_server_down_past_the_bound_leaves_a_list_of_what_is_missing(client, capsys) -> None:
+    client.down = True
+    run = trial_run(client)
+    run.log_epoch(0, {"loss": 1.0})
+    assert run.end("PRUNED", {}, "pruned at epoch 0", seconds=0.0) == ["the run (MLflow was down)"]
+    assert client.runs == {}
+    assert "MLflow is still down; trial 7's run is missing the run" in capsys.readouterr().err
