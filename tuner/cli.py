@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from tuner.errors import FatalError, InputError
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         return int(args.func(args) or 0)
     except InputError as e:
@@ -249,6 +250,26 @@ def cmd_export(a: argparse.Namespace) -> int:
 
         raise InputError("unknown format; use .csv or .parquet", source=a.output)
     print(f"wrote {len(table)} trials to {out}")
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    """Predict on a table with the model of the best trial (or of ``--trial N``)."""
+    from tuner.errors import InputError
+    from tuner.predict import predict
+    from tuner.storage import resolve
+
+    out = Path(a.output)
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise InputError("unknown format; use .csv or .parquet", source=a.output)
+    study = _open_study(a)
+    table = predict(study, resolve(a.storage, a.tracking_uri).tracking, a.data, a.trial)
+    if suffix == ".csv":
+        table.to_csv(out, index=False)
+    else:
+        table.to_parquet(out, index=False)
+    print(f"wrote {len(table)} predictions to {out}")
     return 0
 
 
@@ -577,6 +598,14 @@ def _parser() -> argparse.ArgumentParser:
     stores(export, tracking=False)
     export.add_argument("-o", "--output", required=True)
     export.set_defaults(func=cmd_export)
+
+    pred = sub.add_parser("predict", help="predict on a table with the best trial's model")
+    study_arg(pred)
+    pred.add_argument("--trial", type=int, help="use this trial's model (default: the best's)")
+    pred.add_argument("--data", required=True, help="CSV or Parquet table (classify: also .npz)")
+    pred.add_argument("-o", "--output", required=True, help="predictions file: .csv or .parquet")
+    stores(pred)
+    pred.set_defaults(func=cmd_predict)
 
     ui = sub.add_parser("ui", help="open the MLflow UI on this study's store")
     ui.add_argument("--tracking-uri")

@@ -141,6 +141,15 @@ class Tracker:
             self.client.log_artifacts(run_id, tmp, "model")
         return f"runs:/{run_id}/model"
 
+    def download(self, artifact_uri: str, folder: str) -> Path:
+        """An artifact folder (e.g. ``runs:/ID/model``) downloaded into ``folder``."""
+        import mlflow.artifacts
+
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=artifact_uri, dst_path=folder, tracking_uri=self.uri
+        )
+        return Path(path)
+
 
 class TrialRun:
     """One trial's MLflow run, kept whole through a tracking-server outage.

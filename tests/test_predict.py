@@ -1,0 +1,178 @@
+"""Prediction with a saved model: unsafe files refused, windows and units as in training."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import CO2_OPTIONS
+
+from tuner import data, windowing
+from tuner.errors import InputError
+from tuner.predict import _classify, _forecast, load_model, predict
+
+
+def tiny_lstm(window: int = 4, features: int = 2, outputs: int = 1):
+    import keras
+
+    inputs = keras.Input((window, features))
+    return keras.Model(inputs, keras.layers.Dense(outputs)(keras.layers.LSTM(3)(inputs)))
+
+
+def test_a_lambda_layer_is_refused_and_a_plain_model_loads(tmp_path: Path) -> None:
+    import keras
+
+    inputs = keras.Input((4, 2))
+    doubled = keras.layers.Lambda(lambda x: x * 2, name="doubler")(keras.layers.LSTM(3)(inputs))
+    unsafe = tmp_path / "unsafe.keras"
+    keras.Model(inputs, doubled).save(unsafe)
+    with pytest.raises(InputError) as e:
+        load_model(unsafe)
+    message = str(e.value)
+    assert "\n" not in message and str(unsafe) in message and "Lambda layer" in message
+
+    plain = tmp_path / "plain.keras"
+    tiny_lstm().save(plain)
+    model = load_model(plain)
+    assert model.predict(np.zeros((2, 4, 2)), verbose=0).shape == (2, 1)
+
+
+def test_pickles_and_other_formats_are_refused_without_unpickling(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+
+    class Boom:  # unpickling this would create the marker file
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    cases = {
+        "model.pkl": pickle.dumps(Boom()),
+        "model.keras": pickle.dumps(Boom()),  # a pickle renamed: not a zip
+        "model.h5": b"\x89HDF\r\n\x1a\n",
+    }
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(InputError, match="not a Keras 3 .keras file") as e:
+            load_model(path)
+        assert str(path) in str(e.value)
+    assert not marker.exists()
+    with pytest.raises(InputError, match="no such model file"):
+        load_model(tmp_path / "missing.keras")
+
+
+def test_objects_from_outside_keras_are_refused(tmp_path: Path) -> None:
+    """A crafted config naming another module (the Keras CVE-2025-1550 pattern)."""
+    config = {
+        "module": "keras.src.models.functional",
+        "class_name": "Functional",
+        "config": {"layers": [{"module": "os", "class_name": "system", "config": {}}]},
+    }
+    path = tmp_path / "crafted.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("metadata.json", "{}")
+    with pytest.raises(InputError, match="from module 'os'"):
+        load_model(path)
+
+
+def test_prediction_windows_are_the_training_windows_plus_the_last() -> None:
+    values = np.arange(20, dtype=np.float64).reshape(10, 2)
+    x_train, _ = windowing.windows(values, values[:, [1]], 3, 2)
+    x_all, _ = windowing.windows(values, values[:, [1]], 3, 0)
+    assert len(x_all) == 10 - 3 + 1
+    np.testing.assert_array_equal(x_all[: len(x_train)], x_train)
+    np.testing.assert_array_equal(x_all[-1], values[7:10])
+
+
+def test_forecast_rows_align_with_time_and_original_units(tmp_path: Path) -> None:
+    """A model that repeats the target's last input (no training): every prediction must equal
+    the origin's value in original units, and the time columns must line up."""
+    import keras
+
+    window, horizon = 3, 2
+    csv = tmp_path / "t.csv"
+    frame = pd.DataFrame({"day": [f"d{i:02d}" for i in range(8)], "x": np.arange(8.0)})
+    frame["y"] = 100 + 10 * frame["x"] ** 2
+    frame.iloc[::-1].to_csv(csv, index=False)  # unsorted: the time column orders it
+    inputs = keras.Input((window, 2))
+    dense = keras.layers.Dense(horizon)
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    kernel = np.zeros((window * 2, horizon))
+    kernel[-1, :] = 1.0  # the last step's target column (y is column 1 of [x, y])
+    dense.set_weights([kernel, np.zeros(horizon)])
+    scaler = data.Scaler("standard", np.array([3.0, 200.0]), np.array([2.0, 50.0]))
+    prep = {"columns": ["x", "y"], "target_index": [1], "window": window, "horizon": horizon}
+    options = data.DataOptions(path=str(csv), target=("y",), time="day", horizon=horizon)
+
+    out = _forecast(model, prep, options, scaler)
+    assert list(out.columns) == ["origin", "step", "day", "y_pred", "y_actual"]
+    assert len(out) == (8 - window + 1) * horizon
+    first, last = out.iloc[0], out.iloc[-1]
+    assert (first["origin"], first["step"], first["day"]) == ("d02", 1, "d03")
+    assert first["y_actual"] == 100 + 10 * 9
+    assert (last["origin"], last["step"], last["day"]) == ("d07", 2, None)
+    assert np.isnan(last["y_actual"])
+    origin_value = out["origin"].str[1:].astype(int).map(lambda i: 100 + 10 * i**2)
+    np.testing.assert_allclose(out["y_pred"], origin_value, rtol=1e-5)
+
+
+def test_classify_gives_a_class_and_probabilities(tmp_path: Path) -> None:
+    npz = tmp_path / "s.npz"
+    np.savez(npz, X=np.random.default_rng(0).normal(size=(5, 6, 2)))  # no labels: fine
+    scaler = data.Scaler("none", np.zeros(2), np.ones(2))
+    options = data.DataOptions(path=str(npz), task="classify")
+    for classes, outputs in ((["no", "yes"], 1), (["a", "b", "c"], 3)):
+        import keras
+
+        inputs = keras.Input((4, 2))
+        head = keras.layers.Dense(outputs, activation="sigmoid" if outputs == 1 else "softmax")
+        model = keras.Model(inputs, head(keras.layers.LSTM(3)(inputs)))
+        prep = {"classes": classes, "window": 4}
+        out = _classify(model, prep, options, scaler)
+        assert list(out.columns) == ["sequence", "predicted", *[f"p_{c}" for c in classes]]
+        probs = out[[f"p_{c}" for c in classes]].to_numpy()
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+        assert set(out["predicted"]) <= set(classes)
+
+
+@pytest.mark.slow
+def test_predict_with_the_best_model_of_a_real_study(space_file, co2_csv) -> None:
+    import optuna
+
+    from tuner.cli import main
+    from tuner.storage import embedded
+
+    space = space_file("""
+task: forecast
+epochs: 2
+seed: 1
+sampler: {name: random}
+pruner: none
+params:
+  units: {low: 4, high: 8}
+  window: {low: 4, high: 8}
+  batch_size: 32
+  learning_rate: 0.01
+""")
+    argv = ["run", str(space), "--data", str(co2_csv), *CO2_OPTIONS, "--study", "s", "-q"]
+    assert main([*argv, "--trials", "2"]) == 0
+    storage, tracking, _ = embedded()
+    study = optuna.load_study(study_name="s", storage=storage)
+
+    out = predict(study, tracking, str(co2_csv))
+    window = study.best_trial.params["window"]
+    assert len(out) == 300 - window + 1  # horizon 1: one row per window, the last one beyond
+    assert list(out.columns) == ["origin", "step", "date", "co2_pred", "co2_actual"]
+    assert np.isfinite(out["co2_pred"]).all()
+    assert out["co2_pred"].between(300, 340).all(), "in ppm, not in scaled units"
+    known = out.dropna(subset=["co2_actual"])
+    assert (known["co2_pred"] - known["co2_actual"]).abs().mean() < 10
+    assert out["date"].iloc[-1] is None and out["origin"].iloc[-1] == "1963-12-21"
+
+    with pytest.raises(InputError, match="trial 99"):
+        predict(study, tracking, str(co2_csv), trial_number=99)

@@ -1,0 +1,313 @@
+"""Predict with a trial's saved model, safely: a ``.keras`` zip and a JSON file, nothing else.
+
+A model is loaded only from the Keras 3 ``.keras`` format, with ``safe_mode=True`` and
+``compile=False``; before Keras sees it, its ``config.json`` is checked so that every object comes
+from Keras and no ``Lambda`` layer is present (a Lambda holds Python bytecode that loading would
+run). ``.h5``, SavedModel folders and pickles are refused; nothing is ever unpickled. What the
+model needs to predict (the scaler, columns, window, horizon, data options) is read from
+``preprocess.json``, which is plain JSON.
+
+Forecast windows are cut exactly as in training, but over the whole table and including the last
+one, whose targets lie beyond it. For ``window = 3`` and ``horizon = 2`` over rows ``0..9``::
+
+    origin row 2: inputs rows [0, 1, 2] -> predicted rows 3, 4
+    ...
+    origin row 9: inputs rows [7, 8, 9] -> predicted rows 10, 11   (beyond the table: the forecast)
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tuner import data, windowing
+from tuner.errors import InputError
+
+if TYPE_CHECKING:
+    import keras
+    import optuna
+    import pandas as pd
+
+    from tuner.tracking import Tracker
+
+LAMBDA_CLASSES = ("Lambda", "TFOpLambda")
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a ``.keras`` model without running any code from the file.
+
+    Raises ``InputError`` naming the file for anything else: another format, a Lambda layer, an
+    object from outside Keras, or a file Keras cannot read.
+    """
+    src = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such model file", source=src)
+    if p.suffix.lower() != ".keras" or not zipfile.is_zipfile(p):
+        raise InputError(
+            "not a Keras 3 .keras file; .h5, SavedModel and pickle files are refused "
+            "(loading them can run code from the file)",
+            source=src,
+        )
+    try:
+        with zipfile.ZipFile(p) as z:
+            config = json.loads(z.read("config.json"))
+    except (KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise InputError(f"not a readable .keras file: {e}", source=src) from None
+    # compile_config is skipped: compile=False never reads it (and it names plain functions).
+    _check_config({k: v for k, v in config.items() if k != "compile_config"}, src)
+
+    import keras
+
+    try:
+        return keras.saving.load_model(p, safe_mode=True, compile=False)
+    except ValueError as e:
+        if "safe_mode" in str(e):  # Keras's own refusal, should our check above miss a case
+            raise InputError(
+                "refusing to load a model that needs unsafe deserialization: it would run code "
+                "from the file",
+                source=src,
+            ) from None
+        raise InputError(f"cannot load the model: {_first_line(e)}", source=src) from None
+    except Exception as e:  # a corrupt archive or weights file
+        raise InputError(f"cannot load the model: {_first_line(e)}", source=src) from None
+
+
+def _check_config(node: Any, src: str) -> None:
+    """Refuse Lambda layers and any serialized object whose module is not Keras's own."""
+    if isinstance(node, list):
+        for item in node:
+            _check_config(item, src)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("class_name") in LAMBDA_CLASSES:
+        raise InputError(
+            "refusing to load a model with a Lambda layer: it would run code from the file",
+            source=src,
+            field=str(node.get("name") or node.get("config", {}).get("name") or "Lambda"),
+        )
+    module = node.get("module")
+    if module is not None and not (module == "keras" or str(module).startswith("keras.")):
+        raise InputError(
+            f"refusing to load a model with an object from module {module!r} "
+            f"(class {node.get('class_name')!r}): only Keras's own objects are allowed",
+            source=src,
+        )
+    for value in node.values():
+        _check_config(value, src)
+
+
+def predict(
+    study: optuna.Study,
+    tracker: Tracker | str,
+    data_path: str,
+    trial_number: int | None = None,
+) -> pd.DataFrame:
+    """Predict on ``data_path`` with the model of the study's best trial (or ``trial_number``).
+
+    forecast: one row per (window, step): ``origin`` (the time, or row number, of the window's
+    last input row), ``step`` (1..horizon), the time (or ``row``) of the predicted step (empty
+    beyond the table), and per target ``<target>_pred`` in the target's own units and
+    ``<target>_actual`` (the table's value after its NaN policy; empty beyond the table).
+    classify: one row per sequence: ``sequence``, ``predicted`` (a class), ``p_<class>`` per class,
+    and ``actual`` where the data has labels.
+    """
+    model_uri = _model_uri(study, trial_number)
+    from tuner.tracking import Tracker
+
+    tracker = Tracker(tracker) if isinstance(tracker, str) else tracker
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            folder = tracker.download(model_uri, tmp)
+        except Exception as e:  # MLflow raises its own types, or OSError for a missing store
+            raise InputError(
+                f"cannot download the model: {_first_line(e)}", source=model_uri
+            ) from None
+        try:
+            prep = json.loads((folder / "preprocess.json").read_text())
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read preprocess.json: {e}", source=model_uri) from None
+        model = load_model(folder / "model.keras")
+    options = data.DataOptions.from_spec(prep["data"], data_path)
+    scaler = data.Scaler(
+        prep["scaler"]["kind"],
+        np.asarray(prep["scaler"]["center"], dtype=np.float64),
+        np.asarray(prep["scaler"]["scale"], dtype=np.float64),
+    )
+    if prep["task"] == "classify":
+        return _classify(model, prep, options, scaler)
+    return _forecast(model, prep, options, scaler)
+
+
+def _model_uri(study: optuna.Study, trial_number: int | None) -> str:
+    from optuna.trial import TrialState
+
+    from tuner import study as studies
+
+    if trial_number is None:
+        trial = studies.best_trial(study)
+        if trial is None:
+            raise InputError(
+                f"study {study.study_name!r} has no complete trial yet", field="--study"
+            )
+    else:
+        found = [t for t in study.get_trials(deepcopy=False) if t.number == trial_number]
+        if not found:
+            raise InputError(
+                f"no trial {trial_number} in study {study.study_name!r}", field="--trial"
+            )
+        trial = found[0]
+        if trial.state != TrialState.COMPLETE:
+            raise InputError(
+                f"trial {trial_number} is {trial.state.name}, not COMPLETE", field="--trial"
+            )
+    uri = trial.user_attrs.get("model_uri")
+    if not uri:
+        raise InputError(
+            f"trial {trial.number} has no saved model (only trials that were the best when they "
+            "completed keep one); see `tuner best`",
+            field="--trial",
+        )
+    return str(uri)
+
+
+def _forecast(
+    model: keras.Model, prep: dict[str, Any], options: data.DataOptions, scaler: data.Scaler
+) -> pd.DataFrame:
+    import pandas as pd
+
+    columns: list[str] = list(prep["columns"])
+    target_index: list[int] = list(prep["target_index"])
+    targets = [columns[i] for i in target_index]
+    window, horizon = int(prep["window"]), int(prep["horizon"])
+    values, labels = _read_series(options, columns)
+    n = len(values)
+    if n < window:
+        raise InputError(
+            f"{n} rows hold no window of the model's length ({window})", source=options.path
+        )
+    scaled = scaler.transform(values)
+    # horizon 0: every window of the table, including the last ones, whose targets lie beyond it.
+    x, _ = windowing.windows(scaled, scaled[:, target_index], window, 0)
+    out = model.predict(x, batch_size=1024, verbose=0)
+    pred = scaler.inverse(out.reshape(len(x), horizon, len(targets)), target_index)
+
+    origin = np.repeat(np.arange(window - 1, n), horizon)  # row of each window's last input
+    step = np.tile(np.arange(1, horizon + 1), len(x))
+    row = origin + step
+    inside = row < n
+    at = np.where(inside, row, 0)
+    time_name = options.time or "row"
+    table: dict[str, Any] = {
+        "origin": labels[origin],
+        "step": step,
+        time_name: pd.Series(labels[at], dtype=object).where(inside, None),
+    }
+    for j, name in enumerate(targets):
+        table[f"{name}_pred"] = pred[:, :, j].reshape(-1)
+    for j, name in enumerate(targets):
+        table[f"{name}_actual"] = np.where(inside, values[at, target_index[j]], np.nan)
+    return pd.DataFrame(table)
+
+
+def _read_series(options: data.DataOptions, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The model's columns in its order, sorted by time, after the study's NaN policy; and the
+    label of each row (its time, or its row number in the file)."""
+    src = options.path
+    df = data.read_table(src)
+    data._require_columns(df, [*columns, options.time], src)
+    if options.time is not None:
+        df = df.sort_values(options.time, kind="stable")
+    for c in columns:
+        if not data._is_numeric(df[c]):
+            raise InputError(
+                f"column is not numeric (first value {df[c].iloc[0]!r})", source=src, field=c
+            )
+    table = df[columns].astype("float64")
+    labels = (df[options.time] if options.time is not None else df.index.to_series()).to_numpy()
+    if options.nan == "drop":
+        labels = labels[table.notna().all(axis=1).to_numpy()]
+    # One split: a table to predict on has no train/validation boundary to keep apart.
+    table = data._apply_nan_policy(table, options.nan, src, (slice(0, len(table)),))
+    values = table.to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        row, col = np.argwhere(~np.isfinite(values))[0]
+        raise InputError(
+            f"value at row {row} is not finite (infinite, or nothing to interpolate from)",
+            source=src,
+            field=columns[col],
+        )
+    return values, labels
+
+
+def _classify(
+    model: keras.Model, prep: dict[str, Any], options: data.DataOptions, scaler: data.Scaler
+) -> pd.DataFrame:
+    import pandas as pd
+
+    classes: list[Any] = list(prep["classes"])
+    window = int(prep["window"])
+    x, actual, ids = _read_sequences(options)
+    src = options.path
+    if x.ndim != 3 or x.shape[1] < window or x.shape[2] != len(scaler.center):
+        raise InputError(
+            f"sequences of shape {x.shape[1:]} do not fit the model (at least {window} "
+            f"timesteps, {len(scaler.center)} features)",
+            source=src,
+        )
+    if not np.isfinite(x).all():
+        bad = int(np.argmax(~np.isfinite(x).all(axis=(1, 2))))
+        raise InputError(f"sequence {bad} has NaN or infinite values", source=src)
+    x = x[:, -window:, :]
+    f = x.shape[2]
+    scaled = scaler.transform(x.reshape(-1, f)).reshape(x.shape)
+    out = model.predict(scaled, batch_size=1024, verbose=0)
+    probs = np.hstack([1 - out, out]) if out.shape[1] == 1 else out
+    table: dict[str, Any] = {"sequence": ids, "predicted": [classes[i] for i in probs.argmax(1)]}
+    for i, c in enumerate(classes):
+        table[f"p_{c}"] = probs[:, i]
+    if actual is not None:
+        table["actual"] = actual
+    return pd.DataFrame(table)
+
+
+def _read_sequences(options: data.DataOptions) -> tuple[np.ndarray, np.ndarray | None, Any]:
+    """``X`` (labels ``y`` are optional) from an ``.npz``, or a long table as in training."""
+    src = options.path
+    if src.lower().endswith(".npz"):
+        if not Path(src).is_file():
+            raise InputError("no such file", source=src)
+        try:
+            with np.load(src, allow_pickle=False) as f:
+                if "X" not in f:
+                    raise InputError(f"no array X; has {list(f.keys())}", source=src)
+                x = np.asarray(f["X"], dtype=np.float64)
+                y = np.asarray(f["y"]) if "y" in f else None
+        except InputError:
+            raise
+        except Exception as e:  # unreadable, or object arrays that would need pickle
+            raise InputError(f"cannot read the arrays: {e}", source=src) from None
+        return x, y, np.arange(len(x))
+    x, y = data._table_sequences(options)  # needs the label column, as in training
+    df = data.read_table(src)
+    if options.time is not None:
+        df = df.sort_values([options.id, options.time], kind="stable")
+    return x, y, _unique(df[options.id])
+
+
+def _unique(column: Any) -> np.ndarray:
+    """Values in order of first appearance (the order of groupby(sort=False))."""
+    import pandas as pd
+
+    return np.asarray(pd.unique(column))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:300]
