@@ -448,3 +448,41 @@ def test_a_connection_limit_too_low_is_named(pg, pg_admin, space_file, co2_csv) 
         with psycopg.connect(storage, autocommit=True) as db:
             db.execute(f'DROP OWNED BY "{role}"')  # its grants, so that the role can go
         pg_admin.execute(f'DROP ROLE "{role}"')
+
+
+def test_passwords_stay_out_of_logs_runs_and_arguments(pg, space_file, co2_csv) -> None:
+    """Scenario 14: a password in the storage URL (user:pass@) and in the tracking URI
+    (?password=) appears in no output line, no MLflow parameter or tag, no study attribute and
+    no worker's process arguments."""
+    import psutil
+
+    secrets = ("s3cret-in-user-part", "s3cret-in-query")
+    storage = pg[0].replace("postgres@", f"postgres:{secrets[0]}@")
+    tracking = f"{pg[1]}?password={secrets[1]}"
+    space = space_file(SPACE.format(epochs=1))
+    argv = [sys.executable, "-m", "tuner", "run", str(space), "--data", str(co2_csv), *CO2_OPTIONS]
+    argv += ["--study", "d", "--trials", "2", "--workers", "2"]
+    argv += ["--storage", storage, "--tracking-uri", tracking]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: list[str] = []
+    while proc.poll() is None:
+        try:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                seen.append(" ".join(child.cmdline()))
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err[-3000:]
+    assert any("worker" in cmd for cmd in seen), "the workers were seen"
+    study = load(pg[0])
+    client = Tracker(normalize(pg[1])).client
+    runs = client.search_runs([study.user_attrs["mlflow_experiment_id"]])
+    assert len(runs) == 3
+    recorded = [str(study.user_attrs), str(study._storage.get_study_system_attrs(study._study_id))]
+    recorded += [str(t.user_attrs) for t in study.trials]
+    recorded += [f"{r.data.params} {r.data.tags}" for r in runs]
+    for secret in secrets:
+        assert secret not in out + err
+        assert not [cmd for cmd in seen if secret in cmd], "a password in process arguments"
+        assert not [text for text in recorded if secret in text], "a password recorded"
