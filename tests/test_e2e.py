@@ -152,15 +152,19 @@ params:
     assert check(study, tracker).ok
 
 
-def test_two_local_workers_on_the_embedded_store(space_file, co2_csv) -> None:
+def test_four_local_workers_on_the_embedded_store_twice(space_file, co2_csv, capfd) -> None:
+    """Scenario 8: SQLite in WAL mode with a busy timeout, four writers, a run then a resume."""
     space = space_file(TINY_FORECAST)
-    assert main(run_args(space, co2_csv, "--trials", "4", "--workers", "2")) == 0
-    study, client, tracker = stores()
-    trials = study.get_trials()
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
-    assert all(t.state == TrialState.COMPLETE for t in trials)
-    report = check(study, tracker)
-    assert report.ok and report.runs == 4, report.problems
+    for target in (6, 10):
+        assert main(run_args(space, co2_csv, "--trials", str(target), "--workers", "4")) == 0
+        study, client, tracker = stores()
+        trials = study.get_trials()
+        assert sorted(t.number for t in trials) == list(range(target))
+        assert all(t.state == TrialState.COMPLETE for t in trials)
+        report = check(study, tracker)
+        assert report.ok and report.runs == target, report.problems
+    err = capfd.readouterr().err
+    assert "locked" not in err and "storage error" not in err, err[-2000:]
 
 
 def test_bad_input_exits_2_and_creates_nothing(space_file, co2_csv, clean_env, capsys) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import psycopg.errors
 import pytest
 import sqlalchemy.exc
 
 from tuner.errors import FatalError
-import psycopg.errors
-
 from tuner.retry import RETRY_ENV, lost_connection, retrying
 
 
@@ -63,3 +62,22 @@ def test_a_cut_connection_is_lost_but_a_wrong_address_or_name_is_not() -> None:
     assert not lost_connection(wrapped(psycopg.errors.InvalidPassword("bad password")))
     assert not lost_connection(wrapped(psycopg.OperationalError("connection refused")))
     assert not lost_connection(ValueError("terminating connection"))
+
+
+def test_a_lost_connection_is_found_inside_optunas_own_error() -> None:
+    import optuna
+
+    refused = wrapped(
+        psycopg.errors.ObjectNotInPrerequisiteState(
+            'database "x" is not currently accepting connections'
+        )
+    )
+    try:
+        try:
+            raise refused
+        except sqlalchemy.exc.OperationalError as e:
+            raise optuna.exceptions.StorageInternalError(
+                "An exception is raised during the commit"
+            ) from e
+    except optuna.exceptions.StorageInternalError as outer:
+        assert lost_connection(outer)

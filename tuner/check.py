@@ -68,6 +68,8 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     report.runs = len(runs)
     by_id = {r.info.run_id: r for r in runs}
     per_number = Counter(r.data.tags.get("optuna.trial_number") for r in runs)
+    # A trial whose worker died before it could write the run's id is linked by the run's tags.
+    by_number = {r.data.tags.get("optuna.trial_number"): r.info.run_id for r in runs}
     for number, n in per_number.items():
         if n > 1:
             problems.append(f"trial {number} has {n} MLflow runs")
@@ -75,7 +77,7 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     finished = [t for t in trials if t.state.is_finished()]
     linked = set()
     for t in finished:
-        run_id = t.user_attrs.get("mlflow_run_id")
+        run_id = t.user_attrs.get("mlflow_run_id") or by_number.get(str(t.number))
         run = by_id.get(run_id) if run_id else None
         if run is None and t.user_attrs.get("reason") == studies.ORPHAN_REASON:
             continue  # never started: no parameters, no run
@@ -93,7 +95,7 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
         expected = _expected_status(t)
         if run.info.status == "RUNNING" and repair:
             reason = t.user_attrs.get("reason") or "closed by tuner check --repair"
-            tracker.close_run(run_id, expected, reason)
+            tracker.close_run(run.info.run_id, expected, reason)
             report.repaired.append(f"closed run {run_id} of trial {t.number} as {expected}")
         elif run.info.status != expected:
             problems.append(

@@ -8,7 +8,6 @@ internal storage error; a wrong query or a bad value fails at once.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -37,6 +36,7 @@ def transient_errors() -> tuple[type[BaseException], ...]:
 # exception, transaction rollback, insufficient resources, operator intervention, system error.
 _TRANSIENT_SQLSTATE = ("08", "40", "53", "57", "58")
 TOO_MANY_CONNECTIONS = "53300"
+_NOT_ACCEPTING = ("55000", "not currently accepting connections")
 _LIMIT_HINT = (
     " (a connection limit is too low: each worker needs about 3 connections; raise the role's"
     " or database's CONNECTION LIMIT or max_connections, or run fewer workers)"
@@ -53,19 +53,33 @@ def lost_connection(e: BaseException) -> bool:
     """
     import sqlalchemy.exc
 
-    if not isinstance(e, sqlalchemy.exc.DBAPIError):
-        return False
-    sqlstate = getattr(e.orig, "sqlstate", None)
+    # Optuna wraps the driver's error in its own (StorageInternalError ... from e).
+    seen: list[BaseException] = []
+    cause: BaseException | None = e
+    while cause is not None and cause not in seen and len(seen) < 8:
+        seen.append(cause)
+        if isinstance(cause, sqlalchemy.exc.DBAPIError):
+            return cause.orig is not None and _lost(cause.orig)
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _lost(orig: BaseException) -> bool:
+    sqlstate = getattr(orig, "sqlstate", None)
+    text = str(orig).lower()
     if sqlstate == TOO_MANY_CONNECTIONS:  # a limit too low for the workers: say so at once
         return False
+    if sqlstate == _NOT_ACCEPTING[0] and _NOT_ACCEPTING[1] in text:
+        return True  # ALTER DATABASE ... ALLOW_CONNECTIONS false: an administrator's pause
     if sqlstate:
         return str(sqlstate)[:2] in _TRANSIENT_SQLSTATE
-    text = str(e.orig).lower()
     return any(m in text for m in _LOST_MESSAGES)
 
 
 class _Outage:
-    last: float = -math.inf  # time.monotonic() of the last storage error this process saw
+    # time.monotonic() of the last storage error this process saw. A process that just started
+    # cannot know whether the storage was down a moment ago: it counts as having seen one.
+    last: float = time.monotonic()
 
 
 def note_outage() -> None:

@@ -124,10 +124,45 @@ class Tracker:
             self.client.log_figure(parent_run_id, fig, f"plots/{name}.html")
 
     # -- one trial ---------------------------------------------------------------------------
-    def close_run(self, run_id: str, status: str, reason: str) -> None:
+    def kill_trial_run(self, study: optuna.Study, trial: Any, reason: str) -> None:
+        """Close the run of a trial whose worker died as KILLED, whatever it said before (the
+        worker may have told MLflow its end, not Optuna). A trial killed before its run was
+        linked is found by its tags; one killed before its run existed gets a closed one."""
+        from mlflow.entities import Param
+
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        exp_id = study.user_attrs.get("mlflow_experiment_id")
+        parent = study.user_attrs.get("mlflow_parent_run_id")
+        if run_id is None and exp_id is not None:
+            found = self.client.search_runs(
+                [exp_id],
+                filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and "
+                f"tags.`optuna.trial_number` = '{trial.number}'",
+                max_results=1,
+            )
+            if found:
+                run_id = found[0].info.run_id
+            else:
+                run_id = self.client.create_run(
+                    exp_id,
+                    run_name=f"trial-{trial.number}",
+                    tags={
+                        "mlflow.parentRunId": parent,
+                        "optuna.study_name": study.study_name,
+                        "optuna.trial_number": str(trial.number),
+                    },
+                ).info.run_id
+                params = [Param(k, _param(v)) for k, v in trial.params.items()]
+                if params:
+                    self.client.log_batch(run_id, params=params)
+        if run_id is not None:
+            self.close_run(run_id, INTERRUPTED_STATUS, reason, only_running=False)
+
+    def close_run(
+        self, run_id: str, status: str, reason: str, *, only_running: bool = True
+    ) -> None:
         """Close a run left RUNNING by a trial that died (idempotent for closed runs)."""
-        run = self.client.get_run(run_id)
-        if run.info.status != "RUNNING":
+        if only_running and self.client.get_run(run_id).info.status != "RUNNING":
             return
         self.client.set_tag(run_id, "optuna.state", "FAIL")
         self.client.set_tag(run_id, "tuner.reason", reason)
@@ -171,10 +206,12 @@ class TrialRun:
         trial_number: int,
         params: dict[str, Any],
         tags: dict[str, str],
+        on_created: Callable[[str], None] | None = None,
     ) -> None:
         from mlflow.entities import Param
 
         self.client = tracker.client
+        self.on_created = on_created
         self.experiment_id = experiment_id
         self.number = trial_number
         self.run_id: str | None = None
@@ -203,13 +240,14 @@ class TrialRun:
         self._metrics += [Metric(k, v, now, epoch) for k, v in logs.items()]
         self.sync()
 
-    def sync(self) -> bool:
+    def sync(self, *, force: bool = False) -> bool:
         """Send what is pending, once (unless backing off); True when nothing is left."""
-        if time.monotonic() < self._next_try:
+        if time.monotonic() < self._next_try and not force:
             return False
+        created = None
         try:
             if self.run_id is None:
-                self.run_id = self._create()
+                self.run_id = created = self._create()
             if self._params:
                 self.client.log_batch(self.run_id, params=self._params)
                 self._params = []
@@ -234,6 +272,9 @@ class TrialRun:
             self._next_try = time.monotonic() + self._delay
             self._delay = min(self._delay * 2, 30.0)
             return False
+        finally:
+            if created is not None and self.on_created is not None:
+                self.on_created(created)
         if self._down:
             print(f"tuner: MLflow is back; trial {self.number} caught up", file=sys.stderr)
         self._down, self._delay = False, 1.0
@@ -265,7 +306,11 @@ class TrialRun:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            time.sleep(min(max(self._next_try - time.monotonic(), 0.05), left))
+            if self._next_try >= deadline:  # the backoff would pass the bound: a last try
+                time.sleep(left)
+                self.sync(force=True)
+                break
+            time.sleep(max(self._next_try - time.monotonic(), 0.05))
         return self.unrecorded()
 
     def unrecorded(self) -> list[str]:

@@ -173,6 +173,15 @@ class Worker:
         tags = {"tuner.cudnn_eligible": str(config.cudnn_eligible).lower()}
         if retry_of is not None:
             tags["tuner.retry_of"] = str(retry_of)
+        attrs: dict[str, Any] = {"cudnn_eligible": config.cudnn_eligible, "seed": seed}
+        retrying(lambda: _set_attrs(trial, attrs), "recording the trial's settings")
+
+        def link(run_id: str) -> None:  # at once, or when MLflow is back
+            try:
+                retrying(lambda: trial.set_user_attr(RUN_ID_ATTR, run_id), "linking the run")
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # failed as stale meanwhile: on_stale found the run by its tags
+
         run = TrialRun(
             self.tracker,
             self.experiment_id,
@@ -181,44 +190,44 @@ class Worker:
             trial.number,
             config.as_params(),
             tags,
+            on_created=link,
         )
-        attrs: dict[str, Any] = {"cudnn_eligible": config.cudnn_eligible, "seed": seed}
-        if run.run_id is not None:
-            attrs[RUN_ID_ATTR] = run.run_id
-        retrying(lambda: _set_attrs(trial, attrs), "recording the trial's run")
         return run, config
 
     def run_trial(
         self, trial: optuna.Trial, run: TrialRun, heartbeat: _Heartbeat, config: Any
     ) -> TrialState:
-        """Train an opened trial, then record its end in Optuna and MLflow."""
+        """Train an opened trial, then record its end: in MLflow first, then in Optuna.
+
+        The heartbeat beats until Optuna has the end, so a worker that dies at any point before
+        leaves a stale trial, which the next worker fails, retries and whose run it closes as
+        KILLED (``on_stale``), whatever MLflow had already been told.
+        """
         try:
-            _raise_pending()
-            state, value, metrics, reason = self._train(trial, config, run)
-            # With the heartbeat still beating: what MLflow missed while it was down, and the
-            # run itself, so that Optuna records the run's id or what MLflow lacks.
-            missing = run.catch_up()
-        except TakenOver:
-            return _taken_over(trial)
-        except Interrupted as e:
+            try:
+                _raise_pending()
+                state, value, metrics, reason = self._train(trial, config, run)
+            except TakenOver:
+                return _taken_over(trial, run)
+            except Interrupted as e:
+                with _deferred_signals():
+                    reason = f"interrupted by {e.signame}"
+                    run.end("FAIL", {}, reason, status=INTERRUPTED_STATUS, seconds=3.0)
+                    try:
+                        self._tell(trial, TrialState.FAIL, None, {"reason": reason})
+                    except TakenOver:
+                        raise e from None  # the stale path re-queued it and closed its run
+                    retrying(lambda: _requeue(self.study, trial.number), "re-queueing the trial")
+                raise
             with _deferred_signals():
-                reason = f"interrupted by {e.signame}"
-                try:  # Optuna first (fail, re-queue), then MLflow
-                    self._tell(trial, TrialState.FAIL, None, {"reason": reason})
+                try:
+                    return self._close(trial, run, state, value, metrics, reason)
                 except TakenOver:
-                    raise e from None  # the stale path re-queued it and closed its run
-                retrying(lambda: _requeue(self.study, trial.number), "re-queueing the trial")
-                run.end("FAIL", {}, reason, status=INTERRUPTED_STATUS, seconds=3.0)
-            raise
+                    return _taken_over(trial, run)
         finally:
             with _deferred_signals(raise_at_end=False):
                 heartbeat.stop()
                 _free_memory()
-        with _deferred_signals():
-            try:
-                return self._close(trial, run, state, value, metrics, reason, missing)
-            except TakenOver:
-                return _taken_over(trial)
 
     def _close(
         self,
@@ -228,15 +237,14 @@ class Worker:
         value: float | None,
         metrics: dict[str, float],
         reason: str | None,
-        missing: list[str],
     ) -> TrialState:
+        missing = run.end(state.name, metrics, reason)  # waits, within bounds, for MLflow
         attrs: dict[str, Any] = {**metrics, **({"reason": reason} if reason else {})}
         if run.run_id is not None:
             attrs[RUN_ID_ATTR] = run.run_id
         if missing:  # MLflow stayed down past the bound: say what its records lack
             attrs[UNRECORDED_ATTR] = "; ".join(missing)
         self._tell(trial, state, value, attrs)
-        run.end(state.name, metrics, reason)
         if self.on_trial_end is not None:
             self.on_trial_end(retrying(lambda: _frozen(self.study, trial.number), "reading"))
         return state
@@ -470,14 +478,15 @@ def on_stale(tracker_uri: str) -> Callable[[optuna.Study, optuna.trial.FrozenTri
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         retry(study, trial)
-        run_id = trial.user_attrs.get(RUN_ID_ATTR)
-        if run_id:
-            try:
-                Tracker(tracker_uri).close_run(
-                    run_id, INTERRUPTED_STATUS, "worker died (heartbeat stale); trial retried"
-                )
-            except Exception as e:  # MLflow down: `tuner check --repair` closes it later
-                print(f"tuner: could not close run {run_id}: {_first_line(e)}", file=sys.stderr)
+        try:
+            Tracker(tracker_uri).kill_trial_run(
+                study, trial, "worker died (heartbeat stale); trial retried"
+            )
+        except Exception as e:  # MLflow down: `tuner check --repair` closes it later
+            print(
+                f"tuner: could not close trial {trial.number}'s run: {_first_line(e)}",
+                file=sys.stderr,
+            )
 
     return callback
 
@@ -529,12 +538,13 @@ def _raise_pending() -> None:
         raise Interrupted(_Signals.pending)
 
 
-def _taken_over(trial: optuna.Trial) -> TrialState:
-    print(
-        f"tuner: trial {trial.number} was failed as stale by another worker (no heartbeat within "
-        "the grace period); its result is dropped and its retry queued",
-        file=sys.stderr,
+def _taken_over(trial: optuna.Trial, run: TrialRun) -> TrialState:
+    reason = (
+        f"trial {trial.number} was failed as stale by another worker (no heartbeat within the "
+        "grace period); its result is dropped and its retry queued"
     )
+    print(f"tuner: {reason}", file=sys.stderr)
+    run.end("FAIL", {}, reason, status=INTERRUPTED_STATUS, seconds=10.0)  # as on_stale did
     return TrialState.FAIL
 
 
