@@ -1,0 +1,140 @@
+"""B2 search quality: tuner against KerasTuner (Hyperband, BayesianOptimization) and Optuna random
+search without pruning, at one epoch budget, on fpp2's elecdemand (Demand one step ahead).
+
+Every tool gets the same budget of training epochs; its best validation MAE (in the target's
+units) and the test MAE of the model it selects are compared, over several seeds (median and
+spread). tuner runs the shipped ``search_spaces/forecast.yaml`` (TPE, median pruner, the textbook
+starting configurations) with the epochs per trial capped; "random" is the same space with
+``sampler: random, pruner: none``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bench_common import ROOT, Figure, elecdemand_csv, log, median, scratch
+from bench_driver import Trace, run_study, write_space
+
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"rows": 1200, "budget": 4, "max_epochs": 2, "seeds": [1]},
+    "quick": {"rows": 1500, "budget": 9, "max_epochs": 3, "seeds": [1, 2, 3]},
+    "full": {"rows": 2000, "budget": 18, "max_epochs": 6, "seeds": [1, 2, 3]},
+}
+KT_WINDOW = 48  # one day of half-hours: the fixed window a KerasTuner user would pick
+PATIENCE = 6  # the shipped space's early stopping, given to KerasTuner too
+
+
+def bench(size: str) -> list[Figure]:
+    import bench_kerastuner as ktb
+
+    s = SIZES[size]
+    runs: dict[int, dict[str, Trace]] = {}
+    with scratch("b2") as folder:
+        csv = elecdemand_csv(folder, s["rows"])
+        data = ["--data", str(csv), "--target", "Demand", "--time", "t"]
+        kt_data = ktb.windows(csv, "Demand", KT_WINDOW)
+        shipped = ROOT / "search_spaces" / "forecast.yaml"
+        for seed in s["seeds"]:
+            spaces = {
+                "tuner": write_space(folder / f"tuner-{seed}.yaml", shipped, seed=seed),
+                "optuna-random": write_space(
+                    folder / f"random-{seed}.yaml",
+                    shipped,
+                    seed=seed,
+                    sampler="random",
+                    pruner="none",
+                ),
+            }
+            runs[seed] = {}
+            for tool, space in spaces.items():
+                log(f"B2 seed {seed}: {tool}")
+                trace = run_study(
+                    folder,
+                    f"{tool}-{seed}",
+                    space,
+                    data,
+                    budget=s["budget"],
+                    max_epochs=s["max_epochs"],
+                )
+                trace.tool = tool
+                runs[seed][tool] = trace
+            for kind in ("hyperband", "bayesian"):
+                log(f"B2 seed {seed}: kerastuner {kind}")
+                runs[seed][f"kerastuner-{kind}"] = ktb.search(
+                    kind,
+                    kt_data,
+                    folder / f"kt-{seed}",
+                    seed=seed,
+                    budget=s["budget"],
+                    max_epochs=s["max_epochs"],
+                    window=KT_WINDOW,
+                    patience=PATIENCE,
+                )
+    return figures(runs, s)
+
+
+def figures(runs: dict[int, dict[str, Trace]], s: dict[str, Any]) -> list[Figure]:
+    test_ratios, epoch_ratios, per_seed = [], [], {}
+    for seed, traces in runs.items():
+        tuner = traces["tuner"]
+        baselines = {k: v for k, v in traces.items() if k != "tuner"}
+        best_test = min(v.test_mae for v in baselines.values() if v.test_mae is not None)
+        test_ratios.append(_ratio(tuner.test_mae, best_test))
+        kt = min(
+            (v for k, v in baselines.items() if k.startswith("kerastuner")),
+            key=lambda t: t.best_value,
+        )
+        kt_epochs = kt.epochs_to_reach(kt.best_value)
+        tuner_epochs = tuner.epochs_to_reach(kt.best_value)
+        epoch_ratios.append(tuner_epochs / kt_epochs)
+        per_seed[seed] = {
+            "tools": {k: v.summary() for k, v in traces.items()},
+            "kerastuner_best": {"tool": kt.tool, "val": kt.best_value, "epochs": kt_epochs},
+            "tuner_epochs_to_kerastuner_best": tuner_epochs,
+        }
+    tools = list(next(iter(runs.values())))
+    spread = {
+        tool: {
+            metric: _spread([getattr(runs[seed][tool], attr) for seed in runs])
+            for metric, attr in (("best_val", "best_value"), ("test_mae", "test_mae"))
+        }
+        for tool in tools
+    }
+    setup = {
+        "data": f"fpp2 elecdemand, last {s['rows']} rows, Demand 1 step ahead",
+        "epoch_budget": s["budget"],
+        "max_epochs_per_trial": s["max_epochs"],
+        "seeds": s["seeds"],
+        "kerastuner_window": KT_WINDOW,
+    }
+    details = {**setup, "median_and_range": spread, "per_seed": per_seed}
+    return [
+        Figure(
+            "B2",
+            "test MAE of the selected model, tuner / best baseline (median of seeds)",
+            median(test_ratios),
+            1.0,
+            details={**details, "per_seed_ratio": test_ratios},
+        ),
+        Figure(
+            "B2",
+            "epochs to reach KerasTuner's final best val MAE, tuner / KerasTuner",
+            median(epoch_ratios),
+            0.5,
+            details={"per_seed_ratio": epoch_ratios, **setup},
+        ),
+    ]
+
+
+def _ratio(a: float | None, b: float | None) -> float:
+    if a is None or b is None or b == 0:
+        return math.nan
+    return a / b
+
+
+def _spread(values: list[float | None]) -> dict[str, float]:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    if not v:
+        return {"median": math.nan, "min": math.nan, "max": math.nan}
+    return {"median": median(v), "min": min(v), "max": max(v)}

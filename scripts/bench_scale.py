@@ -1,0 +1,284 @@
+"""B4 scale: trial throughput of N worker processes on one study, on PostgreSQL and a real MLflow
+tracking server, where each trial's training is a fixed wait (``bench_scale_worker.py``) and the
+rest of the trial path is the product's.
+
+Efficiency = achieved / ideal throughput = the share of worker time spent waiting ("on the GPU")
+while every worker is running (from the last worker's first trial to the first worker's last).
+Coordination per trial = a worker's time from one trial's start to its next, less the wait.
+Stages of increasing N extend one study, so later stages sample from a larger history.
+
+Workers hold about 3 PostgreSQL connections each (pool, heartbeat, claim lock); the server here
+has ``max_connections = 100`` and is shared, so stages with N > 16 reach the database through
+``tuner proxy`` (Optuna's gRPC storage proxy: one pool, no heartbeats, no claim lock).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench_common import (
+    ROOT,
+    SCRIPTS,
+    Figure,
+    elecdemand_csv,
+    log,
+    median,
+    nice_env,
+    niced,
+    pg_databases,
+    run,
+    scratch,
+    tuner_cli,
+)
+
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"workers": [2], "wait": 0.5, "rounds": 3, "epochs": 4},
+    "quick": {"workers": [4, 8], "wait": 2.0, "rounds": 4, "epochs": 5},
+    "full": {"workers": [8, 16, 32, 64], "wait": 10.0, "rounds": 3, "epochs": 10},
+}
+DIRECT_MAX = 16  # above this, through the gRPC proxy (connections; see the module docstring)
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(1)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def _wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"port {port} not open within {timeout} s")
+
+
+def bench(size: str) -> list[Figure]:
+    s = SIZES[size]
+    out: list[Figure] = []
+    servers: list[subprocess.Popen[bytes]] = []
+    with scratch("b4") as folder, pg_databases("b4_optuna", "b4_mlflow") as (optuna_db, ml_db):
+        try:
+            csv = elecdemand_csv(folder)
+            env = nice_env()
+            run(tuner_cli("db", "init", "--storage", optuna_db, "--tracking-uri", ml_db), env)
+            port = _port()
+            log(f"B4: mlflow server on port {port}")
+            ml_server = subprocess.Popen(
+                niced(
+                    [
+                        sys.executable,
+                        "-m",
+                        "mlflow",
+                        "server",
+                        "--backend-store-uri",
+                        ml_db.replace("postgresql://", "postgresql+psycopg://"),
+                        "--artifacts-destination",
+                        str(folder / "artifacts"),
+                        "--serve-artifacts",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--workers",
+                        "2",
+                    ]
+                ),
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            servers.append(ml_server)
+            tracking = f"http://127.0.0.1:{port}"
+            _wait_http(f"{tracking}/health", ml_server)
+            proxy_url = None
+            target = 0
+            for n in s["workers"]:
+                if n > DIRECT_MAX and proxy_url is None:
+                    pport = _port()
+                    servers.append(
+                        subprocess.Popen(
+                            niced(tuner_cli("proxy", "--storage", optuna_db, "--port", str(pport))),
+                            env=env,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        )
+                    )
+                    _wait_port(pport)
+                    proxy_url = f"grpc://127.0.0.1:{pport}"
+                target += s["rounds"] * n
+                run(
+                    tuner_cli(
+                        "create",
+                        str(ROOT / "search_spaces" / "forecast.yaml"),
+                        "--data",
+                        str(csv),
+                        "--target",
+                        "Demand",
+                        "--time",
+                        "t",
+                        "--study",
+                        "scale",
+                        "--trials",
+                        str(target),
+                        "--max-epochs",
+                        str(s["epochs"]),
+                        "--storage",
+                        optuna_db,
+                        "--tracking-uri",
+                        tracking,
+                        "--quiet",
+                    ),
+                    env,
+                )
+                storage = optuna_db if n <= DIRECT_MAX else proxy_url
+                assert storage is not None
+                log(f"B4: {n} workers, {s['rounds'] * n} trials, wait {s['wait']} s")
+                stage = _stage(folder / f"n{n}", n, s, csv, storage, tracking)
+                stage["storage"] = "postgresql" if n <= DIRECT_MAX else "grpc proxy"
+                out += [
+                    Figure(
+                        "B4",
+                        f"achieved / ideal throughput, N={n} ({stage['storage']})",
+                        stage["efficiency"],
+                        0.90,
+                        op=">=",
+                        details=stage,
+                    ),
+                    Figure(
+                        "B4",
+                        f"coordination per trial, N={n}",
+                        stage["coordination_ms"],
+                        50.0,
+                        unit=" ms",
+                        details={
+                            "mean_ms": stage["coordination_mean_ms"],
+                            "worker_cpu_ms_per_trial": stage["coordination_cpu_ms"],
+                        },
+                    ),
+                ]
+        finally:
+            for p in servers:
+                p.terminate()
+            for p in servers:
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+    return out
+
+
+def _stage(
+    folder: Path, n: int, s: dict[str, Any], csv: Path, storage: str, tracking: str
+) -> dict[str, Any]:
+    import psutil
+
+    folder.mkdir(parents=True)
+    go = folder / "go"
+    env = nice_env(BENCH_WAIT=str(s["wait"]), BENCH_LOG=str(folder), BENCH_GO=str(go))
+    command = [
+        sys.executable,
+        str(SCRIPTS / "bench_scale_worker.py"),
+        "worker",
+        "--study",
+        "scale",
+        "--data",
+        str(csv),
+        "--storage",
+        storage,
+        "--tracking-uri",
+        tracking,
+        "--trials-per-process",
+        "0",
+        "--quiet",
+    ]
+    procs = [
+        subprocess.Popen(niced(command), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(n)
+    ]
+    deadline = time.monotonic() + 60 + 10 * n
+    while len(list(folder.glob("ready-*"))) < n:
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            for p in procs:
+                p.kill()
+            raise RuntimeError("B4 workers did not get ready")
+        time.sleep(0.5)
+    go.touch()
+    started = time.time()
+    peak_rss = 0.0
+    while any(p.poll() is None for p in procs):
+        total = 0
+        for p in procs:
+            try:
+                total += sum(q.memory_info().rss for q in psutil.Process(p.pid).children(True))
+                total += psutil.Process(p.pid).memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        peak_rss = max(peak_rss, total / 2**30)
+        time.sleep(2)
+    errors = [p.stderr.read().decode()[-800:] for p in procs if p.returncode != 0 and p.stderr]
+    if errors:
+        raise RuntimeError(f"{len(errors)} B4 workers failed; one said:\n{errors[0]}")
+    return _analyse(folder, n, started, peak_rss)
+
+
+def _analyse(folder: Path, n: int, started: float, peak_rss: float) -> dict[str, Any]:
+    per_worker = []
+    for path in folder.glob("*.jsonl"):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        per_worker.append(sorted(rows, key=lambda r: r["start"]))
+    t0 = max(w[0]["start"] for w in per_worker)
+    t1 = min(w[-1]["end"] for w in per_worker)
+    if t1 <= t0:  # no moment when all were busy: use the whole run
+        t0, t1 = started, max(w[-1]["end"] for w in per_worker)
+    waited = 0.0
+    coordination, cpu = [], []
+    for rows in per_worker:
+        for r in rows:
+            overlap = max(0.0, min(r["end"], t1) - max(r["start"], t0))
+            waited += overlap * r["slept"] / max(1e-9, r["end"] - r["start"])
+        for a, b in zip(rows, rows[1:], strict=False):
+            coordination.append(b["start"] - a["start"] - a["slept"])
+            cpu.append(b["cpu"] - a["cpu"])  # the worker's CPU in one trial (sleeps use none)
+    waits = [r["slept"] for rows in per_worker for r in rows]
+    trials = sum(len(rows) for rows in per_worker)
+    done_in_window = sum(1 for rows in per_worker for r in rows if t0 <= r["end"] <= t1)
+    mean_wait = sum(waits) / len(waits)
+    return {
+        "workers": n,
+        "workers_that_ran": len(per_worker),
+        "trials": trials,
+        "efficiency": waited / (n * (t1 - t0)),
+        "window_s": round(t1 - t0, 1),
+        "wall_s": round(time.time() - started, 1),
+        "achieved_trials_per_s": round(done_in_window / (t1 - t0), 3),
+        "ideal_trials_per_s": round(n / mean_wait, 3),
+        "mean_wait_s": round(mean_wait, 2),
+        "coordination_ms": median(coordination) * 1000 if coordination else float("nan"),
+        "coordination_mean_ms": round(1000 * sum(coordination) / max(1, len(coordination)), 1),
+        "coordination_cpu_ms": round(1000 * median(cpu), 1) if cpu else None,
+        "peak_rss_gib": round(peak_rss, 2),
+        "load_average": round(__import__("os").getloadavg()[0], 1),
+    }
