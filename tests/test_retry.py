@@ -67,9 +67,9 @@ def test_a_cut_connection_is_lost_but_a_wrong_address_or_name_is_not() -> None:
 def test_a_lost_connection_is_found_inside_optunas_own_error() -> None:
     import optuna
 
-    refused = wrapped(
-        psycopg.errors.ObjectNotInPrerequisiteState(
-            'database "x" is not currently accepting connections'
+    refused = wrapped(  # as psycopg raises it at login: no SQLSTATE
+        psycopg.OperationalError(
+            'connection failed: FATAL:  database "x" is not currently accepting connections'
         )
     )
     try:

@@ -36,7 +36,13 @@ def transient_errors() -> tuple[type[BaseException], ...]:
 # exception, transaction rollback, insufficient resources, operator intervention, system error.
 _TRANSIENT_SQLSTATE = ("08", "40", "53", "57", "58")
 TOO_MANY_CONNECTIONS = "53300"
-_NOT_ACCEPTING = ("55000", "not currently accepting connections")
+# A failed login carries no SQLSTATE in psycopg: these are told by their message.
+_PAUSED_MESSAGES = (
+    "not currently accepting connections",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+)
 _LIMIT_HINT = (
     " (a connection limit is too low: each worker needs about 3 connections; raise the role's"
     " or database's CONNECTION LIMIT or max_connections, or run fewer workers)"
@@ -69,8 +75,8 @@ def _lost(orig: BaseException) -> bool:
     text = str(orig).lower()
     if sqlstate == TOO_MANY_CONNECTIONS:  # a limit too low for the workers: say so at once
         return False
-    if sqlstate == _NOT_ACCEPTING[0] and _NOT_ACCEPTING[1] in text:
-        return True  # ALTER DATABASE ... ALLOW_CONNECTIONS false: an administrator's pause
+    if any(m in text for m in _PAUSED_MESSAGES):
+        return True  # a pause (ALTER DATABASE ... ALLOW_CONNECTIONS false, a restart)
     if sqlstate:
         return str(sqlstate)[:2] in _TRANSIENT_SQLSTATE
     return any(m in text for m in _LOST_MESSAGES)
