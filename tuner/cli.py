@@ -52,13 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         print("tuner: stopped by SIGINT; trials in flight were re-queued", file=sys.stderr)
         return 130
     except BaseException as e:
-        from tuner.worker import Interrupted
+        from tuner.worker import Interrupted, pending_signal
 
-        if isinstance(e, Interrupted):
-            print(
-                f"tuner: stopped by {e.signame}; the trial in flight was re-queued", file=sys.stderr
-            )
-            code = 130 if e.signame == "SIGINT" else 0
+        # A signal that cut an import (a fresh trial process loading the framework) surfaces as
+        # the import's own error: still a stop; a trial it left RUNNING is retried by heartbeat.
+        signame = e.signame if isinstance(e, Interrupted) else pending_signal()
+        if signame is not None:
+            print(f"tuner: stopped by {signame}; a trial in flight is re-queued", file=sys.stderr)
+            code = 130 if signame == "SIGINT" else 0
             if args.command == "worker":
                 # Everything is recorded; skip the framework's teardown (seconds with
                 # TensorFlow loaded), so that `docker stop` sees the worker go at once.

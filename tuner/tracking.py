@@ -92,15 +92,21 @@ class Tracker:
         c = counts(study)
         now = _now()
         step = c["complete"] + c["pruned"] + c["fail"]  # one point per closing, never two alike
-        metrics = [Metric(f"trials_{k}", v, now, step) for k, v in c.items() if k != "counted"]
+        done = self.client.get_metric_history(parent_run_id, "trials_complete")
+        if any(m.step == step for m in done):  # closed at these counts already (stop, resume)
+            metrics = []
+        else:
+            metrics = [Metric(f"trials_{k}", v, now, step) for k, v in c.items() if k != "counted"]
         best = best_trial(study)
         if best is not None and best.value is not None:
-            metrics.append(Metric("best_value", best.value, now, step))
+            if metrics:
+                metrics.append(Metric("best_value", best.value, now, step))
             self.client.set_tag(parent_run_id, "best_trial_number", str(best.number))
             self.client.set_tag(
                 parent_run_id, "best_run_id", best.user_attrs.get("mlflow_run_id", "")
             )
-        self.client.log_batch(parent_run_id, metrics=metrics)
+        if metrics:
+            self.client.log_batch(parent_run_id, metrics=metrics)
         if plots:
             self._log_plots(parent_run_id, study)
         self.client.set_terminated(parent_run_id, status)

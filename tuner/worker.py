@@ -533,6 +533,11 @@ def _deferred_signals(*, raise_at_end: bool = True) -> Iterator[None]:
         _raise_pending()
 
 
+def pending_signal() -> str | None:
+    """The stop signal this worker received, if any."""
+    return _Signals.pending
+
+
 def _raise_pending() -> None:
     if _Signals.critical == 0 and _Signals.pending is not None:
         raise Interrupted(_Signals.pending)
@@ -563,10 +568,14 @@ def _frozen(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
 
 
 def _free_memory() -> None:
-    import keras
-
-    keras.backend.clear_session()
-    gc.collect()
+    """The framework's graphs and tensors of the trial (clear_session collects garbage too)."""
+    keras = sys.modules.get("keras")
+    if keras is None:
+        return  # no trial trained in this process
+    try:
+        keras.backend.clear_session()
+    except Exception:  # keras half-imported: a stop signal cut its import; the process ends
+        gc.collect()
 
 
 def _trial_error(e: BaseException) -> str:
