@@ -75,6 +75,8 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
             problems.append(f"trial {number} has {n} MLflow runs")
 
     finished = [t for t in trials if t.state.is_finished()]
+    # Trials whose worker died or was stopped have a retry that names them.
+    retried = {t.system_attrs.get("failed_trial") for t in trials} - {None}
     linked = set()
     for t in finished:
         run_id = t.user_attrs.get("mlflow_run_id") or by_number.get(str(t.number))
@@ -92,7 +94,7 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
         linked.add(run_id)
         if run.data.tags.get("optuna.trial_number") != str(t.number):
             problems.append(f"run {run_id} does not link back to trial {t.number}")
-        expected = _expected_status(t)
+        expected = _expected_status(t, retried)
         if run.info.status == "RUNNING" and repair:
             reason = t.user_attrs.get("reason") or "closed by tuner check --repair"
             tracker.close_run(run.info.run_id, expected, reason)
@@ -129,10 +131,14 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     return report
 
 
-def _expected_status(trial: Any) -> str:
+def _expected_status(trial: Any, retried: set[Any]) -> str:
     # A trial failed by the heartbeat (its worker died) carries no reason of its own: the dead
     # worker could not write one. Interrupted trials say so. Both map to KILLED.
     reason = trial.user_attrs.get("reason")
-    if trial.state == TrialState.FAIL and (reason is None or reason.startswith("interrupted")):
+    # A worker killed while recording its end may have left its reason on the trial, failed then
+    # as stale: the retry tells.
+    if trial.state == TrialState.FAIL and (
+        reason is None or reason.startswith("interrupted") or trial.number in retried
+    ):
         return INTERRUPTED_STATUS
     return RUN_STATUS[trial.state.name]
