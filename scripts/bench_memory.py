@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from bench_common import Figure, log, nice_env, niced, run, scratch, sktime_npz, tuner_cli
-from memory import tree_rss
+from memory import rss_per_trial
 
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"trials": 6},
@@ -65,15 +64,7 @@ def measure(mode: int, trials: int, folder: Path, npz: Path) -> list[float]:
         env=env,
         stderr=subprocess.DEVNULL,
     )
-    rss: list[float] = []
-    while worker.poll() is None:
-        done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
-        if done > len(rss):
-            rss.extend([tree_rss(worker.pid)] * (done - len(rss)))
-        time.sleep(0.2)
-    if worker.returncode != 0:
-        raise RuntimeError(f"worker failed with exit code {worker.returncode}")
-    return rss
+    return rss_per_trial(worker, study)
 
 
 def bench(size: str) -> list[Figure]:

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = """
@@ -85,6 +86,14 @@ def measure(per_process: int, trials: int, folder: Path) -> list[float]:
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         stderr=subprocess.DEVNULL,
     )
+    try:
+        return rss_per_trial(worker, study)
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
+
+
+def rss_per_trial(worker: subprocess.Popen, study: Any) -> list[float]:
+    """The worker's process-tree memory (MiB) as each trial of ``study`` finishes."""
     rss: list[float] = []
     while worker.poll() is None:
         done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
@@ -92,7 +101,7 @@ def measure(per_process: int, trials: int, folder: Path) -> list[float]:
             rss.extend([tree_rss(worker.pid)] * (done - len(rss)))
         time.sleep(0.2)
     if worker.returncode != 0:
-        raise SystemExit(f"worker failed with exit code {worker.returncode}")
+        raise RuntimeError(f"worker failed with exit code {worker.returncode}")
     return rss
 
 

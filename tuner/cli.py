@@ -240,39 +240,43 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
+    _check_table_file(a.output)
     study = _open_study(a)
     table = study.trials_dataframe()
-    out = Path(a.output)
-    if out.suffix.lower() in (".parquet", ".pq"):
-        table.to_parquet(out, index=False)
-    elif out.suffix.lower() == ".csv":
-        table.to_csv(out, index=False)
-    else:
-        from tuner.errors import InputError
-
-        raise InputError("unknown format; use .csv or .parquet", source=a.output)
-    print(f"wrote {len(table)} trials to {out}")
+    _write_table(table, a.output)
+    print(f"wrote {len(table)} trials to {a.output}")
     return 0
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
     """Predict on a table with the model of the best trial (or of ``--trial N``)."""
-    from tuner.errors import InputError
     from tuner.predict import predict
     from tuner.storage import resolve
 
-    out = Path(a.output)
-    suffix = out.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise InputError("unknown format; use .csv or .parquet", source=a.output)
+    _check_table_file(a.output)
     study = _open_study(a)
     table = predict(study, resolve(a.storage, a.tracking_uri).tracking, a.data, a.trial)
-    if suffix == ".csv":
-        table.to_csv(out, index=False)
-    else:
-        table.to_parquet(out, index=False)
-    print(f"wrote {len(table)} predictions to {out}")
+    _write_table(table, a.output)
+    print(f"wrote {len(table)} predictions to {a.output}")
     return 0
+
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def _check_table_file(output: str) -> None:
+    """Refuse an output format we cannot write before any work is done."""
+    if Path(output).suffix.lower() not in TABLE_SUFFIXES:
+        from tuner.errors import InputError
+
+        raise InputError("unknown format; use .csv or .parquet", source=output)
+
+
+def _write_table(table: Any, output: str) -> None:
+    if Path(output).suffix.lower() == ".csv":
+        table.to_csv(output, index=False)
+    else:
+        table.to_parquet(output, index=False)
 
 
 def cmd_ui(a: argparse.Namespace) -> int:
