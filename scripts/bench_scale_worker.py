@@ -3,8 +3,9 @@
 Only the model is fake: ``build_model`` returns nothing, ``train`` sleeps ``BENCH_WAIT`` seconds
 spread over the trial's epochs and reports a scripted value each epoch through the worker's real
 report path (MLflow curve point, Optuna report, pruner), ``evaluate`` returns scripted metrics and
-``log_model`` logs a small artifact. Sampling, the claim, the storage, heartbeats, pruning and the
-MLflow runs are the product's own. Each wait is appended to ``BENCH_LOG/<pid>.jsonl``.
+``log_model`` logs a small artifact. Sampling, the claim, the storage, heartbeats, pruning, the
+MLflow runs and the garbage collection after each trial (without Keras, no session to clear)
+are the product's own. Each wait is appended to ``BENCH_LOG/<pid>.jsonl``.
 
 Usage: bench_scale_worker.py WORKER-ARGS... (waits for the file ``BENCH_GO`` before starting;
 with ``BENCH_PROFILE=FOLDER``, writes a pyinstrument profile of the worker there)
@@ -64,7 +65,7 @@ def fake_train(model: Any, arrays: Any, config: Any, *, report: Any, **_: Any) -
     return result
 
 
-def fake_evaluate(model: Any, x: Any, y: Any, dataset: Any, scaler: Any, prefix: str) -> dict:
+def fake_evaluate(model: Any, x: Any, y: Any, prefix: str, batch_size: int) -> dict:
     return {f"{prefix}_loss": 1.0, f"{prefix}_mae_original": 1.0, f"{prefix}_rmse_original": 1.0}
 
 
@@ -73,26 +74,15 @@ def fake_log_model(self: Any, run_id: str, model: Any, preprocess: dict[str, Any
     return f"runs:/{run_id}/model"
 
 
-def _collect() -> None:
-    """The worker's ``_free_memory`` without Keras: ``keras.backend.clear_session()`` runs a
-    full garbage collection itself (``free_memory=True``), then tuner runs another."""
-    import gc
-
-    gc.collect()
-    gc.collect()
-
-
 def patch() -> None:
     import tuner.model
     import tuner.training
-    import tuner.worker
     from tuner.tracking import Tracker
 
     tuner.model.build_model = lambda *a, **k: None
     tuner.training.train = fake_train
     tuner.training.evaluate = fake_evaluate
     Tracker.log_model = fake_log_model  # type: ignore[method-assign]
-    tuner.worker._free_memory = _collect
 
 
 def main() -> int:

@@ -112,3 +112,27 @@ def test_best_value_is_the_best_epoch() -> None:
     values = [h["val_mae_original"] for h in result.history]
     assert result.stopped is None and len(values) == 3
     assert result.best_value == min(values) and result.best_epoch == values.index(min(values))
+
+
+def test_errors_in_original_units_come_with_the_passes_and_match_numpy() -> None:
+    """mae_original / rmse_original are compiled metrics: each epoch's validation pass and
+    ``evaluate`` give them, in the target's units (two targets, two steps ahead)."""
+    from tuner.training import evaluate, loss_and_metrics, output_scale
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(37, 6, 3)).astype("float32")
+    y = rng.normal(size=(37, 4)).astype("float32")  # horizon 2 x targets [2, 0], step-major
+    scaler = Scaler(
+        "standard", center=np.array([5.0, 0.0, 100.0]), scale=np.array([2.0, 1.0, 10.0])
+    )
+    scale = output_scale(scaler, [2, 0], horizon=2)
+    model = build_model(TrialConfig(units=(4,)), "forecast", (6, 3), 4)
+    loss, metrics = loss_and_metrics(TrialConfig(), "forecast", 4, scale)
+    model.compile(optimizer="adam", loss=loss, metrics=metrics)
+    scores = evaluate(model, x, y, "test", batch_size=8)  # 5 batches, the last one short
+    pred = model.predict(x, verbose=0).reshape(-1, 2, 2)
+    truth = y.reshape(-1, 2, 2)
+    inverse = scaler.inverse(pred, [2, 0]) - scaler.inverse(truth, [2, 0])
+    assert scores["test_mae_original"] == pytest.approx(np.mean(np.abs(inverse)), rel=1e-5)
+    assert scores["test_rmse_original"] == pytest.approx(np.sqrt(np.mean(inverse**2)), rel=1e-5)
+    assert scores["test_loss"] == pytest.approx(np.mean((pred.reshape(-1, 4) - y) ** 2), rel=1e-5)

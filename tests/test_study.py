@@ -56,6 +56,43 @@ def test_every_pruner_by_name(conf, cls) -> None:
     assert isinstance(studies.make_pruner(space), cls)
 
 
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 4},
+        {"name": "percentile", "percentile": 50.0, "n_startup_trials": 2},
+        {
+            "name": "patient",
+            "patience": 0,
+            "wrapped": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 3},
+        },
+        {"name": "threshold", "upper": 1.0},
+        {"name": "none"},
+    ],
+)
+def test_the_worker_skips_asking_only_where_the_pruner_could_not_prune(conf) -> None:
+    """Against the real pruner: a trial far worse than every finished one is not pruned before
+    ``prunes_from`` (so skipping the question changes nothing), and is pruned there. Pruners
+    without a warm-up (successive halving, hyperband) are asked from the first epoch (0)."""
+    space = parse_space({"pruner": conf}, source="s.yaml")
+    study = optuna.create_study(pruner=studies.make_pruner(space))
+    for _ in range(3):
+        done = study.ask()
+        for step in range(8):
+            done.report(0.1, step)
+        study.tell(done, 0.1)
+    trial = study.ask()
+    verdicts = []
+    for step in range(8):
+        trial.report(100.0 + step, step)
+        verdicts.append(trial.should_prune())
+    first = studies.prunes_from(space.pruner)
+    if first is None:
+        assert not any(verdicts)
+    else:
+        assert not any(verdicts[:first]) and verdicts[first], verdicts
+
+
 def test_worker_processes_draw_different_random_streams() -> None:
     space = parse_space({"params": {"learning_rate": {"low": 1e-6, "high": 1.0}}}, source="s.yaml")
 

@@ -65,10 +65,41 @@ def client(monkeypatch) -> FakeClient:
     return FakeClient()
 
 
-def trial_run(client: FakeClient) -> TrialRun:
+def trial_run(client: FakeClient, flush_seconds: float = 0.0) -> TrialRun:
+    """A trial's run; these outage scenarios send every epoch at once (``flush_seconds=0``)."""
     tracker = Tracker.__new__(Tracker)
     tracker.client = client
-    return TrialRun(tracker, "1", "parent", "s", 7, {"units": 8}, {"tuner.cudnn_eligible": "true"})
+    run = TrialRun(tracker, "1", "parent", "s", 7, {"units": 8}, {"tuner.cudnn_eligible": "true"})
+    run.flush_seconds = flush_seconds
+    return run
+
+
+class Calls(FakeClient):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        self.batches += bool(metrics)
+        super().log_batch(run_id, metrics, params, tags)
+
+
+def test_epoch_points_are_sent_in_batches_and_all_of_them_at_the_end(monkeypatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr("tuner.tracking.time.monotonic", lambda: clock[0])
+    client = Calls()
+    run = trial_run(client, flush_seconds=5.0)
+    for epoch in range(10):  # one epoch a second
+        clock[0] += 1.0
+        run.log_epoch(epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 2.0})
+    assert client.batches == 2, "sent at the 5th and the 10th second, not at every epoch"
+    clock[0] += 1.0
+    run.log_epoch(10, {"loss": 0.01, "val_loss": 2.0})
+    assert run.unrecorded() == ["2 metric points"], "kept, not lost, until the next flush"
+    assert run.end("COMPLETE", {"best_loss": 0.01}) == []
+    [stored] = client.runs.values()
+    assert [m.step for m in stored["metrics"] if m.key == "loss"] == list(range(11))
+    assert stored["status"] == "FINISHED"
 
 
 def test_an_outage_mid_trial_is_caught_up_with_nothing_lost_or_doubled(client, capsys) -> None:

@@ -1,15 +1,14 @@
-"""Training decisions without training: verdicts, best epochs, errors in original units."""
+"""Training decisions without training: verdicts, best epochs, output scales."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pytest
 
 from tuner.data import Scaler
 from tuner.tracking import RUN_STATUS
-from tuner.training import best_of, original_unit_errors, output_scale, verdict
+from tuner.training import best_of, output_scale, verdict
 
 
 def test_verdict_catches_nan_and_inf_in_loss_or_objective() -> None:
@@ -23,15 +22,6 @@ def test_best_of_follows_the_direction() -> None:
     history = [{"v": 3.0}, {"v": 1.0}, {"v": 2.0}, {"v": 1.0}]
     assert best_of(history, "v", "minimize") == (1.0, 1)
     assert best_of(history, "v", "maximize") == (3.0, 0)
-
-
-def test_errors_in_original_units_undo_the_scaling() -> None:
-    scaler = Scaler("standard", center=np.array([0.0, 100.0]), scale=np.array([1.0, 10.0]))
-    # two targets? no: one target (column 1), horizon 2; predictions off by 0.5 scaled units
-    y = np.zeros((3, 2))
-    pred = y + 0.5
-    errors = original_unit_errors(pred, y, scaler, target_index=[1], horizon=2)
-    assert errors == pytest.approx({"mae": 5.0, "rmse": 5.0})
 
 
 def test_output_scale_is_step_major() -> None:

@@ -121,6 +121,24 @@ def make_pruner(space: Space) -> optuna.pruners.BasePruner:
     return _build(PRUNERS, space.pruner, space, "pruner")
 
 
+def prunes_from(conf: dict[str, Any]) -> int | None:
+    """The first step (epoch) at which the pruner ``conf`` can prune a trial; None if never.
+
+    Asking the pruner costs storage round trips (the trial and the study's trials) every epoch;
+    before its warm-up (median, percentile: ``n_warmup_steps``) or with ``none`` the answer is
+    known to be no, so the worker does not ask."""
+    name = conf.get("name")
+    if name == "none":
+        return None
+    if name in ("median", "percentile"):
+        return int(conf.get("n_warmup_steps", 0))
+    if name == "patient":
+        wrapped = conf.get("wrapped", "median")
+        inner = {"name": wrapped} if isinstance(wrapped, str) else dict(wrapped or {"name": "none"})
+        return prunes_from(inner)
+    return 0
+
+
 def create_or_resume(
     storage: optuna.storages.BaseStorage, name: str, space: Space, spec: dict[str, Any], target: int
 ) -> tuple[optuna.Study, bool]:

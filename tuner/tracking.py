@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 RETRY_ENV = "TUNER_MLFLOW_RETRY_SECONDS"  # how long a trial's end waits for MLflow to be back
 DEFAULT_RETRY_SECONDS = 60.0
+FLUSH_ENV = "TUNER_MLFLOW_FLUSH_SECONDS"  # epoch points are sent at most this often (and at end)
+DEFAULT_FLUSH_SECONDS = 5.0
 INTERRUPTED_STATUS = "KILLED"
 ROLE_TAG = "tuner.role"
 
@@ -198,7 +200,10 @@ class TrialRun:
     Nothing here raises: training never waits on MLflow and never fails because of it. What
     could not be sent (the run itself, its parameters, epoch points, the end) is kept in order
     and sent at the next epoch, backing off (1 s, 2 s, ... 30 s between tries) while the server
-    is down; ``catch_up`` waits for it within a bound. Points keep the time they were measured,
+    is down; ``catch_up`` waits for it within a bound. Epoch points go out in batches, at most
+    every ``$TUNER_MLFLOW_FLUSH_SECONDS`` (5 s; 0 sends every epoch at once), and all of them at
+    the trial's end: a curve in the UI lags by that much, and a trial of fast epochs does not
+    pay a tracking-server round trip per epoch. Points keep the time they were measured,
     and MLflow drops a point it already has, so a send whose answer was lost duplicates nothing;
     a run whose creation answer was lost is found again by its ``tuner.log_id`` tag.
     """
@@ -237,6 +242,9 @@ class TrialRun:
         self._next_try = 0.0
         self._delay = 1.0
         self._down = False
+        raw = os.environ.get(FLUSH_ENV)
+        self.flush_seconds = float(raw) if raw else DEFAULT_FLUSH_SECONDS
+        self._sent = time.monotonic()
         self.sync()
 
     def log_epoch(self, epoch: int, logs: dict[str, float]) -> None:
@@ -244,7 +252,8 @@ class TrialRun:
 
         now = _now()
         self._metrics += [Metric(k, v, now, epoch) for k, v in logs.items()]
-        self.sync()
+        if self.run_id is None or time.monotonic() - self._sent >= self.flush_seconds:
+            self.sync()
 
     def sync(self, *, force: bool = False) -> bool:
         """Send what is pending, once (unless backing off); True when nothing is left."""
@@ -284,6 +293,7 @@ class TrialRun:
         if self._down:
             print(f"tuner: MLflow is back; trial {self.number} caught up", file=sys.stderr)
         self._down, self._delay = False, 1.0
+        self._sent = time.monotonic()
         return True
 
     def _create(self) -> str:
