@@ -3,13 +3,16 @@ databases on the PostgreSQL server, and subprocesses run at the lowest priority.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -132,22 +135,95 @@ def scratch(name: str) -> Iterator[Path]:
 
 
 @contextmanager
-def pg_databases(*names: str) -> Iterator[list[str]]:
+def pg_databases(*names: str, admin: str = PG_ADMIN) -> Iterator[list[str]]:
     """Fresh databases ``bench_<name>_<pid>`` on the server; dropped afterwards."""
     import psycopg
 
     dbs = [f"bench_{n}_{os.getpid()}" for n in names]
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+    with psycopg.connect(admin, autocommit=True) as conn:
         for db in dbs:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{db}"')
-    base = PG_ADMIN.rsplit("/", 1)[0]
+    base = admin.rsplit("/", 1)[0]
     try:
         yield [f"{base}/{db}" for db in dbs]
     finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        with psycopg.connect(admin, autocommit=True) as conn:
             for db in dbs:
                 conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def _pg_binary(name: str) -> str:
+    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1:]
+    if not found:
+        raise RuntimeError(f"{name} not found: a private server needs PostgreSQL's binaries")
+    return found if isinstance(found, str) else found[0]
+
+
+@contextmanager
+def private_postgres(max_connections: int) -> Iterator[str]:
+    """A PostgreSQL server of our own, in a scratch folder, with ``max_connections`` sized for
+    the benchmark (the shared one allows 100; N workers hold about 3N). Default settings
+    otherwise (fsync, synchronous commit). Yields an admin URL; stopped and removed afterwards.
+    As root, it runs as the ``postgres`` user (the server refuses root)."""
+    import socket
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(folder, "postgres")
+    data = folder / "data"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = None
+    try:
+        subprocess.run(
+            [*as_user, _pg_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+            check=True,
+            capture_output=True,
+        )
+        server = subprocess.Popen(
+            niced(
+                [
+                    *as_user,
+                    _pg_binary("postgres"),
+                    "-D",
+                    str(data),
+                    "-p",
+                    str(port),
+                    "-k",
+                    str(folder),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    f"max_connections={max_connections}",
+                ]
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(60):
+            ready = subprocess.run(
+                [_pg_binary("pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"], check=False
+            )
+            if ready.returncode == 0:
+                break
+            if server.poll() is not None:
+                raise RuntimeError(f"the private PostgreSQL server exited ({server.returncode})")
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("the private PostgreSQL server did not start within 30 s")
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        if server is not None and server.poll() is None:
+            server.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- data (real data only; from the benchmark extra, never committed) -------------------------

@@ -95,6 +95,17 @@ def test_postgres_password_from_env_file():
     assert any("/docker-entrypoint-initdb.d/" in v for v in pg["volumes"])
 
 
+def test_postgres_leaves_room_for_64_workers():
+    """PostgreSQL's default max_connections (100) runs out near 30 workers."""
+    from tuner.storage import WORKER_CONNECTIONS
+
+    setting = command_option(services(COMPOSE)["postgres"], "-c")
+    name, _, value = setting.partition("=")
+    assert name == "max_connections"
+    default = int(re.fullmatch(r"\$\{POSTGRES_MAX_CONNECTIONS:-(\d+)\}", value).group(1))
+    assert default >= 64 * WORKER_CONNECTIONS + 50  # and the MLflow server's pool
+
+
 def test_env_example_has_placeholder_password():
     assert ENV_EXAMPLE.is_file()
     values = dict(
