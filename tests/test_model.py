@@ -61,6 +61,15 @@ def test_keras_names_are_checked() -> None:
     check_names(parse_space({"params": {"activation": ["tanh", "relu"]}}, source="s.yaml"))
 
 
+@pytest.mark.parametrize("kind", ["initializer", "activation"])
+def test_the_names_checked_without_keras_are_keras_names(kind: str) -> None:
+    from tuner.model import KNOWN_NAMES
+
+    get = {"initializer": keras.initializers.get, "activation": keras.activations.get}[kind]
+    for name in sorted(KNOWN_NAMES[kind]):
+        assert get(name) is not None, name
+
+
 def test_one_cycle_warms_up_then_decays() -> None:
     lr = make_schedule(TrialConfig(learning_rate=0.01, schedule="one_cycle", epochs=10), 10)
     start, peak, end = (float(lr(s)) for s in (0, 30, 99))

@@ -367,7 +367,7 @@ def _prepare(a: argparse.Namespace) -> dict[str, Any]:
         nan=a.nan,
     )
     dataset = data.load(options, _max_window(space))
-    check_names(space)  # last: it imports Keras (seconds)
+    check_names(space)  # last: a name outside the common ones imports Keras (seconds)
     name = a.study or f"{Path(a.space).stem}-{Path(a.data).stem}"
     if not STUDY_NAME.match(name):
         raise InputError(
