@@ -75,13 +75,22 @@ def trial_run(client: FakeClient, flush_seconds: float = 0.0) -> TrialRun:
 
 
 class Calls(FakeClient):
+    """Counts the calls that carried metrics, and names every call."""
+
     def __init__(self) -> None:
         super().__init__()
         self.batches = 0
+        self.calls: list[str] = []
 
     def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        assert len(metrics) + len(params) + len(tags) <= 1000 and len(params) <= 100  # MLflow's
         self.batches += bool(metrics)
+        self.calls.append("log_batch")
         super().log_batch(run_id, metrics, params, tags)
+
+    def set_terminated(self, run_id, status):
+        self.calls.append("set_terminated")
+        super().set_terminated(run_id, status)
 
 
 def test_epoch_points_are_sent_in_batches_and_all_of_them_at_the_end(monkeypatch) -> None:
@@ -96,10 +105,24 @@ def test_epoch_points_are_sent_in_batches_and_all_of_them_at_the_end(monkeypatch
     clock[0] += 1.0
     run.log_epoch(10, {"loss": 0.01, "val_loss": 2.0})
     assert run.unrecorded() == ["2 metric points"], "kept, not lost, until the next flush"
+    client.calls.clear()
     assert run.end("COMPLETE", {"best_loss": 0.01}) == []
+    assert client.calls == ["log_batch", "set_terminated"], "the end's tags ride with its points"
     [stored] = client.runs.values()
     assert [m.step for m in stored["metrics"] if m.key == "loss"] == list(range(11))
-    assert stored["status"] == "FINISHED"
+    assert stored["status"] == "FINISHED" and stored["tags"]["optuna.state"] == "COMPLETE"
+
+
+def test_a_long_curve_is_sent_within_mlflows_batch_limits() -> None:
+    client = Calls()
+    run = trial_run(client)
+    run.flush_seconds = 1e9  # nothing sent before the end
+    for epoch in range(600):
+        run.log_epoch(epoch, {"loss": 1.0, "val_loss": 2.0})
+    assert run.end("COMPLETE", {}) == []
+    [stored] = client.runs.values()
+    assert len(stored["metrics"]) == 1200 and client.batches == 2
+    assert stored["tags"]["optuna.state"] == "COMPLETE"
 
 
 def test_an_outage_mid_trial_is_caught_up_with_nothing_lost_or_doubled(client, capsys) -> None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 RETRY_ENV = "TUNER_MLFLOW_RETRY_SECONDS"  # how long a trial's end waits for MLflow to be back
 DEFAULT_RETRY_SECONDS = 60.0
+END_TAGS = 2  # optuna.state and tuner.reason, sent with a trial's last metrics
 FLUSH_ENV = "TUNER_MLFLOW_FLUSH_SECONDS"  # epoch points are sent at most this often (and at end)
 DEFAULT_FLUSH_SECONDS = 5.0
 INTERRUPTED_STATUS = "KILLED"
@@ -263,16 +264,22 @@ class TrialRun:
         try:
             if self.run_id is None:
                 self.run_id = created = self._create()
-            if self._params:
-                self.client.log_batch(self.run_id, params=self._params)
-                self._params = []
-            while self._metrics:
-                chunk = self._metrics[:1000]  # MLflow's batch limit
-                self.client.log_batch(self.run_id, metrics=chunk)
-                del self._metrics[: len(chunk)]
+            # As few calls as MLflow's batch limits allow (100 params, 1,000 entities a call);
+            # the end's tags ride with the last metrics. Resending a batch whose answer was lost
+            # duplicates nothing (same points, same values).
+            tagged = False
+            while self._params or self._metrics:
+                params = self._params[:100]
+                metrics = self._metrics[: 1000 - len(params) - END_TAGS]
+                last = len(metrics) == len(self._metrics)
+                tags = self._end[0] if self._end is not None and last else []
+                self.client.log_batch(self.run_id, metrics=metrics, params=params, tags=tags)
+                del self._params[: len(params)], self._metrics[: len(metrics)]
+                tagged = bool(tags)
             if self._end is not None:
                 tags, status = self._end
-                self.client.log_batch(self.run_id, tags=tags)
+                if not tagged:
+                    self.client.log_batch(self.run_id, tags=tags)
                 self.client.set_terminated(self.run_id, status)
                 self._end = None
         except Exception as e:  # the server is down or answered with an error
