@@ -16,7 +16,7 @@ from memory import rss_per_trial
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"trials": 6},
     "quick": {"trials": 12},
-    "full": {"trials": 25},
+    "full": {"trials": 50},
 }
 REFERENCE = 5  # the trial whose memory is the baseline
 MODES = (0, 10)
