@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(a: argparse.Namespace) -> int:
     """Create or resume a study and run it here, with ``--workers`` local processes."""
-    from tuner.worker import setup_device
+    from tuner.device import setup_device
 
     setup_device(None)
     prepared = _prepare(a)
@@ -105,14 +105,28 @@ def cmd_create(a: argparse.Namespace) -> int:
 
 def cmd_worker(a: argparse.Namespace) -> int:
     """Join an existing study and run its trials until its target is reached."""
+    from tuner.device import setup_device
     from tuner.processes import die_with_parent
-    from tuner.worker import setup_device
 
     die_with_parent()
     setup_device(a.gpu)
+    if a.trials_per_process and not a.trial_process:
+        from tuner.processes import supervise
+        from tuner.storage import resolve
+
+        return supervise(
+            a.study,
+            a.data,
+            resolve(a.storage, a.tracking_uri),
+            per_process=a.trials_per_process,
+            trials=a.trials,
+            timeout=a.timeout,
+            gpu=a.gpu,
+            quiet=a.quiet,
+        )
     from tuner import data
     from tuner import study as studies
-    from tuner.processes import RECYCLED, supervise
+    from tuner.processes import RECYCLED
     from tuner.retry import retrying
     from tuner.space import parse_space
     from tuner.storage import check_connection_budget, check_separate, make_storage, resolve
@@ -129,19 +143,6 @@ def cmd_worker(a: argparse.Namespace) -> int:
     options = data.DataOptions.from_spec(spec["data"], a.data)
     dataset = data.load(options, _max_window(space))
     studies.check_fingerprint(spec, dataset.fingerprint(), a.data)
-    if a.trials_per_process and not a.trial_process:
-        if hasattr(storage, "engine"):  # trial processes hold the connections, not this one
-            storage.engine.dispose()
-        return supervise(
-            name,
-            a.data,
-            stores,
-            per_process=a.trials_per_process,
-            trials=a.trials,
-            timeout=a.timeout,
-            gpu=a.gpu,
-            quiet=a.quiet,
-        )
     tracker = Tracker(stores.tracking)
     attrs = retrying(lambda: study.user_attrs, "reading the study")
     try:

@@ -24,8 +24,10 @@ from tuner.errors import FatalError
 RECYCLED = 75
 
 
-def worker_command(study_name: str, data: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "tuner", "worker", "--study", study_name, "--data", data, *extra]
+def worker_command(study_name: str | None, data: str, *extra: str) -> list[str]:
+    """``tuner worker`` on a study (None: the storage's only study)."""
+    study = [] if study_name is None else ["--study", study_name]
+    return [sys.executable, "-m", "tuner", "worker", *study, "--data", data, *extra]
 
 
 PARENT_ENV = "TUNER_PARENT_PID"
@@ -77,7 +79,7 @@ def run_workers(study: Any, stores: Any, data_path: str, n: int, *, quiet: bool)
 
 
 def supervise(
-    study_name: str,
+    study_name: str | None,
     data: str,
     stores: Any,
     *,
@@ -87,7 +89,10 @@ def supervise(
     gpu: int | None,
     quiet: bool,
 ) -> int:
-    """Run the worker's trials in child processes of ``per_process`` trials each."""
+    """Run the worker's trials in child processes of ``per_process`` trials each.
+
+    The children check everything (stores, study, data) and exit 2 on bad input, which is
+    returned as it is: the supervisor checks nothing itself, so the first trial starts sooner."""
     base = worker_command(study_name, data)
     if gpu is not None:
         base += ["--gpu", str(gpu)]
