@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
 from typing import Any
 
@@ -95,12 +96,15 @@ def bench(size: str) -> list[Figure]:
         tuned = time.perf_counter() - started
         status = json.loads(run(tuner_cli("status", "--json"), env, cwd=folder))
         trained = _training_seconds(folder / "home")
+        per_trial = _training_seconds_per_trial(folder / "home")
         in_trials = _trial_seconds(folder / "home")
-    plain_vals = [
-        json.loads(line)["val_mae_original"]
-        for line in plain_out.splitlines()
-        if line.startswith("{")
-    ]
+    plain_rows = [json.loads(line) for line in plain_out.splitlines() if line.startswith("{")]
+    plain_vals = [r["val_mae_original"] for r in plain_rows]
+    plain_epochs = sum(r["epoch_seconds"] for r in plain_rows)
+    # Time not spent in epochs (processes, imports, stores, evaluation, plots), beyond what the
+    # plain script spends so, over the plain script's wall time: the overhead whatever the
+    # epochs themselves cost in each.
+    extra = None if trained is None else ((tuned - trained) - (plain - plain_epochs)) / plain
     return [
         Figure(
             "B1",
@@ -124,10 +128,23 @@ def bench(size: str) -> list[Figure]:
                 if in_trials is None or trained is None
                 else round(in_trials - trained, 1),
                 "tuner_complete": status["complete"],
+                "plain_epoch_seconds_sum": round(plain_epochs, 1),
+                "plain_epoch_seconds": [round(r["epoch_seconds"], 1) for r in plain_rows],
+                "tuner_epoch_seconds": per_trial,
                 "plain_best_val_mae": min(plain_vals),
                 "tuner_best_val_mae": status["best_value"],
             },
-        )
+        ),
+        Figure(
+            "B1",
+            "time outside epochs, tuner minus plain script, / plain script's wall time",
+            math.nan if extra is None else extra,
+            0.03,
+            details={
+                "tuner_outside_epochs_s": None if trained is None else round(tuned - trained, 1),
+                "plain_outside_epochs_s": round(plain - plain_epochs, 1),
+            },
+        ),
     ]
 
 
@@ -143,6 +160,21 @@ def _training_seconds(home: Any) -> float | None:
         return None if total is None else round(float(total), 1)
     except sqlite3.Error:
         return None
+
+
+def _training_seconds_per_trial(home: Any) -> list[float]:
+    """Each trial's epoch seconds, in trial order (from the trial runs' names)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(home / "mlflow.db") as db:
+            rows = db.execute(
+                "SELECT r.name, SUM(m.value) FROM metrics m JOIN runs r ON r.run_uuid = m.run_uuid "
+                "WHERE m.key = 'epoch_seconds' GROUP BY r.name"
+            ).fetchall()
+    except sqlite3.Error:
+        return []
+    return [round(v, 1) for _, v in sorted(rows, key=lambda r: int(r[0].split("-")[-1]))]
 
 
 def _trial_seconds(home: Any) -> float | None:

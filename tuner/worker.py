@@ -554,8 +554,8 @@ def _free_memory() -> None:
 
     After the first trial, what survives (the frameworks' modules, the data, the study's cache)
     is frozen out of the collector (``gc.freeze``), so later collections walk only what later
-    trials made: with TensorFlow loaded a full collection took ~0.4 s a trial, not the trial's
-    garbage but the millions of long-lived objects around it."""
+    trials made: with TensorFlow loaded, a full collection took ~0.4 s a trial here, walking
+    the long-lived objects around the trial's garbage rather than the garbage itself."""
     keras = sys.modules.get("keras")
     if keras is not None:  # None: no trial trained in this process (or a stand-in trained)
         try:
