@@ -161,10 +161,11 @@ def _pg_binary(name: str) -> str:
 
 
 @contextmanager
-def private_postgres(max_connections: int) -> Iterator[str]:
+def private_postgres(max_connections: int) -> Iterator[tuple[str, int]]:
     """A PostgreSQL server of our own, in a scratch folder, with ``max_connections`` sized for
     the benchmark (the shared one allows 100; N workers hold about 3N). Default settings
-    otherwise (fsync, synchronous commit). Yields an admin URL; stopped and removed afterwards.
+    otherwise (fsync, synchronous commit). Yields an admin URL and the server's process id;
+    stopped and removed afterwards.
     As root, it runs as the ``postgres`` user (the server refuses root)."""
     import socket
 
@@ -215,7 +216,7 @@ def private_postgres(max_connections: int) -> Iterator[str]:
             time.sleep(0.5)
         else:
             raise RuntimeError("the private PostgreSQL server did not start within 30 s")
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres", server.pid
     finally:
         if server is not None and server.poll() is None:
             server.send_signal(signal.SIGINT)  # fast shutdown
