@@ -170,10 +170,12 @@ def private_postgres(max_connections: int) -> Iterator[tuple[str, int]]:
     import socket
 
     folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-    as_user: list[str] = []
+    # As root, the server's own processes run as postgres (Popen's user=, no wrapper process, so
+    # that the signal below reaches the server itself).
+    as_user: dict[str, Any] = {}
     if os.geteuid() == 0:
-        as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(folder, "postgres")
+        as_user = {"user": "postgres", "group": "postgres"}
+        shutil.chown(folder, "postgres", "postgres")
     data = folder / "data"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -181,14 +183,15 @@ def private_postgres(max_connections: int) -> Iterator[tuple[str, int]]:
     server = None
     try:
         subprocess.run(
-            [*as_user, _pg_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+            [_pg_binary("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
             check=True,
             capture_output=True,
+            cwd=folder,
+            **as_user,
         )
         server = subprocess.Popen(
             niced(
                 [
-                    *as_user,
                     _pg_binary("postgres"),
                     "-D",
                     str(data),
@@ -204,6 +207,8 @@ def private_postgres(max_connections: int) -> Iterator[tuple[str, int]]:
             ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            cwd=folder,
+            **as_user,
         )
         for _ in range(60):
             ready = subprocess.run(

@@ -111,8 +111,8 @@ def run_study(
         worker.run(max_trials=worker.ran + 1)
         if worker.ran == before:
             break  # the study has nothing left to run
-        last = study.trials[-1]
-        spent += _epochs_of(last)
+        # every finished trial's epochs (the last trial by number may be a queued one)
+        spent = sum(_epochs_of(t) for t in study.trials if t.state.is_finished())
     trace = Trace(tool=name, wall_s=time.perf_counter() - started)
     for t in study.trials:
         steps = sorted(t.intermediate_values.items())
