@@ -66,8 +66,8 @@ def build_model(
     return keras.Model(inputs, outputs, name="lstm_tuner")
 
 
-# Names Keras 3 has always had (a test checks each against Keras): a space that uses only these
-# is checked without importing Keras, which takes seconds (TensorFlow with it).
+# Built-in Keras 3 names (a test checks each against the installed Keras): a space that uses
+# only these is checked without importing Keras, which takes seconds (TensorFlow with it).
 KNOWN_NAMES = {
     "initializer": frozenset(
         [
