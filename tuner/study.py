@@ -71,9 +71,13 @@ SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
 }
 
 
+def _wrapped_conf(wrapped: Any) -> dict[str, Any]:
+    """The conf of the pruner a ``patient`` pruner wraps: a name or a mapping (None: none)."""
+    return {"name": wrapped} if isinstance(wrapped, str) else dict(wrapped or {"name": "none"})
+
+
 def _patient(space: Space, wrapped: Any = "median", **kwargs: Any) -> optuna.pruners.BasePruner:
-    conf = {"name": wrapped} if isinstance(wrapped, str) else dict(wrapped or {"name": "none"})
-    inner = _build(PRUNERS, conf, space, "pruner")
+    inner = _build(PRUNERS, _wrapped_conf(wrapped), space, "pruner")
     return optuna.pruners.PatientPruner(inner, **kwargs)
 
 
@@ -133,9 +137,7 @@ def prunes_from(conf: dict[str, Any]) -> int | None:
     if name in ("median", "percentile"):
         return int(conf.get("n_warmup_steps", 0))
     if name == "patient":
-        wrapped = conf.get("wrapped", "median")
-        inner = {"name": wrapped} if isinstance(wrapped, str) else dict(wrapped or {"name": "none"})
-        return prunes_from(inner)
+        return prunes_from(_wrapped_conf(conf.get("wrapped", "median")))
     return 0
 
 

@@ -329,10 +329,9 @@ class Worker:
             return TrialState.PRUNED, None, metrics, f"pruned at epoch {result.stopped_epoch}"
         assert result.best_value is not None and result.best_epoch is not None
         metrics["best_epoch"] = float(result.best_epoch)
-        metrics[f"best_{objective}"] = result.best_value
         # The model ends with the best epoch's weights (restore_best_weights), so its validation
-        # scores are that epoch's: no second pass. Summary metrics get names of their own, so
-        # they never add points to an epoch curve.
+        # scores (best_{objective} among them) are that epoch's: no second pass. Summary metrics
+        # get names of their own, so they never add points to an epoch curve.
         best = result.history[result.best_epoch]
         metrics.update({f"best_{k}": v for k, v in best.items() if k.startswith("val_")})
         best_value = result.best_value
