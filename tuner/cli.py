@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+DEFAULT_TRIALS = 20
+NO_TRIAL_TARGET = 1_000_000  # --budget-epochs without --trials: the budget ends the study
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # Spelled out so `tuner --help` needs no Optuna import; a test checks them against the registries.
 SAMPLER_NAMES = ("tpe", "random", "grid", "cmaes", "gp", "qmc")
@@ -96,9 +98,15 @@ def cmd_create(a: argparse.Namespace) -> int:
     """Create a study (or extend its target) without running trials: for `tuner worker`s."""
     prepared = _prepare(a)
     study, stores = _create(prepared, a.trials)
+    from tuner import study as studies
     from tuner.storage import mask
 
-    print(f"study {study.study_name!r} ready in {mask(stores.storage)}: target {a.trials} trials")
+    target = study.user_attrs.get(studies.TARGET_ATTR)
+    budget = study.user_attrs.get(studies.BUDGET_ATTR)
+    goal = f"target {target} trials" if target != NO_TRIAL_TARGET else "no trial target"
+    if budget:
+        goal += f", budget {budget} epochs"
+    print(f"study {study.study_name!r} ready in {mask(stores.storage)}: {goal}")
     print(f"run workers: tuner worker --study {study.study_name} --data {a.data} --storage ...")
     return 0
 
@@ -184,6 +192,9 @@ def cmd_status(a: argparse.Namespace) -> int:
         "best_value": None if best is None else best.value,
         "best_trial": None if best is None else best.number,
         "best_params": None if best is None else best.params,
+        "epochs_used": studies.epochs_used(study),
+        "budget_epochs": study.user_attrs.get(studies.BUDGET_ATTR),
+        "baselines": _baseline_report(study, best),
     }
     if a.json:
         print(json.dumps(out, indent=2))
@@ -193,9 +204,13 @@ def cmd_status(a: argparse.Namespace) -> int:
         f"{c['fail']} failed, {c['running']} running, {c['waiting']} waiting "
         f"(target {out['target']})"
     )
+    if out["budget_epochs"]:
+        print(f"epochs: {out['epochs_used']} of a budget of {out['budget_epochs']}")
     if best is not None:
         print(f"best: trial {best.number}, value {best.value:.6g}")
         print("  " + _params_line(best.params))
+    for line in _baseline_lines(out["baselines"]):
+        print(line)
     return 0
 
 
@@ -216,6 +231,8 @@ def cmd_best(a: argparse.Namespace) -> int:
     print("  metrics: " + _params_line(out["metrics"]))
     print(f"  mlflow run: {out['mlflow_run_id']}")
     print(f"  model: {out['model_uri'] or 'not logged'}")
+    for line in _baseline_lines(out["baselines"]):
+        print(line)
     return 0
 
 
@@ -349,7 +366,7 @@ def _prepare(a: argparse.Namespace) -> dict[str, Any]:
     if not a.quiet:
         for line in space.cudnn_warnings():
             print(f"tuner: note: {line}", file=sys.stderr)
-    if a.trials < 1:
+    if a.trials is not None and a.trials < 1:
         raise InputError(f"must be >= 1, got {a.trials}", field="--trials")
     if getattr(a, "workers", 1) < 1:
         raise InputError(f"must be >= 1, got {a.workers}", field="--workers")
@@ -367,7 +384,13 @@ def _prepare(a: argparse.Namespace) -> dict[str, Any]:
         test_fraction=a.test_fraction,
         nan=a.nan,
     )
-    dataset = data.load(options, _max_window(space))
+    if a.season is not None and a.season < 2:
+        raise InputError(f"must be >= 2, got {a.season}", field="--season")
+    if a.budget_epochs is not None and a.budget_epochs < 1:
+        raise InputError(f"must be >= 1, got {a.budget_epochs}", field="--budget-epochs")
+    dataset = data.load(options, 1 if space.window_auto else _max_window(space))
+    if space.window_auto:
+        space = _auto_window(space, dataset, a.season, quiet=a.quiet)
     check_names(space)  # last: a name outside the common ones imports Keras (seconds)
     name = a.study or f"{Path(a.space).stem}-{Path(a.data).stem}"
     if not STUDY_NAME.match(name):
@@ -383,8 +406,13 @@ def _prepare(a: argparse.Namespace) -> dict[str, Any]:
         "data": options.to_spec(),
         "fingerprint": dataset.fingerprint(),
         "max_epochs": a.max_epochs,
+        "season": a.season,
+        "budget_epochs": a.budget_epochs,
     }
+    from tuner.baselines import compute
+
     return {
+        "baselines": compute(dataset, _max_window(space), a.season),
         "space": space,
         "dataset": dataset,
         "name": name,
@@ -406,7 +434,12 @@ def _create(prepared: dict[str, Any], target: int) -> tuple[Any, Any]:
     if stores.tracking.startswith("sqlite:///"):
         enable_wal(stores.tracking)
     storage = make_storage(stores.storage, on_stale=on_stale(stores.tracking))
-    study, _ = studies.create_or_resume(storage, prepared["name"], space, prepared["spec"], target)
+    spec = prepared["spec"]
+    if target is None:  # a budget alone: trials until it is spent
+        target = NO_TRIAL_TARGET if spec["budget_epochs"] else DEFAULT_TRIALS
+    study, _ = studies.create_or_resume(storage, prepared["name"], space, spec, target)
+    study.set_user_attr(studies.BUDGET_ATTR, spec["budget_epochs"])
+    study.set_user_attr(studies.BASELINES_ATTR, prepared["baselines"])
     tracker = Tracker(stores.tracking)
     exp_id, parent_id = tracker.ensure_study(study.study_name, stores.artifacts)
     study.set_user_attr(studies.EXPERIMENT_ATTR, exp_id)
@@ -422,6 +455,7 @@ def _create(prepared: dict[str, Any], target: int) -> tuple[Any, Any]:
         "fingerprint": prepared["spec"]["fingerprint"],
     }
     tracker.open_study(parent_id, settings)
+    tracker.log_baselines(parent_id, prepared["baselines"])
     prepared["storage"] = storage
     prepared["tracker"] = tracker
     return study, stores
@@ -458,7 +492,81 @@ def _best_info(study: Any, best: Any) -> dict[str, Any]:
         "mlflow_run_id": best.user_attrs.get("mlflow_run_id"),
         "model_uri": best.user_attrs.get("model_uri"),
         "cudnn_eligible": best.user_attrs.get("cudnn_eligible"),
+        "baselines": _baseline_report(study, best),
     }
+
+
+def _baseline_report(study: Any, best: Any) -> dict[str, Any] | None:
+    """The study's baselines and how its best trial compares (None if none were computed):
+    ``skill`` (the trial's error over the best baseline's, below 1 is better; MASE for
+    forecasts), ``beats_baselines`` (on the test split, against every baseline) and ``verdict``,
+    one plain sentence."""
+    from tuner import study as studies
+    from tuner.baselines import skill
+
+    b = study.user_attrs.get(studies.BASELINES_ATTR)
+    if not b:
+        return None
+    out: dict[str, Any] = {
+        "best_baseline": b["best"],
+        "season": b.get("period"),
+        "baselines": b["scores"],
+    }
+    if best is None:
+        return out
+    m = best.user_attrs
+    out["skill"] = skill(b, m)
+    if b["task"] == "forecast":
+        mine, key, what = m.get("test_mae_original"), "test_mae_original", "test MAE"
+        lower = True
+    else:
+        mine, key, what = m.get("test_accuracy"), "test_accuracy", "test accuracy"
+        lower = False
+    if mine is None:
+        out["beats_baselines"] = None
+        out["verdict"] = "the best trial has no test score (its model was not evaluated)"
+        return out
+    theirs = {n: s[key] for n, s in b["scores"].items() if key in s}
+    rival = (min if lower else max)(theirs, key=theirs.get)
+    beats = all((mine < v) if lower else (mine > v) for v in theirs.values())
+    out["beats_baselines"] = beats
+    unit = " (target's units)" if lower else ""
+    if beats:
+        out["verdict"] = (
+            f"the tuned LSTM beats every baseline: {what} {mine:.4g}{unit} vs {theirs[rival]:.4g}"
+            f" for the best of them ({rival})"
+        )
+    else:
+        out["verdict"] = (
+            f"the tuned LSTM does NOT beat the simple baselines: {what} {mine:.4g}{unit} vs "
+            f"{theirs[rival]:.4g} for {rival}; prefer {rival}, or search longer or wider"
+        )
+    return out
+
+
+def _baseline_lines(report: dict[str, Any] | None) -> list[str]:
+    if report is None:
+        return []
+    season = report.get("season")
+    lines = [
+        "baselines (validation / test"
+        + (f"; season {season}" if season else "")
+        + "): "
+        + "; ".join(
+            f"{name} "
+            + " / ".join(
+                f"{v:.4g}" for k, v in scores.items() if k.endswith(("_mae_original", "_accuracy"))
+            )
+            for name, scores in report["baselines"].items()
+        )
+    ]
+    if report.get("skill"):
+        lines.append(
+            "skill (trial error / best baseline's, < 1 is better): " + _params_line(report["skill"])
+        )
+    if report.get("verdict"):
+        lines.append(report["verdict"])
+    return lines
 
 
 def _print_summary(study: Any, ran: int) -> None:
@@ -475,7 +583,28 @@ def _print_summary(study: Any, ran: int) -> None:
         print(f"best trial {best.number}: {_params_line({'value': best.value, **info['metrics']})}")
         print("  params: " + _params_line(best.params))
         print(f"  model:  {info['model_uri'] or 'not logged'}")
+    for line in _baseline_lines(_baseline_report(study, best)):
+        print(line)
     print("browse every trial and curve: tuner ui   (then open http://127.0.0.1:5000)")
+
+
+def _auto_window(space: Any, dataset: Any, season: int | None, *, quiet: bool) -> Any:
+    """Resolve ``window: auto`` from the data: one to three seasons of the first target (the
+    period detected on the training split, or ``--season``), bounded by the splits' lengths."""
+    from tuner.baselines import detect_period, window_range
+
+    train, val, test = dataset.splits
+    period = season or detect_period(dataset.values[train, dataset.target_index[0]])
+    rows = min(
+        4 * (train.stop - train.start),  # window_range takes a quarter of this
+        2 * (val.stop - val.start - dataset.horizon),  # at least half a split are windows
+        2 * (test.stop - test.start - dataset.horizon),
+    )
+    low, high = window_range(period, rows)
+    if not quiet:
+        found = f"season {period}" if period else "no season found"
+        print(f"tuner: note: window: auto -> {low}..{high} ({found})", file=sys.stderr)
+    return space.with_window(low, high)
 
 
 def _max_window(space: Any) -> int:
@@ -544,8 +673,25 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--test-fraction", type=float, default=0.15, help="test share (0.15)")
         sp.add_argument("--nan", default="fail", help="NaN policy: fail, drop, interpolate")
         sp.add_argument("--study", help="study name (default: SPACE-DATA file names)")
-        sp.add_argument("--trials", type=int, default=20, help="target number of trials (20)")
+        sp.add_argument(
+            "--trials",
+            type=int,
+            help=f"target number of trials ({DEFAULT_TRIALS}; with --budget-epochs alone: "
+            "until the budget is spent)",
+        )
         sp.add_argument("--max-epochs", type=int, help="cap the space's epoch budget")
+        sp.add_argument(
+            "--budget-epochs",
+            type=int,
+            help="the study's compute budget: epochs of every trial together; no trial starts "
+            "once it is spent, and the last one gets what is left",
+        )
+        sp.add_argument(
+            "--season",
+            type=int,
+            help="forecast: the seasonal period in rows (default: detected on the training "
+            "split); sets the seasonal-naive baseline and window: auto",
+        )
         sp.add_argument(
             "--sampler", help="override the space's sampler: " + ", ".join(SAMPLER_NAMES)
         )

@@ -34,6 +34,16 @@ class TrialConfig:
     unroll: bool = False
     l1: float = 0.0
     l2: float = 0.0
+    # around the LSTMs: what it starts from, what it sees, how its states become one vector
+    residual: str = "none"
+    highway: bool = False
+    frontend: str = "none"
+    conv_filters: int = 32
+    conv_kernel: int = 5
+    conv_stride: int = 2
+    fcn: bool = False
+    fcn_filters: int = 64
+    pooling: str = "last"
     # data
     window: int = 24
     batch_size: int = 32
@@ -53,6 +63,7 @@ class TrialConfig:
     # budget (from the space's top level, not sampled)
     epochs: int = 20
     patience: int = 0
+    min_steps_per_epoch: int = 0
     seed: int = 0
 
     @property
@@ -109,6 +120,9 @@ OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("constant", "exponential", "cosine", "cosine_restarts", "one_cycle")
 SCALERS = ("standard", "minmax", "robust", "none")
 LOSSES = ("mse", "mae", "huber")
+RESIDUALS = ("none", "last", "mean", "ridge")
+FRONTENDS = ("none", "conv")
+POOLINGS = ("last", "mean", "attention")
 
 PARAMS: dict[str, ParamSpec] = {
     "layers": ParamSpec(int, 1, 8, doc="number of stacked LSTM layers"),
@@ -136,6 +150,39 @@ PARAMS: dict[str, ParamSpec] = {
     "unroll": ParamSpec(bool, doc="true leaves the cuDNN kernel"),
     "l1": ParamSpec(float, 0.0, 1.0, doc="L1 regularization of the LSTM kernels"),
     "l2": ParamSpec(float, 0.0, 1.0, doc="L2 regularization of the LSTM kernels"),
+    "residual": ParamSpec(
+        str,
+        choices=RESIDUALS,
+        tasks=("forecast",),
+        doc="the network learns the residual of a reference forecast added to its output: "
+        "none; last (the last observed value) or mean (the window's mean), the window's inputs "
+        "then shifted by the same (per-window normalization); ridge (the closed-form ridge "
+        "autoregression of the training windows, frozen)",
+    ),
+    "highway": ParamSpec(
+        bool,
+        tasks=("forecast",),
+        doc="add a trainable linear autoregression of the window to the output (LSTNet)",
+    ),
+    "frontend": ParamSpec(
+        str, choices=FRONTENDS, doc="conv: a strided Conv1D before the LSTMs (downsampling)"
+    ),
+    "conv_filters": ParamSpec(int, 1, 4096, when=("frontend", ("conv",))),
+    "conv_kernel": ParamSpec(int, 1, 1024, when=("frontend", ("conv",))),
+    "conv_stride": ParamSpec(int, 1, 1024, when=("frontend", ("conv",))),
+    "fcn": ParamSpec(
+        bool,
+        doc="a parallel fully convolutional branch (three Conv1D + BatchNorm + ReLU blocks, "
+        "global average pooling) concatenated with the LSTMs' output: LSTM-FCN",
+    ),
+    "fcn_filters": ParamSpec(
+        int, 1, 4096, when=("fcn", (True,)), doc="filters of the FCN blocks: f, 2f, f"
+    ),
+    "pooling": ParamSpec(
+        str,
+        choices=POOLINGS,
+        doc="what the head reads: the last state, the mean of all states, or attention pooling",
+    ),
     "window": ParamSpec(int, 1, 100_000, doc="sequence length fed to the LSTM"),
     "batch_size": ParamSpec(int, 1, 65_536),
     "scaler": ParamSpec(str, choices=SCALERS, doc="fitted on the training split only"),

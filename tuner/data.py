@@ -14,12 +14,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tuner import windowing
 from tuner.errors import InputError
+
+if TYPE_CHECKING:
+    from tuner.baselines import Ridge
 
 NAN_POLICIES = ("fail", "drop", "interpolate")
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -121,6 +124,7 @@ class Series:
     horizon: int
     splits: tuple[slice, slice, slice]
     _cache: dict[tuple[str, int], Arrays] = field(default_factory=dict, repr=False)
+    _ridges: dict[tuple[str, int], Ridge] = field(default_factory=dict, repr=False)
     task = "forecast"
 
     @property
@@ -132,6 +136,17 @@ class Series:
 
     def min_split_rows(self) -> int:
         return min(s.stop - s.start for s in self.splits)
+
+    def ridge(self, scaler: str, window: int) -> Ridge:
+        """The closed-form ridge autoregression of the training windows (scaled units), which a
+        ``residual: ridge`` trial starts from; cached per choice."""
+        key = (scaler, window)
+        if key not in self._ridges:
+            from tuner.baselines import fit_ridge
+
+            a = self.arrays(scaler, window)
+            self._ridges[key] = fit_ridge(a.x_train, a.y_train)
+        return self._ridges[key]
 
     def arrays(self, scaler: str, window: int) -> Arrays:
         """Windows of each split, scaled by ``scaler`` fitted on train; cached per choice."""

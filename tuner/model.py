@@ -7,33 +7,75 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from tuner.config import PARAMS, TrialConfig
 from tuner.errors import InputError
 
 if TYPE_CHECKING:
     import keras
 
+    from tuner.baselines import Ridge
     from tuner.space import Space
 
 
 def build_model(
-    config: TrialConfig, task: str, input_shape: tuple[int, int], n_outputs: int
+    config: TrialConfig,
+    task: str,
+    input_shape: tuple[int, int],
+    n_outputs: int,
+    *,
+    target_index: list[int] | None = None,
+    ridge: Ridge | None = None,
 ) -> keras.Model:
-    """Stacked (optionally bidirectional) LSTMs and a dense head.
+    """Stacked (optionally bidirectional) LSTMs and a dense head, with the options around them.
 
     forecast: ``Dense(n_outputs)`` (horizon x targets, linear). classify: ``Dense(1, sigmoid)``
     for two classes (``n_outputs == 1``), else ``Dense(n_outputs, softmax)``.
-    ``return_sequences`` is set on every layer but the last.
+    ``return_sequences`` is set on every layer but the last (on every layer when the head pools
+    over time). Around the LSTMs, each off by default:
+
+    - ``frontend: conv``: a strided ``Conv1D`` shortens long sequences before the LSTMs;
+    - ``fcn``: a parallel fully convolutional branch, concatenated with the LSTMs' output;
+    - ``pooling``: the last state, the mean of all states, or attention pooling;
+    - forecast ``residual``: a frozen reference forecast is added to the output and the network,
+      whose head starts at zero, learns what the reference misses (a trial starts from the
+      reference's accuracy). ``last`` / ``mean`` (of the window's target columns, which needs
+      ``target_index``) also shift the window's inputs by the same statistic; ``ridge`` is the
+      closed-form ``ridge`` fitted on the trial's training windows;
+    - forecast ``highway``: a trainable linear map of the window, starting at zero, is added.
+
+    Every layer is a stock Keras layer, so a saved model loads with ``safe_mode=True``.
     """
     import keras
 
+    L = keras.layers
+    window, features = input_shape
     reg = None
     if config.l1 or config.l2:
         reg = keras.regularizers.L1L2(l1=config.l1, l2=config.l2)
     inputs = keras.Input(shape=input_shape, name="window")
     x = inputs
+    stat = None  # the per-window statistic a last/mean residual adds back
+    if task == "forecast" and config.residual in ("last", "mean"):
+        if config.residual == "last":
+            stat = L.Flatten(name="last_step")(L.Cropping1D((window - 1, 0), name="crop")(inputs))
+        else:
+            stat = L.GlobalAveragePooling1D(name="window_mean")(inputs)
+        x = L.Subtract(name="normalized")([inputs, L.RepeatVector(window, name="repeat")(stat)])
+    branch = x
+    if config.frontend == "conv":
+        x = L.Conv1D(
+            config.conv_filters,
+            config.conv_kernel,
+            strides=config.conv_stride,
+            padding="same",
+            activation="relu",
+            name="frontend",
+        )(x)
+    pooled = config.pooling != "last"
     for i, units in enumerate(config.units, start=1):
-        lstm = keras.layers.LSTM(
+        lstm = L.LSTM(
             units,
             activation=config.activation,
             recurrent_activation=config.recurrent_activation,
@@ -44,26 +86,69 @@ def build_model(
             kernel_regularizer=reg,
             dropout=config.dropout,
             recurrent_dropout=config.recurrent_dropout,
-            return_sequences=i < len(config.units),
+            return_sequences=pooled or i < len(config.units),
             go_backwards=config.go_backwards,
             unroll=config.unroll,
             seed=config.seed + i,
             name=f"lstm_{i}",
         )
         if config.bidirectional:
-            x = keras.layers.Bidirectional(lstm, merge_mode=config.merge_mode, name=f"bi_{i}")(x)
+            x = L.Bidirectional(lstm, merge_mode=config.merge_mode, name=f"bi_{i}")(x)
         else:
             x = lstm(x)
         if config.layer_dropout:
-            x = keras.layers.Dropout(config.layer_dropout, seed=config.seed + i, name=f"drop_{i}")(
-                x
-            )
+            x = L.Dropout(config.layer_dropout, seed=config.seed + i, name=f"drop_{i}")(x)
+    if config.pooling == "mean":
+        x = L.GlobalAveragePooling1D(name="mean_pool")(x)
+    elif config.pooling == "attention":  # softmax over time of a learned score, then a sum
+        weights = L.Softmax(axis=1, name="attention")(L.Dense(1, name="score")(x))
+        x = L.Flatten(name="attended")(L.Dot(axes=1, name="attention_pool")([weights, x]))
+    if config.fcn:
+        y = branch
+        for j, (mult, kernel) in enumerate(((1, 8), (2, 5), (1, 3)), start=1):
+            y = L.Conv1D(config.fcn_filters * mult, kernel, padding="same", name=f"fcn_conv_{j}")(y)
+            y = L.BatchNormalization(name=f"fcn_norm_{j}")(y)
+            y = L.Activation("relu", name=f"fcn_relu_{j}")(y)
+        x = L.Concatenate(name="lstm_fcn")([x, L.GlobalAveragePooling1D(name="fcn_pool")(y)])
     if task == "classify":
         activation = "sigmoid" if n_outputs == 1 else "softmax"
-        outputs = keras.layers.Dense(n_outputs, activation=activation, name="head")(x)
-    else:
-        outputs = keras.layers.Dense(n_outputs, name="head")(x)
+        outputs = L.Dense(n_outputs, activation=activation, name="head")(x)
+        return keras.Model(inputs, outputs, name="lstm_tuner")
+    residual = config.residual != "none"
+    outputs = L.Dense(
+        n_outputs, kernel_initializer="zeros" if residual else "glorot_uniform", name="head"
+    )(x)
+    terms = [outputs]
+    reference = None
+    if stat is not None:
+        if target_index is None:
+            raise ValueError(f"residual={config.residual!r} needs the target columns")
+        reference = L.Dense(n_outputs, use_bias=False, trainable=False, name="reference")
+        terms.append(reference(stat))
+        reference.set_weights([selection(features, target_index, n_outputs)])
+    elif config.residual == "ridge":
+        if ridge is None:
+            raise ValueError("residual='ridge' needs the ridge fitted on the training windows")
+        flat = L.Flatten(name="flat_window")(inputs)
+        reference = L.Dense(n_outputs, trainable=False, name="reference")
+        terms.append(reference(flat))
+        reference.set_weights([ridge.coef, ridge.intercept])
+    if config.highway:
+        flat = L.Flatten(name="highway_window")(inputs)
+        terms.append(L.Dense(n_outputs, kernel_initializer="zeros", name="highway")(flat))
+    if len(terms) > 1:
+        outputs = L.Add(name="forecast")(terms)
     return keras.Model(inputs, outputs, name="lstm_tuner")
+
+
+def selection(features: int, target_index: list[int], n_outputs: int) -> np.ndarray:
+    """The ``(features, n_outputs)`` 0/1 matrix that copies each target's column to its outputs
+    at every step ahead (outputs are step-major: step 0's targets, step 1's, ...)."""
+    out = np.zeros((features, n_outputs), dtype="float32")
+    for k in range(n_outputs // len(target_index)):
+        for j, column in enumerate(target_index):
+            out[column, k * len(target_index) + j] = 1.0
+    return out
 
 
 # Built-in Keras 3 names (a test checks each against the installed Keras): a space that uses

@@ -161,11 +161,16 @@ class Progress:
 
         self.study = study
         self.bar = None
+        self.budget = None
         if not quiet:
             from tqdm import tqdm
 
-            target = int(study.user_attrs[studies.TARGET_ATTR])
-            self.bar = tqdm(total=target, unit="trial", dynamic_ncols=True)
+            self.budget = study.user_attrs.get(studies.BUDGET_ATTR)
+            if self.budget:  # a compute budget: the bar counts epochs
+                self.bar = tqdm(total=int(self.budget), unit="epoch", dynamic_ncols=True)
+            else:
+                target = int(study.user_attrs[studies.TARGET_ATTR])
+                self.bar = tqdm(total=target, unit="trial", dynamic_ncols=True)
             self.update()
 
     def update(self) -> None:
@@ -175,7 +180,10 @@ class Progress:
 
         c = studies.counts(self.study)
         best = studies.best_trial(self.study)
-        self.bar.n = c["complete"] + c["pruned"]
+        if self.budget:
+            self.bar.n = min(int(self.budget), studies.epochs_used(self.study))
+        else:
+            self.bar.n = c["complete"] + c["pruned"]
         self.bar.set_postfix(
             complete=c["complete"],
             pruned=c["pruned"],

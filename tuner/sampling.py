@@ -67,6 +67,7 @@ def sample(
         units=tuple(units),
         epochs=epochs,
         patience=space.patience,
+        min_steps_per_epoch=space.min_steps_per_epoch,
         seed=seed,
         **values,
     )

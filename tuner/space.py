@@ -53,6 +53,7 @@ TOP_LEVEL = (
     "objective",
     "epochs",
     "patience",
+    "min_steps_per_epoch",
     "seed",
     "sampler",
     "pruner",
@@ -79,6 +80,16 @@ class Space:
     searched: dict[str, BaseDistribution]
     fixed: dict[str, Any]
     start_with: tuple[dict[str, Any], ...]
+    min_steps_per_epoch: int = 0
+    window_auto: bool = False  # `window: auto`: the range comes from the data (``with_window``)
+
+    def with_window(self, low: int, high: int) -> Space:
+        """This space with ``window: auto`` replaced by the range ``[low, high]`` (log-scaled
+        when it spans 4x or more), as resolved from the data; re-validated."""
+        params = {**self.raw["params"], "window": {"low": low, "high": high}}
+        if high >= 4 * low:
+            params["window"]["log"] = True
+        return parse_space({**self.raw, "params": params}, source=self.source)
 
     def candidates(self, name: str) -> list[Any]:
         """Every value ``name`` can take in this space (ranges: their bounds)."""
@@ -163,6 +174,9 @@ def parse_space(raw: Any, *, source: str, lines: Lines | None = None) -> Space:
         )
     epochs = _whole(raw.get("epochs", 20), 1, 100_000, ("epochs",), err)
     patience = _whole(raw.get("patience", 0), 0, 100_000, ("patience",), err)
+    min_steps = _whole(
+        raw.get("min_steps_per_epoch", 0), 0, 1_000_000, ("min_steps_per_epoch",), err
+    )
     seed = _whole(raw.get("seed", 0), 0, 2**31 - 1, ("seed",), err)
     sampler = _named(raw.get("sampler", "tpe"), ("sampler",), err)
     pruner = _named(raw.get("pruner", "median"), ("pruner",), err)
@@ -179,6 +193,14 @@ def parse_space(raw: Any, *, source: str, lines: Lines | None = None) -> Space:
             raise err(path, f"unknown parameter {name!r}; valid: {', '.join(PARAMS)}")
         if task not in spec.tasks:
             raise err(path, f"{name!r} does not apply to task {task!r}")
+        if name == "window" and value == "auto":
+            if task != "forecast":
+                raise err(
+                    path,
+                    "window: auto applies to forecasts (a classifier reads the "
+                    "whole sequence unless a window is set)",
+                )
+            continue  # resolved from the data before the study starts
         if isinstance(value, (list, dict)):
             searched[name] = _distribution(name, spec, value, path, err)
         else:
@@ -207,6 +229,8 @@ def parse_space(raw: Any, *, source: str, lines: Lines | None = None) -> Space:
         searched=searched,
         fixed=fixed,
         start_with=(),
+        min_steps_per_epoch=min_steps,
+        window_auto=params.get("window") == "auto",
     )
     starts = raw.get("start_with") or []
     if not isinstance(starts, list):

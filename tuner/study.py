@@ -26,6 +26,8 @@ SPEC_ATTR = "tuner_spec"
 TARGET_ATTR = "tuner_target_trials"
 EXPERIMENT_ATTR = "mlflow_experiment_id"
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+BASELINES_ATTR = "tuner_baselines"  # the study's baseline scores (tuner.baselines.compute)
+BUDGET_ATTR = "tuner_budget_epochs"  # the study's compute budget: epochs of all trials together
 # Trials that count towards the target: finished with a result, or still to finish.
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
@@ -240,10 +242,30 @@ def counts(study: optuna.Study) -> dict[str, int]:
 
 
 def target_reached(study: optuna.Study, c: dict[str, int] | None = None) -> bool:
-    """No trial left to run: the counted trials reached the target and none is queued.
-    ``c`` is ``counts(study)`` when the caller has it already."""
+    """No trial left to run: the counted trials reached the target and none is queued, or the
+    study's epoch budget is spent. ``c`` is ``counts(study)`` when the caller has it already."""
     c = counts(study) if c is None else c
-    return c["waiting"] == 0 and c["counted"] >= study.user_attrs.get(TARGET_ATTR, 0)
+    if c["waiting"] == 0 and c["counted"] >= study.user_attrs.get(TARGET_ATTR, 0):
+        return True
+    return budget_left(study) == 0
+
+
+def epochs_used(study: optuna.Study) -> int:
+    """Epochs trained by every trial so far: a finished trial's ``epochs_run``, else the epochs
+    it has reported (a running trial's progress)."""
+    total = 0
+    for t in study.get_trials(deepcopy=False):
+        run = t.user_attrs.get("epochs_run")
+        total += int(run) if run is not None else len(t.intermediate_values)
+    return total
+
+
+def budget_left(study: optuna.Study) -> int | None:
+    """Epochs left of the study's budget (``--budget-epochs``), or None without a budget."""
+    budget = study.user_attrs.get(BUDGET_ATTR)
+    if budget is None:
+        return None
+    return max(0, int(budget) - epochs_used(study))
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:

@@ -19,6 +19,7 @@ The trial's run id is the Optuna user attribute ``mlflow_run_id``; the run carri
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -38,6 +39,15 @@ END_TAGS = 2  # optuna.state and tuner.reason, sent with a trial's last metrics
 FLUSH_ENV = "TUNER_MLFLOW_FLUSH_SECONDS"  # epoch points are sent at most this often (and at end)
 DEFAULT_FLUSH_SECONDS = 5.0
 INTERRUPTED_STATUS = "KILLED"
+BASELINE_COLUMNS = {
+    "forecast": (
+        "val_mae_original",
+        "test_mae_original",
+        "val_rmse_original",
+        "test_rmse_original",
+    ),
+    "classify": ("val_accuracy", "test_accuracy", "val_loss", "test_loss"),
+}
 ROLE_TAG = "tuner.role"
 
 
@@ -78,6 +88,34 @@ class Tracker:
         if params:
             self.client.log_batch(parent_run_id, params=params)
 
+    def log_baselines(self, parent_run_id: str, baselines: dict[str, Any]) -> None:
+        """The study's baselines on its parent run: ``baseline_<name>_<split>_<metric>``
+        metrics, the detected season as a param, and the table ``baselines.csv``."""
+        from mlflow.entities import Metric, Param
+
+        now = _now()
+        metrics = [
+            Metric(f"baseline_{name}_{key}", value, now, 0)
+            for name, scores in baselines["scores"].items()
+            for key, value in scores.items()
+            if key.startswith(("val_", "test_")) and math.isfinite(value)
+        ]
+        run = self.client.get_run(parent_run_id)
+        params = [
+            Param(k, _param(v))
+            for k, v in (("season", baselines.get("period")), ("best_baseline", baselines["best"]))
+            if k not in run.data.params
+        ]
+        self.client.log_batch(parent_run_id, metrics=metrics, params=params)
+        rows = ["baseline," + ",".join(BASELINE_COLUMNS[baselines["task"]])]
+        for name, scores in baselines["scores"].items():
+            cells = [
+                f"{scores[c]:.6g}" if c in scores else ""
+                for c in BASELINE_COLUMNS[baselines["task"]]
+            ]
+            rows.append(",".join([name, *cells]))
+        self.client.log_text(parent_run_id, "\n".join(rows) + "\n", "baselines.csv")
+
     def finish_study(
         self,
         parent_run_id: str,
@@ -90,7 +128,7 @@ class Tracker:
         ``plots`` is False: a worker stopping on a signal has seconds), then close the run."""
         from mlflow.entities import Metric
 
-        from tuner.study import best_trial, counts
+        from tuner.study import BASELINES_ATTR, best_trial, counts
 
         c = counts(study)
         now = _now()
@@ -104,6 +142,13 @@ class Tracker:
         if best is not None and best.value is not None:
             if metrics:
                 metrics.append(Metric("best_value", best.value, now, step))
+            baselines = study.user_attrs.get(BASELINES_ATTR)
+            if metrics and baselines:
+                from tuner.baselines import skill
+
+                for key, value in skill(baselines, best.user_attrs).items():
+                    if math.isfinite(value):
+                        metrics.append(Metric(f"best_{key}", value, now, step))
             self.client.set_tag(parent_run_id, "best_trial_number", str(best.number))
             self.client.set_tag(
                 parent_run_id, "best_run_id", best.user_attrs.get("mlflow_run_id", "")

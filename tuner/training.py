@@ -165,7 +165,8 @@ def train(
                 self.result.stopped, self.result.stopped_epoch = reason, epoch
                 self.model.stop_training = True
 
-    steps = math.ceil(len(arrays.x_train) / config.batch_size)
+    x_train, y_train = cycled(arrays.x_train, arrays.y_train, config)
+    steps = math.ceil(len(x_train) / config.batch_size)
     scale = output_scale(arrays.scaler, target_index, horizon) if target_index is not None else None
     loss, metrics = loss_and_metrics(config, task, n_outputs, scale)
     model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=metrics)
@@ -177,8 +178,8 @@ def train(
         restore_best_weights=True,
     )
     model.fit(
-        arrays.x_train,
-        arrays.y_train,
+        x_train,
+        y_train,
         validation_data=(arrays.x_val, arrays.y_val),
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -191,6 +192,18 @@ def train(
     if finite and result.stopped != "diverged":
         result.best_value, result.best_epoch = best_of(finite, objective, direction)
     return result
+
+
+def cycled(x: np.ndarray, y: np.ndarray, config: TrialConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The training split, repeated so that an epoch has at least ``min_steps_per_epoch``
+    optimizer steps: a small data set is not starved of updates (150 sequences in batches of 32
+    are 5 steps an epoch). The copy is at most ``min_steps_per_epoch`` batches long; large
+    splits are passed through as they are (views, no copy)."""
+    steps = math.ceil(len(x) / config.batch_size)
+    if not config.min_steps_per_epoch or steps >= config.min_steps_per_epoch:
+        return x, y
+    repeats = math.ceil(config.min_steps_per_epoch / steps)
+    return np.concatenate([x] * repeats), np.concatenate([y] * repeats)
 
 
 def evaluate(

@@ -15,6 +15,7 @@ or ``timeout``. Failure semantics (see DESIGN.md):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import math
 import signal
@@ -148,6 +149,9 @@ class Worker:
             ),
             "sampling",
         )
+        left = retrying(lambda: studies.budget_left(self.study), "reading the budget")
+        if left is not None and 0 < left < config.epochs:  # the study's last epochs
+            config = dataclasses.replace(config, epochs=left)
         tags = {"tuner.cudnn_eligible": str(config.cudnn_eligible).lower()}
         if retry_of is not None:
             tags["tuner.retry_of"] = str(retry_of)
@@ -288,8 +292,18 @@ class Worker:
             return retrying(trial.should_prune, "asking the pruner")
 
         try:
+            seed_everything(config.seed)
             arrays = ds.arrays(config.scaler, config.window)
-            model = build_model(config, ds.task, arrays.x_train.shape[1:], ds.n_outputs)
+            series = isinstance(ds, Series)
+            ridge = ds.ridge(config.scaler, config.window) if config.residual == "ridge" else None
+            model = build_model(
+                config,
+                ds.task,
+                arrays.x_train.shape[1:],
+                ds.n_outputs,
+                target_index=ds.target_index if series else None,
+                ridge=ridge,
+            )
             result = train(
                 model,
                 arrays,
@@ -299,8 +313,8 @@ class Worker:
                 objective=objective,
                 direction=self.space.direction,
                 report=report,
-                target_index=ds.target_index if isinstance(ds, Series) else None,
-                horizon=ds.horizon if isinstance(ds, Series) else 1,
+                target_index=ds.target_index if series else None,
+                horizon=ds.horizon if series else 1,
             )
         except (FatalError, TakenOver):
             raise
@@ -546,6 +560,15 @@ def _requeue(study: optuna.Study, number: int) -> None:
 def _frozen(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     return study._storage.get_trial(trial_id)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and the backend (``keras.utils.set_random_seed``): the weights, the
+    shuffling and dropout of a trial follow from its seed, so re-running it on the same machine
+    (CPU) reproduces its curve."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
 
 
 def _free_memory() -> None:

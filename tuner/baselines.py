@@ -1,0 +1,287 @@
+"""Simple baselines every study is measured against, and the closed-form ridge autoregression
+that a trial can start from. Pure numpy / scikit-learn: no Keras, no Optuna, no MLflow.
+
+Forecast (on the windows of one split, as the trials see them; errors in the target's units):
+
+- ``naive``: every step ahead repeats the last observed value;
+- ``seasonal_naive``: the value one season earlier (``period`` detected on the training split);
+- ``ridge_ar``: a ridge regression from the flattened window of every input column to every
+  output, fitted in closed form on the training windows.
+
+Classify: ``majority`` (the training split's most frequent class) and ``nearest_neighbour``
+(1-NN, Euclidean, on the scaled sequences of the training split).
+
+A baseline informs; it never steers the search (nothing here is reported to Optuna).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tuner import windowing
+
+if TYPE_CHECKING:
+    from tuner.data import Dataset, Sequences, Series
+
+RIDGE_MAX_ROWS = 20_000  # windows a ridge is fitted on, at most
+RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
+# A season is an autocorrelation peak (of the detrended training split) at least this high, and
+# this far above the lowest autocorrelation at any shorter lag (a slow decay is no season).
+MIN_SEASON_ACF = 0.2
+MIN_PROMINENCE = 0.1
+
+
+# -- season ---------------------------------------------------------------------------------
+
+
+def detect_period(values: np.ndarray, max_lag: int | None = None) -> int | None:
+    """The dominant seasonal period of a 1-D series, or None.
+
+    The series' linear trend is removed (a trend's autocorrelation would hide the season), then
+    the autocorrelation's local maxima at lags ``2..max_lag`` that reach ``MIN_SEASON_ACF`` and
+    rise at least ``MIN_PROMINENCE`` above every earlier lag are candidates; the period is the
+    shortest candidate within 10% of the highest (a season's multiples peak nearly as high).
+    ``max_lag`` defaults to a third of the length.
+
+    >>> t = np.arange(400)
+    >>> detect_period(np.sin(2 * np.pi * t / 24))
+    24
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    max_lag = min(max_lag or n // 3, n // 2 - 1)
+    if max_lag < 3:
+        return None
+    t = np.arange(n)
+    x = x - np.polyval(np.polyfit(t, x, 1), t)
+    acf = autocorrelation(x, max_lag)
+    low = np.minimum.accumulate(acf)
+    peaks = [
+        lag
+        for lag in range(2, max_lag)
+        if acf[lag] >= MIN_SEASON_ACF
+        and acf[lag] >= acf[lag - 1]
+        and acf[lag] > acf[lag + 1]
+        and acf[lag] - low[lag] >= MIN_PROMINENCE
+    ]
+    if not peaks:
+        return None
+    best = max(acf[p] for p in peaks)
+    return min(p for p in peaks if acf[p] >= 0.9 * best)
+
+
+def autocorrelation(x: np.ndarray, max_lag: int) -> np.ndarray:
+    """Sample autocorrelation at lags ``0..max_lag`` (FFT; biased estimator, as statsmodels)."""
+    x = x - x.mean()
+    n = len(x)
+    size = 1 << (2 * n - 1).bit_length()
+    f = np.fft.rfft(x, size)
+    acov = np.fft.irfft(f * np.conjugate(f), size)[: max_lag + 1] / n
+    if acov[0] <= 0:
+        return np.zeros(max_lag + 1)
+    return acov / acov[0]
+
+
+def window_range(period: int | None, train_rows: int) -> tuple[int, int]:
+    """``window: auto``: one to three seasons (from half a season when it is long), or 8..64
+    without a season; bounded by a quarter of the training rows."""
+    low, high = (max(4, period // 2), 3 * period) if period else (8, 64)
+    cap = max(2, train_rows // 4)
+    high = max(2, min(high, cap))
+    return min(low, high), high
+
+
+# -- forecast -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ridge:
+    """``y = x.reshape(n, -1) @ coef + intercept``: a ridge autoregression in scaled units."""
+
+    coef: np.ndarray  # (window * features, outputs)
+    intercept: np.ndarray  # (outputs,)
+    alpha: float
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(len(x), -1) @ self.coef + self.intercept
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray) -> Ridge:
+    """Ridge regression on the flattened windows, the penalty chosen by efficient leave-one-out
+    cross-validation on the same training windows (scikit-learn's ``RidgeCV``)."""
+    from sklearn.linear_model import RidgeCV
+
+    if len(x) > RIDGE_MAX_ROWS:  # evenly spaced windows: the closed form stays small and fast
+        keep = np.linspace(0, len(x) - 1, RIDGE_MAX_ROWS).round().astype(np.int64)
+        x, y = x[keep], y[keep]
+    flat = np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float64)
+    model = RidgeCV(alphas=RIDGE_ALPHAS).fit(flat, np.asarray(y, dtype=np.float64))
+    coef = np.atleast_2d(model.coef_).T.astype(np.float32)  # (features, outputs)
+    intercept = np.atleast_1d(model.intercept_).astype(np.float32)
+    return Ridge(coef, intercept, float(model.alpha_))
+
+
+def forecast_baselines(
+    series: Series, window: int, period: int | None = None
+) -> dict[str, dict[str, float]]:
+    """``{baseline: {"val_mae_original": .., "val_rmse_original": .., "test_...": ..}}``.
+
+    Every baseline is scored on the windows of length ``window`` of each split (the trials'
+    windows; use the space's largest, so that every trial's windows cover these targets), in
+    the target's own units. ``period`` (None: detected on the training split of the first
+    target) sets the seasonal naive's lag; with no season it is left out.
+    """
+    train, val, test = series.splits
+    targets = series.target_index
+    h = series.horizon
+    if period is None:
+        period = detect_period(series.values[train, targets[0]])
+    # Standard scaling of the inputs on train (for the ridge only; the naives need none).
+    center = series.values[train].mean(axis=0)
+    scale = series.values[train].std(axis=0)
+    scale[scale == 0] = 1.0
+    scaled = (series.values - center) / scale
+    t_center, t_scale = center[targets], scale[targets]
+
+    def cut(s: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scaled windows, their targets in original units, and each window's first row."""
+        x, _ = windowing.windows(scaled[s], scaled[s][:, targets], window, h)
+        y = windowing.windows(series.values[s], series.values[s][:, targets], window, h)[1]
+        return x, y, s.start + np.arange(len(x))
+
+    x_train, y_train, _ = cut(train)
+    ridge = fit_ridge(x_train, (y_train - np.tile(t_center, h)) / np.tile(t_scale, h))
+    out: dict[str, dict[str, float]] = {}
+    for split, s in (("val", val), ("test", test)):
+        x, y, first = cut(s)
+        origin = first + window - 1  # the last observed row of each window
+        preds = {
+            "naive": np.tile(series.values[origin][:, targets], h),
+            "ridge_ar": ridge.predict(x) * np.tile(t_scale, h) + np.tile(t_center, h),
+        }
+        if period:
+            preds["seasonal_naive"] = seasonal_naive(series.values[:, targets], origin, h, period)
+        for name, pred in preds.items():
+            err = pred - y
+            out.setdefault(name, {})
+            out[name][f"{split}_mae_original"] = float(np.mean(np.abs(err)))
+            out[name][f"{split}_rmse_original"] = float(np.sqrt(np.mean(err**2)))
+    out["ridge_ar"]["alpha"] = ridge.alpha
+    return out
+
+
+def seasonal_naive(values: np.ndarray, origin: np.ndarray, horizon: int, period: int) -> np.ndarray:
+    """For origin row ``o`` and step ``k`` (0-based), the value at ``o + k + 1 - period * m``
+    with ``m = ceil((k + 1) / period)``: the latest observed value of the same phase.
+    Rows before the series' start fall back to its first row."""
+    cols = []
+    for k in range(horizon):
+        lag = period * math.ceil((k + 1) / period)
+        rows = np.clip(origin + k + 1 - lag, 0, None)
+        cols.append(values[rows])
+    return np.concatenate(cols, axis=1)
+
+
+def mase_scale(series: Series, period: int | None) -> float:
+    """The in-sample one-step (seasonal) naive MAE on the training split, in the target's units,
+    averaged over targets: the denominator of the MASE (Hyndman & Koehler, 2006)."""
+    train = series.values[series.splits[0]][:, series.target_index]
+    m = period or 1
+    if len(train) <= m:
+        return math.nan
+    return float(np.mean(np.abs(train[m:] - train[:-m])))
+
+
+# -- classify -------------------------------------------------------------------------------
+
+
+def classify_baselines(seqs: Sequences) -> dict[str, dict[str, float]]:
+    """``{baseline: {"val_accuracy": .., "test_accuracy": .., "val_loss"?: ..}}``; the majority
+    class's loss is the crossentropy of predicting the training split's class frequencies."""
+    train, val, test = seqs.splits
+    f = seqs.x.shape[2]
+    mean = seqs.x[train].reshape(-1, f).mean(axis=0)
+    std = seqs.x[train].reshape(-1, f).std(axis=0)
+    std[std == 0] = 1.0
+    scaled = ((seqs.x - mean) / std).reshape(len(seqs.x), -1)
+    y = seqs.y
+    k = len(seqs.classes)
+    freq = np.bincount(y[train], minlength=k) / len(train)
+    majority = int(np.argmax(freq))
+    out: dict[str, dict[str, float]] = {"majority": {}, "nearest_neighbour": {}}
+    for split, idx in (("val", val), ("test", test)):
+        out["majority"][f"{split}_accuracy"] = float(np.mean(y[idx] == majority))
+        p = np.clip(freq[y[idx]], 1e-7, 1.0)
+        out["majority"][f"{split}_loss"] = float(-np.mean(np.log(p)))
+        pred = y[train][nearest(scaled[train], scaled[idx])]
+        out["nearest_neighbour"][f"{split}_accuracy"] = float(np.mean(pred == y[idx]))
+    return out
+
+
+def nearest(reference: np.ndarray, queries: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Index in ``reference`` of each query's nearest row (Euclidean), in chunks of queries."""
+    ref_sq = np.einsum("ij,ij->i", reference, reference)
+    out = np.empty(len(queries), dtype=np.int64)
+    for start in range(0, len(queries), chunk):
+        q = queries[start : start + chunk]
+        d = ref_sq[None, :] - 2.0 * q @ reference.T  # + |q|^2, the same for every reference
+        out[start : start + chunk] = np.argmin(d, axis=1)
+    return out
+
+
+# -- the study's figures --------------------------------------------------------------------
+
+
+def compute(dataset: Dataset, window: int, season: int | None = None) -> dict[str, Any]:
+    """The baselines of a study, as stored on it: ``{"task", "period", "scores": {...},
+    "best": name, "metric": the error they are compared on, "mase_scale"?}``."""
+    if dataset.task == "classify":
+        scores = classify_baselines(dataset)  # type: ignore[arg-type]
+        best = max(scores, key=lambda n: scores[n]["val_accuracy"])
+        return {"task": "classify", "scores": scores, "best": best, "metric": "accuracy"}
+    series: Series = dataset  # type: ignore[assignment]
+    period = season or detect_period(series.values[series.splits[0], series.target_index[0]])
+    scores = forecast_baselines(series, window, period)
+    best = min(scores, key=lambda n: scores[n]["val_mae_original"])  # chosen on validation
+    return {
+        "task": "forecast",
+        "period": period,
+        "window": window,
+        "scores": scores,
+        "best": best,
+        "metric": "mae_original",
+        "mase_scale": mase_scale(series, period),
+    }
+
+
+def skill(baselines: dict[str, Any], trial_metrics: dict[str, float]) -> dict[str, float]:
+    """How the trial compares: ``skill_val`` / ``skill_test`` are the trial's error over the
+    best baseline's (below 1: the trial is better; for classifiers the error is 1 - accuracy),
+    and ``mase_test`` for forecasts. Missing metrics are left out."""
+    out: dict[str, float] = {}
+    best = baselines["scores"][baselines["best"]]
+    for split in ("val", "test"):
+        if baselines["task"] == "forecast":
+            mine = trial_metrics.get(
+                f"best_{split}_mae_original", trial_metrics.get(f"{split}_mae_original")
+            )
+            theirs = best.get(f"{split}_mae_original")
+        else:
+            acc = trial_metrics.get(
+                f"best_{split}_accuracy", trial_metrics.get(f"{split}_accuracy")
+            )
+            mine = None if acc is None else 1.0 - acc
+            theirs = best.get(f"{split}_accuracy")
+            theirs = None if theirs is None else 1.0 - theirs
+        if mine is not None and theirs is not None:
+            out[f"skill_{split}"] = mine / theirs if theirs > 0 else (math.inf if mine > 0 else 1.0)
+    scale = baselines.get("mase_scale")
+    test_mae = trial_metrics.get("test_mae_original")
+    if scale and test_mae is not None and math.isfinite(scale):
+        out["mase_test"] = test_mae / scale
+    return out
