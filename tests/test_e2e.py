@@ -110,6 +110,93 @@ def test_forecast_study_end_to_end_then_resume(space_file, co2_csv, capsys) -> N
         assert len(table) == 5 and "params_units" in table.columns
 
 
+def test_a_study_reports_its_baselines_and_the_best_trials_skill(
+    space_file, co2_csv, capsys
+) -> None:
+    """The summary, `tuner best --json` and the parent run carry the baselines; the hybrid
+    option (an LSTM on the ridge's residual) and window: auto run for real."""
+    space = space_file(
+        TINY_FORECAST.replace("window: {low: 4, high: 8}", "window: auto\n  residual: [ridge]")
+    )
+    assert (
+        main(
+            [
+                "run",
+                str(space),
+                "--data",
+                str(co2_csv),
+                *CO2_OPTIONS,
+                "--study",
+                "s",
+                "--trials",
+                "2",
+            ]
+        )
+        == 0
+    )
+    out, err = capsys.readouterr()
+    assert "window: auto -> " in err
+    assert "baselines (validation / test" in out and "ridge_ar" in out and "naive" in out
+    assert ("beats every baseline" in out) != ("does NOT beat the simple baselines" in out), out
+    study, client, _ = stores()
+    assert main(["best", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)["baselines"]
+    assert info["best_baseline"] in info["baselines"]
+    assert {"skill_val", "skill_test", "mase_test"} <= set(info["skill"])
+    assert isinstance(info["beats_baselines"], bool)
+    parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert "baseline_naive_test_mae_original" in parent.data.metrics
+    assert "best_skill_test" in parent.data.metrics
+    files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert "baselines.csv" in files
+    window = study.best_trial.params["window"]
+    assert window != 24 and "window" in study.best_trial.params  # searched in the auto range
+
+
+def test_an_epoch_budget_ends_the_study_and_trims_the_last_trial(space_file, co2_csv) -> None:
+    space = space_file(TINY_FORECAST)  # 2 epochs a trial, no early stopping
+    assert main(run_args(space, co2_csv, "--budget-epochs", "5")) == 0
+    study, _, tracker = stores()
+    runs = [t.user_attrs["epochs_run"] for t in study.get_trials()]
+    assert runs == [2.0, 2.0, 1.0]  # no trial target: the budget ended it, the last got 1
+    assert check(study, tracker).ok
+
+
+def test_reproduce_a_trial_then_retrain_the_best_over_seeds(space_file, co2_csv, capsys) -> None:
+    space = space_file(TINY_FORECAST)
+    assert main(run_args(space, co2_csv, "--trials", "2")) == 0
+    data = ["--data", str(co2_csv)]
+    capsys.readouterr()
+    assert main(["reproduce", "1", *data, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    recorded, again = out["recorded"], out["reproduced"]
+    assert again["epochs_run"] == recorded["epochs_run"] == 2
+    assert again["value"] == pytest.approx(recorded["value"], rel=1e-5)  # same seed, same curve
+    assert again["best_val_loss"] == pytest.approx(recorded["best_val_loss"], rel=1e-5)
+
+    assert main(["retrain", "--top", "2", "--seeds", "2", *data, "--json"]) == 0
+    summaries = json.loads(capsys.readouterr().out)
+    assert sorted(s["trial"] for s in summaries) == [0, 1]
+    for s in summaries:
+        assert len(s["val"]) == len(s["test"]) == 2 and s["failed"] == 0
+        assert s["val_mean"] == pytest.approx(sum(s["val"]) / 2)
+    study, client, tracker = stores()
+    exp = study.user_attrs["mlflow_experiment_id"]
+    runs = client.search_runs([exp], filter_string="tags.`tuner.role` = 'retrain'")
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert {r.data.tags["tuner.retrain_of"] for r in runs} == {"0", "1"}
+    assert check(study, tracker).ok, "retrain runs are not taken for trials' runs"
+
+    assert main(["best", "--by-mean", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    means = {s["trial"]: (s["value"] + sum(s["val"])) / 3 for s in summaries}
+    assert info["trial"] == min(means, key=means.get)
+    assert info["retrain"]["seeds"] and len(info["retrain"]["val"]) == 2
+
+    assert main(["reproduce", "7", *data]) == 2
+    assert "no trial 7" in capsys.readouterr().err
+
+
 def test_pruned_trials_are_killed_runs_with_their_curves(space_file, co2_csv) -> None:
     space = space_file(
         TINY_FORECAST.replace("epochs: 2", "epochs: 3").replace(

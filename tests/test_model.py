@@ -145,3 +145,106 @@ def test_errors_in_original_units_come_with_the_passes_and_match_numpy() -> None
     assert scores["test_mae_original"] == pytest.approx(np.mean(np.abs(inverse)), rel=1e-5)
     assert scores["test_rmse_original"] == pytest.approx(np.sqrt(np.mean(inverse**2)), rel=1e-5)
     assert scores["test_loss"] == pytest.approx(np.mean((pred.reshape(-1, 4) - y) ** 2), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"frontend": "conv", "conv_filters": 4, "conv_kernel": 3, "conv_stride": 2},
+        {"fcn": True, "fcn_filters": 4},
+        {"pooling": "mean", "layers": 2, "units": (8, 4)},
+        {"pooling": "attention", "bidirectional": True},
+        {"frontend": "conv", "fcn": True, "fcn_filters": 2, "pooling": "attention"},
+    ],
+)
+@pytest.mark.parametrize("task, n_outputs", [("forecast", 2), ("classify", 3)])
+def test_long_sequence_options_keep_the_output_shape(options, task: str, n_outputs: int) -> None:
+    config = TrialConfig(**{"units": (8,), **options})
+    model = build_model(config, task, (12, 3), n_outputs)
+    assert model(np.zeros((4, 12, 3), "float32")).shape == (4, n_outputs)
+    if options.get("frontend") == "conv":  # the LSTM reads the strided sequence
+        assert model.get_layer("frontend").output.shape[1] == 6
+    if options.get("pooling", "last") != "last":  # every LSTM returns its sequence to the pool
+        lstms = [
+            getattr(layer, "forward_layer", layer)
+            for layer in model.layers
+            if isinstance(layer, (keras.layers.LSTM, keras.layers.Bidirectional))
+        ]
+        assert lstms and all(layer.return_sequences for layer in lstms)
+
+
+def forecast_inputs() -> tuple[np.ndarray, list[int]]:
+    rng = np.random.default_rng(3)
+    return rng.normal(size=(16, 5, 3)).astype("float32"), [0, 2]
+
+
+@pytest.mark.parametrize("highway", [False, True])
+def test_residual_last_starts_at_the_last_value_of_each_target(highway: bool) -> None:
+    x, targets = forecast_inputs()
+    config = TrialConfig(units=(4,), residual="last", highway=highway)
+    model = build_model(config, "forecast", (5, 3), 4, target_index=targets)  # horizon 2
+    out = np.asarray(model(x))
+    np.testing.assert_allclose(out, np.tile(x[:, -1, targets], 2), atol=1e-6)
+    assert not model.get_layer("reference").trainable
+    # the LSTM sees the window minus its last step: a level shift changes only the reference
+    shifted = np.asarray(model(x + 5.0))
+    np.testing.assert_allclose(shifted - out, 5.0, atol=1e-5)
+
+
+def test_residual_mean_starts_at_the_window_mean() -> None:
+    x, targets = forecast_inputs()
+    model = build_model(TrialConfig(residual="mean"), "forecast", (5, 3), 2, target_index=targets)
+    np.testing.assert_allclose(np.asarray(model(x)), x[:, :, targets].mean(axis=1), atol=1e-6)
+
+
+def test_residual_ridge_starts_at_the_ridge_and_trains_only_the_network() -> None:
+    from tuner.baselines import fit_ridge
+
+    x, _ = forecast_inputs()
+    y = x[:, -1, :2] * 0.7 + 0.1
+    ridge = fit_ridge(x, y)
+    config = TrialConfig(units=(4,), residual="ridge", highway=True)
+    model = build_model(config, "forecast", (5, 3), 2, ridge=ridge)
+    np.testing.assert_allclose(np.asarray(model(x)), ridge.predict(x), atol=1e-5)
+    trainable = {w.path.split("/")[0] for w in model.trainable_weights}
+    assert "reference" not in trainable and {"head", "highway", "lstm_1"} <= trainable
+    with pytest.raises(ValueError, match="ridge fitted"):
+        build_model(config, "forecast", (5, 3), 2)
+
+
+def test_highway_alone_is_a_linear_map_of_the_window_added_to_the_output() -> None:
+    x, _ = forecast_inputs()
+    model = build_model(TrialConfig(units=(4,), highway=True), "forecast", (5, 3), 2)
+    kernel, bias = model.get_layer("highway").get_weights()
+    assert kernel.shape == (15, 2) and not kernel.any() and not bias.any()  # starts at zero
+    before = np.asarray(model(x))
+    w = np.random.default_rng(4).normal(size=(15, 2)).astype("float32")
+    model.get_layer("highway").set_weights([w, bias])
+    np.testing.assert_allclose(np.asarray(model(x)) - before, x.reshape(16, -1) @ w, atol=1e-5)
+
+
+def test_the_same_seed_builds_the_same_weights() -> None:
+    from tuner.fitting import seed_everything
+
+    config = TrialConfig(units=(8,), fcn=True, fcn_filters=4, pooling="attention")
+
+    def weights(seed: int) -> list[np.ndarray]:
+        seed_everything(seed)
+        return build_model(config, "classify", (10, 2), 3).get_weights()
+
+    first, again, other = weights(7), weights(7), weights(8)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_small_splits_are_cycled_to_the_minimum_steps() -> None:
+    from tuner.training import cycled
+
+    x, y = np.arange(40).reshape(20, 2, 1), np.arange(20)
+    config = TrialConfig(batch_size=8, min_steps_per_epoch=10)  # 3 steps: repeated 4 times
+    cx, cy = cycled(x, y, config)
+    assert len(cx) == len(cy) == 80 and math.ceil(80 / 8) >= 10
+    np.testing.assert_array_equal(cy[20:40], y)
+    big = TrialConfig(batch_size=2, min_steps_per_epoch=10)  # 10 steps already: untouched
+    assert cycled(x, y, big)[0] is x
+    assert cycled(x, y, TrialConfig(batch_size=8))[0] is x  # 0: off

@@ -81,6 +81,10 @@ def test_forms_become_distributions(space_file) -> None:
         ("params:\n  units: 8\nstart_with:\n  - {units: 8}\n", "'units' is not a searched"),
         ("task: classify\nparams:\n  loss: mse\n", "'loss' does not apply to task 'classify'"),
         ("- 1\n- 2\n", "a search space is a mapping of settings, got list"),
+        ("task: classify\nparams:\n  window: auto\n", ":3: params.window: window: auto applies"),
+        ("params:\n  window: automatic\n", "params.window: window must be a number"),
+        ("min_steps_per_epoch: -1\n", "min_steps_per_epoch: expected a whole number"),
+        ("task: classify\nparams:\n  residual: ridge\n", "'residual' does not apply to task"),
     ],
 )
 def test_errors_name_file_line_field_value(space_file, text: str, expected: str) -> None:
@@ -141,3 +145,15 @@ def test_start_with_values_are_normalized_like_params(space_file) -> None:
 def test_values_that_json_cannot_store_are_refused(space_file) -> None:
     with pytest.raises(InputError, match="values must be plain numbers, strings"):
         load_space(space_file("description: 2024-01-01\n"))
+
+
+def test_window_auto_is_resolved_to_a_range(space_file) -> None:
+    space = load_space(space_file("min_steps_per_epoch: 40\nparams:\n  window: auto\n"))
+    assert space.window_auto and "window" not in space.searched
+    assert space.min_steps_per_epoch == 40
+    resolved = space.with_window(12, 72)
+    window = resolved.searched["window"]
+    assert (window.low, window.high, window.log) == (12, 72, True)
+    assert not resolved.window_auto and resolved.raw["params"]["window"]["high"] == 72
+    narrow = space.with_window(10, 20).searched["window"]
+    assert (narrow.low, narrow.high, narrow.log) == (10, 20, False)

@@ -3,7 +3,7 @@
 With no worker running, a healthy study has: no Optuna trial and no MLflow run left RUNNING;
 trial numbers unique and contiguous; every finished trial linked to exactly one MLflow child run
 of the study's parent run, and that run linked back, with the status its state maps to; the
-target reached by COMPLETE + PRUNED trials; a finite best value.
+target reached by COMPLETE + PRUNED trials (or the epoch budget spent); a finite best value.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from tuner import study as studies
-from tuner.tracking import INTERRUPTED_STATUS, RUN_STATUS, Tracker
+from tuner.tracking import INTERRUPTED_STATUS, ROLE_TAG, RUN_STATUS, Tracker
 
 
 @dataclass
@@ -65,6 +65,7 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     runs = tracker.client.search_runs(
         [exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'", max_results=50_000
     )
+    runs = [r for r in runs if r.data.tags.get(ROLE_TAG) != "retrain"]  # `tuner retrain`'s
     report.runs = len(runs)
     by_id = {r.info.run_id: r for r in runs}
     per_number = Counter(r.data.tags.get("optuna.trial_number") for r in runs)
@@ -123,7 +124,13 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
 
     c = studies.counts(study)
     target = study.user_attrs.get(studies.TARGET_ATTR)
-    if target is not None and c["complete"] + c["pruned"] != target and c["waiting"] == 0:
+    spent = studies.budget_left(study) == 0  # an epoch budget ends a study before its target
+    if (
+        target is not None
+        and c["complete"] + c["pruned"] != target
+        and c["waiting"] == 0
+        and not spent
+    ):
         problems.append(f"{c['complete'] + c['pruned']} complete or pruned trials, target {target}")
     best = studies.best_trial(study)
     if c["complete"] and (best is None or best.value is None or not math.isfinite(best.value)):

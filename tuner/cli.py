@@ -222,6 +222,13 @@ def cmd_best(a: argparse.Namespace) -> int:
     if best is None:
         print(f"study {study.study_name!r} has no complete trial yet", file=sys.stderr)
         return 1
+    if a.by_mean:
+        from tuner.rerun import best_by_mean
+
+        best = best_by_mean(study, study.direction.name.lower())
+        if best is None:
+            print("no trial was retrained yet: tuner retrain --top K --seeds S", file=sys.stderr)
+            return 1
     out = _best_info(study, best)
     if a.json:
         print(json.dumps(out, indent=2))
@@ -231,9 +238,83 @@ def cmd_best(a: argparse.Namespace) -> int:
     print("  metrics: " + _params_line(out["metrics"]))
     print(f"  mlflow run: {out['mlflow_run_id']}")
     print(f"  model: {out['model_uri'] or 'not logged'}")
+    r = out["retrain"]
+    if r and r["val_mean"] is not None:
+        print(
+            f"  retrained over {len(r['seeds'])} seeds: val {r['val_mean']:.5g} +- "
+            f"{r['val_std']:.2g}"
+        )
     for line in _baseline_lines(out["baselines"]):
         print(line)
     return 0
+
+
+def cmd_reproduce(a: argparse.Namespace) -> int:
+    """Train trial N again from its recorded parameters and seed; show both results."""
+    from tuner.rerun import reproduce
+
+    study, space, spec, dataset = _open_with_data(a)
+    out = reproduce(study, space, spec, dataset, a.trial)
+    if a.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    rec, rep = out["recorded"], out["reproduced"]
+    keys = [k for k in ("value", *sorted(rep)) if k in rec and k in rep and k != "epochs_run"]
+    print(f"trial {out['trial']} of {study.study_name!r}, seed {out['seed']}:")
+    print(f"  {'':28} {'recorded':>12} {'reproduced':>12}")
+    for k in ["epochs_run", *keys]:
+        if k in rec and k in rep:
+            print(f"  {k:28} {rec[k]:12.6g} {rep[k]:12.6g}")
+    same = all(abs(rec[k] - rep[k]) <= 1e-6 * max(1.0, abs(rec[k])) for k in keys)
+    print(
+        "  the same"
+        if same
+        else "  different (another machine, backend or thread count can change the arithmetic)"
+    )
+    return 0
+
+
+def cmd_retrain(a: argparse.Namespace) -> int:
+    """Retrain the K best trials over S new seeds; mean and spread of their errors."""
+    from tuner.rerun import retrain
+    from tuner.storage import resolve
+    from tuner.tracking import Tracker
+
+    study, space, spec, dataset = _open_with_data(a)
+    tracker = Tracker(resolve(a.storage, a.tracking_uri).tracking)
+    out = retrain(study, space, spec, dataset, tracker, top=a.top, seeds=a.seeds)
+    if a.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(
+        f"{len(out)} trials x {a.seeds} seeds of {study.study_name!r} ({space.objective}; "
+        f"test: {out[0]['test_key']}):"
+    )
+    for s in out:
+        val = "n/a" if s["val_mean"] is None else f"{s['val_mean']:.5g} +- {s['val_std']:.2g}"
+        test = "n/a" if s["test_mean"] is None else f"{s['test_mean']:.5g} +- {s['test_std']:.2g}"
+        failed = f", {s['failed']} failed" if s["failed"] else ""
+        print(
+            f"  trial {s['trial']}: searched {s['value']:.5g}; retrained val {val}, test {test}"
+            f"{failed}"
+        )
+    print("pick by the mean: tuner best --by-mean")
+    return 0
+
+
+def _open_with_data(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any]:
+    """The study, its space and spec, and its data read from ``--data`` (fingerprint checked)."""
+    from tuner import data
+    from tuner import study as studies
+    from tuner.space import parse_space
+
+    study = _open_study(a)
+    spec = study.user_attrs[studies.SPEC_ATTR]
+    space = parse_space(spec["space"], source=f"study {study.study_name}")
+    options = data.DataOptions.from_spec(spec["data"], a.data)
+    dataset = data.load(options, _max_window(space))
+    studies.check_fingerprint(spec, dataset.fingerprint(), a.data)
+    return study, space, spec, dataset
 
 
 def cmd_check(a: argparse.Namespace) -> int:
@@ -493,6 +574,7 @@ def _best_info(study: Any, best: Any) -> dict[str, Any]:
         "model_uri": best.user_attrs.get("model_uri"),
         "cudnn_eligible": best.user_attrs.get("cudnn_eligible"),
         "baselines": _baseline_report(study, best),
+        "retrain": (study.user_attrs.get("tuner_retrain") or {}).get(str(best.number)),
     }
 
 
@@ -736,8 +818,32 @@ def _parser() -> argparse.ArgumentParser:
     best = sub.add_parser("best", help="the best trial: params, metrics, model")
     study_arg(best)
     stores(best, tracking=False)
+    best.add_argument(
+        "--by-mean",
+        action="store_true",
+        help="the retrained trial with the best mean validation value over its seeds",
+    )
     best.add_argument("--json", action="store_true")
     best.set_defaults(func=cmd_best)
+
+    rep = sub.add_parser("reproduce", help="train trial N again from its parameters and seed")
+    rep.add_argument("trial", type=int, help="the trial's number")
+    study_arg(rep)
+    rep.add_argument("--data", required=True, help="the study's data file on this machine")
+    rep.add_argument("--json", action="store_true", help="print the results as JSON")
+    stores(rep)
+    rep.set_defaults(func=cmd_reproduce)
+
+    ret = sub.add_parser(
+        "retrain", help="retrain the best trials over several seeds: mean and spread"
+    )
+    study_arg(ret)
+    ret.add_argument("--data", required=True, help="the study's data file on this machine")
+    ret.add_argument("--top", type=int, default=3, help="how many of the best trials (3)")
+    ret.add_argument("--seeds", type=int, default=3, help="new seeds per trial (3)")
+    ret.add_argument("--json", action="store_true", help="print the results as JSON")
+    stores(ret)
+    ret.set_defaults(func=cmd_retrain)
 
     check = sub.add_parser("check", help="check a study for stale or unlinked trials and runs")
     study_arg(check)

@@ -36,7 +36,8 @@ def build_model(
     over time). Around the LSTMs, each off by default:
 
     - ``frontend: conv``: a strided ``Conv1D`` shortens long sequences before the LSTMs;
-    - ``fcn``: a parallel fully convolutional branch, concatenated with the LSTMs' output;
+    - ``fcn``: a parallel fully convolutional branch on the same (front-ended) sequence,
+      concatenated with the LSTMs' output;
     - ``pooling``: the last state, the mean of all states, or attention pooling;
     - forecast ``residual``: a frozen reference forecast is added to the output and the network,
       whose head starts at zero, learns what the reference misses (a trial starts from the
@@ -63,7 +64,6 @@ def build_model(
         else:
             stat = L.GlobalAveragePooling1D(name="window_mean")(inputs)
         x = L.Subtract(name="normalized")([inputs, L.RepeatVector(window, name="repeat")(stat)])
-    branch = x
     if config.frontend == "conv":
         x = L.Conv1D(
             config.conv_filters,
@@ -73,6 +73,7 @@ def build_model(
             activation="relu",
             name="frontend",
         )(x)
+    branch = x  # the FCN branch reads what the LSTMs read (shortened by the front end)
     pooled = config.pooling != "last"
     for i, units in enumerate(config.units, start=1):
         lstm = L.LSTM(

@@ -116,6 +116,30 @@ class Tracker:
             rows.append(",".join([name, *cells]))
         self.client.log_text(parent_run_id, "\n".join(rows) + "\n", "baselines.csv")
 
+    def log_retrain(
+        self, study: optuna.Study, number: int, config: Any, scores: dict[str, float]
+    ) -> str:
+        """One retraining of trial ``number`` (another seed) as a finished run under the study's
+        parent, tagged ``tuner.role = retrain`` (so ``tuner check`` does not count it a trial's)."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        exp_id = study.user_attrs["mlflow_experiment_id"]
+        parent = study.user_attrs["mlflow_parent_run_id"]
+        run = self.client.create_run(
+            exp_id,
+            run_name=f"trial-{number}-seed-{config.seed}",
+            tags={"mlflow.parentRunId": parent, ROLE_TAG: "retrain"},
+        )
+        now = _now()
+        self.client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in scores.items() if math.isfinite(v)],
+            params=[Param(k, _param(v)) for k, v in config.as_params().items()],
+            tags=[RunTag("tuner.retrain_of", str(number)), RunTag("tuner.seed", str(config.seed))],
+        )
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
     def finish_study(
         self,
         parent_run_id: str,

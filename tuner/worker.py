@@ -31,7 +31,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tuner import study as studies
-from tuner.data import Dataset, Sequences, Series
+from tuner.data import Dataset, Sequences
 from tuner.errors import FatalError
 from tuner.retry import note_outage, retrying
 from tuner.sampling import sample
@@ -150,12 +150,15 @@ class Worker:
             "sampling",
         )
         left = retrying(lambda: studies.budget_left(self.study), "reading the budget")
-        if left is not None and 0 < left < config.epochs:  # the study's last epochs
+        trimmed = left is not None and 0 < left < config.epochs  # the study's last epochs
+        if trimmed:
             config = dataclasses.replace(config, epochs=left)
         tags = {"tuner.cudnn_eligible": str(config.cudnn_eligible).lower()}
         if retry_of is not None:
             tags["tuner.retry_of"] = str(retry_of)
         attrs: dict[str, Any] = {"cudnn_eligible": config.cudnn_eligible, "seed": seed}
+        if trimmed:
+            attrs["epochs"] = config.epochs  # what `tuner reproduce` needs to run it again
         retrying(lambda: _set_attrs(trial, attrs), "recording the trial's settings")
 
         def link(run_id: str) -> None:  # at once, or when MLflow is back
@@ -271,10 +274,8 @@ class Worker:
         self, trial: optuna.Trial, config: Any, run: TrialRun
     ) -> tuple[TrialState, float | None, dict[str, float], str | None]:
         """Train; returns (state, value, metrics, reason). Trial errors become FAIL here."""
-        from tuner.model import build_model
-        from tuner.training import evaluate, train
+        from tuner.fitting import fit, model_card
 
-        ds = self.dataset
         objective = self.space.objective
         prune_from = studies.prunes_from(self.space.pruner)
 
@@ -292,29 +293,12 @@ class Worker:
             return retrying(trial.should_prune, "asking the pruner")
 
         try:
-            seed_everything(config.seed)
-            arrays = ds.arrays(config.scaler, config.window)
-            series = isinstance(ds, Series)
-            ridge = ds.ridge(config.scaler, config.window) if config.residual == "ridge" else None
-            model = build_model(
+            done = fit(
+                self.dataset,
                 config,
-                ds.task,
-                arrays.x_train.shape[1:],
-                ds.n_outputs,
-                target_index=ds.target_index if series else None,
-                ridge=ridge,
-            )
-            result = train(
-                model,
-                arrays,
-                config,
-                task=ds.task,
-                n_outputs=ds.n_outputs,
                 objective=objective,
                 direction=self.space.direction,
                 report=report,
-                target_index=ds.target_index if series else None,
-                horizon=ds.horizon if series else 1,
             )
         except (FatalError, TakenOver):
             raise
@@ -330,8 +314,11 @@ class Worker:
             return TrialState.FAIL, None, {}, reason
         self.errors_in_a_row = 0
 
-        epochs_run = len(result.history)
-        metrics: dict[str, float] = {"epochs_run": float(epochs_run)}
+        result = done.result
+        # The model ends with the best epoch's weights (restore_best_weights), so its validation
+        # scores (best_{objective} among them) are that epoch's: no second pass. Summary metrics
+        # get names of their own, so they never add points to an epoch curve.
+        metrics = done.summary()
         if result.stopped == "diverged":
             return (
                 TrialState.FAIL,
@@ -342,18 +329,13 @@ class Worker:
         if result.stopped == "pruned":
             return TrialState.PRUNED, None, metrics, f"pruned at epoch {result.stopped_epoch}"
         assert result.best_value is not None and result.best_epoch is not None
-        metrics["best_epoch"] = float(result.best_epoch)
-        # The model ends with the best epoch's weights (restore_best_weights), so its validation
-        # scores (best_{objective} among them) are that epoch's: no second pass. Summary metrics
-        # get names of their own, so they never add points to an epoch curve.
-        best = result.history[result.best_epoch]
-        metrics.update({f"best_{k}": v for k, v in best.items() if k.startswith("val_")})
         best_value = result.best_value
         if retrying(lambda: self._is_best(best_value), "reading the best trial"):
             # The test split is evaluated for the trials that were best when they completed, and
             # recorded; it is never reported to Optuna, so it never steers the search.
-            metrics.update(evaluate(model, arrays.x_test, arrays.y_test, "test", config.batch_size))
-            uri = self._log_model(run, model, self._preprocess(config, arrays.scaler))
+            metrics.update(done.test(config.batch_size))
+            card = model_card(self.dataset, config, done.arrays.scaler, self.spec["data"])
+            uri = self._log_model(run, done.model, card)
             try:
                 if uri is not None:
                     retrying(lambda: trial.set_user_attr("model_uri", uri), "recording the model")
@@ -382,20 +364,6 @@ class Worker:
         if best is None or best.value is None:
             return True
         return value > best.value if self.space.direction == "maximize" else value < best.value
-
-    def _preprocess(self, config: Any, scaler: Any) -> dict[str, Any]:
-        ds = self.dataset
-        out: dict[str, Any] = {
-            "task": ds.task,
-            "window": config.window,
-            "scaler": scaler.to_json(),
-            "data": self.spec["data"],
-        }
-        if isinstance(ds, Series):
-            out.update(columns=list(ds.columns), target_index=ds.target_index, horizon=ds.horizon)
-        else:
-            out.update(classes=ds.classes)
-        return out
 
 
 class _Heartbeat:
@@ -560,15 +528,6 @@ def _requeue(study: optuna.Study, number: int) -> None:
 def _frozen(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     return study._storage.get_trial(trial_id)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and the backend (``keras.utils.set_random_seed``): the weights, the
-    shuffling and dropout of a trial follow from its seed, so re-running it on the same machine
-    (CPU) reproduces its curve."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
 
 
 def _free_memory() -> None:

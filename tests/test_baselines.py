@@ -1,0 +1,189 @@
+"""Baselines on tiny hand-computed series, period detection, the window `auto` range, the skill
+ratio and the budget arithmetic: pure numpy, no training."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tuner import baselines as b
+from tuner import windowing
+from tuner.data import Sequences, Series
+
+
+def series(values: np.ndarray, horizon: int = 1, targets: list[int] | None = None) -> Series:
+    values = values.reshape(len(values), -1).astype(np.float64)
+    splits = windowing.split_bounds(len(values), 0.2, 0.2)
+    return Series(
+        values=values,
+        columns=tuple(f"c{i}" for i in range(values.shape[1])),
+        target_index=targets or [values.shape[1] - 1],
+        horizon=horizon,
+        splits=splits,
+    )
+
+
+def test_naive_and_seasonal_naive_by_hand() -> None:
+    # 0 1 2 3 4 0 1 2 3 4 ...: period 5. Splits of 50 rows: train 0-29, val 30-39, test 40-49.
+    s = series(np.arange(50) % 5)
+    out = b.forecast_baselines(s, window=5, period=5)
+    # naive predicts the last value; the truth is that + 1, or -4 after a 4: mean |err| = 8/5
+    assert out["naive"]["val_mae_original"] == pytest.approx(8 / 5)
+    assert out["naive"]["test_mae_original"] == pytest.approx(8 / 5)
+    assert out["naive"]["val_rmse_original"] == pytest.approx(math.sqrt((4 * 1 + 16) / 5))
+    # one season back is exactly right
+    assert out["seasonal_naive"]["test_mae_original"] == 0.0
+
+
+def test_seasonal_naive_steps_beyond_a_season_use_the_latest_same_phase() -> None:
+    values = np.arange(20, dtype=float)[:, None]
+    pred = b.seasonal_naive(values, origin=np.array([9]), horizon=5, period=2)
+    # steps 1..5 after row 9: rows 10..14; the same phase one or more seasons back, at most row 9
+    assert pred.tolist() == [[8.0, 9.0, 8.0, 9.0, 8.0]]
+
+
+def test_ridge_ar_recovers_a_linear_recurrence() -> None:
+    # x_t = 0.6 x_{t-1} + 0.3 x_{t-2} + noise-free start: ridge finds it (to the penalty)
+    x = np.zeros(300)
+    x[:2] = [1.0, 2.0]
+    rng = np.random.default_rng(0)
+    for t in range(2, 300):
+        x[t] = 0.6 * x[t - 1] + 0.3 * x[t - 2] + rng.normal(0, 0.1)
+    s = series(x)
+    out = b.forecast_baselines(s, window=2, period=None)
+    assert "seasonal_naive" not in out  # no season given and none in an AR(2)
+    assert out["ridge_ar"]["test_mae_original"] < out["naive"]["test_mae_original"]
+    assert out["ridge_ar"]["test_mae_original"] == pytest.approx(0.08, abs=0.03)  # ~ noise
+
+
+def test_ridge_fit_matches_least_squares_when_the_penalty_is_small() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(500, 4, 2))
+    w = rng.normal(size=(8, 3))
+    y = x.reshape(500, -1) @ w + 0.5
+    ridge = b.fit_ridge(x, y)
+    assert ridge.coef.shape == (8, 3) and ridge.intercept.shape == (3,)
+    np.testing.assert_allclose(ridge.predict(x), y, atol=1e-2)
+
+
+def test_forecast_baselines_score_every_output_in_original_units() -> None:
+    # two targets in very different units, two steps ahead: naive's error is per output
+    t = np.arange(60, dtype=float)
+    s = series(np.stack([t, 1000 * t], axis=1), horizon=2, targets=[0, 1])
+    out = b.forecast_baselines(s, window=3, period=None)
+    # step 1 is off by 1 (x1000), step 2 by 2 (x1000): mean over the 4 outputs
+    assert out["naive"]["test_mae_original"] == pytest.approx((1 + 2 + 1000 + 2000) / 4)
+
+
+@pytest.mark.parametrize("period", [7, 24, 52])
+def test_detect_period_of_a_noisy_sine_with_a_trend(period: int) -> None:
+    rng = np.random.default_rng(period)
+    t = np.arange(20 * period)
+    x = np.sin(2 * np.pi * t / period) + 0.01 * t + rng.normal(0, 0.3, len(t))
+    assert b.detect_period(x) == period
+
+
+def test_no_period_in_noise_or_a_random_walk() -> None:
+    rng = np.random.default_rng(0)
+    assert b.detect_period(rng.normal(size=1000)) is None
+    assert b.detect_period(np.cumsum(rng.normal(size=1000))) is None
+    assert b.detect_period(np.arange(3.0)) is None  # too short to say
+
+
+def test_window_auto_range() -> None:
+    assert b.window_range(24, 10_000) == (12, 72)  # half a season to three
+    assert b.window_range(7, 10_000) == (4, 21)
+    assert b.window_range(None, 10_000) == (8, 64)  # no season: the old default
+    assert b.window_range(52, 400) == (26, 100)  # a quarter of the rows caps it
+    assert b.window_range(52, 40) == (10, 10)  # too few rows: one small window
+    low, high = b.window_range(5, 4)
+    assert 1 <= low <= high
+
+
+def test_mase_scale_is_the_in_sample_seasonal_naive_error() -> None:
+    s = series(np.arange(50, dtype=float) * 2)  # train rows 0..29, step 2 per row
+    assert b.mase_scale(s, None) == 2.0
+    assert b.mase_scale(s, 5) == 10.0
+
+
+def sequences(x: np.ndarray, y: np.ndarray) -> Sequences:
+    idx = np.arange(len(y))
+    return Sequences(
+        x=x.astype(np.float32),
+        y=y,
+        classes=sorted(set(y.tolist())),
+        splits=(idx[:6], idx[6:8], idx[8:]),
+    )
+
+
+def test_majority_and_nearest_neighbour_by_hand() -> None:
+    # class 0 sequences sit at 0, class 1 at 10; train has 4 of class 0 and 2 of class 1
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 0, 1, 0])
+    x = (y[:, None, None] * 10.0 + np.arange(3)[None, :, None] * 0.1).repeat(2, axis=2)
+    out = b.classify_baselines(sequences(x, y))
+    assert out["majority"]["val_accuracy"] == 0.5  # val labels 1, 0: majority says 0
+    assert out["majority"]["test_accuracy"] == 0.5
+    assert out["majority"]["val_loss"] == pytest.approx(-(math.log(2 / 6) + math.log(4 / 6)) / 2)
+    assert out["nearest_neighbour"]["val_accuracy"] == 1.0
+    assert out["nearest_neighbour"]["test_accuracy"] == 1.0
+
+
+def test_nearest_in_chunks_matches_brute_force() -> None:
+    rng = np.random.default_rng(2)
+    ref, q = rng.normal(size=(50, 6)), rng.normal(size=(37, 6))
+    brute = np.argmin(((q[:, None, :] - ref[None, :, :]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(b.nearest(ref, q, chunk=8), brute)
+
+
+def test_compute_picks_the_best_baseline_on_validation() -> None:
+    s = series(np.arange(80) % 5)
+    out = b.compute(s, window=5)
+    assert out["period"] == 5
+    assert out["best"] == "seasonal_naive"  # exact on every split
+    assert set(out["scores"]) == {"naive", "seasonal_naive", "ridge_ar"}
+
+
+def test_skill_ratio_and_mase() -> None:
+    baselines = {
+        "task": "forecast",
+        "best": "naive",
+        "scores": {"naive": {"val_mae_original": 2.0, "test_mae_original": 4.0}},
+        "mase_scale": 8.0,
+    }
+    trial = {"best_val_mae_original": 1.0, "test_mae_original": 2.0}
+    assert b.skill(baselines, trial) == {"skill_val": 0.5, "skill_test": 0.5, "mase_test": 0.25}
+    classify = {
+        "task": "classify",
+        "best": "nearest_neighbour",
+        "scores": {"nearest_neighbour": {"val_accuracy": 0.8, "test_accuracy": 0.9}},
+    }
+    got = b.skill(classify, {"best_val_accuracy": 0.9, "test_accuracy": 0.8})
+    assert got == pytest.approx({"skill_val": 0.5, "skill_test": 2.0})  # error rates
+    assert b.skill(classify, {}) == {}  # nothing to compare
+
+
+class FakeTrial:
+    def __init__(self, epochs_run: float | None, reported: int) -> None:
+        self.user_attrs = {} if epochs_run is None else {"epochs_run": epochs_run}
+        self.intermediate_values = {i: 0.0 for i in range(reported)}
+
+
+class FakeStudy:
+    def __init__(self, trials: list[FakeTrial], budget: int | None) -> None:
+        self.trials = trials
+        self.user_attrs = {"tuner_budget_epochs": budget}
+
+    def get_trials(self, deepcopy: bool = False) -> list[FakeTrial]:
+        return self.trials
+
+
+def test_budget_counts_finished_epochs_and_running_progress() -> None:
+    from tuner import study as studies
+
+    trials = [FakeTrial(10.0, 10), FakeTrial(3.0, 3), FakeTrial(None, 4)]  # the last one runs
+    assert studies.epochs_used(FakeStudy(trials, 20)) == 17
+    assert studies.budget_left(FakeStudy(trials, 20)) == 3
+    assert studies.budget_left(FakeStudy(trials, 15)) == 0  # spent: never negative
+    assert studies.budget_left(FakeStudy(trials, None)) is None

@@ -1,0 +1,112 @@
+"""Train one trial's config on the study's data: seed, arrays, model, fit, summary metrics.
+
+Shared by the worker (whose ``report`` talks to Optuna and MLflow) and by ``tuner reproduce`` /
+``tuner retrain`` (which report nowhere). Knows nothing of Optuna or MLflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tuner.data import Dataset, Series
+from tuner.training import Report, TrainResult
+
+if TYPE_CHECKING:
+    import keras
+
+    from tuner.config import TrialConfig
+    from tuner.data import Arrays
+
+
+@dataclass
+class Fit:
+    result: TrainResult
+    model: keras.Model
+    arrays: Arrays
+
+    def summary(self) -> dict[str, float]:
+        """``epochs_run``, and for a run that ended well ``best_epoch`` and the best epoch's
+        validation scores as ``best_val_*`` (the model holds that epoch's weights)."""
+        out = {"epochs_run": float(len(self.result.history))}
+        if self.result.best_epoch is not None and self.result.stopped is None:
+            out["best_epoch"] = float(self.result.best_epoch)
+            best = self.result.history[self.result.best_epoch]
+            out.update({f"best_{k}": v for k, v in best.items() if k.startswith("val_")})
+        return out
+
+    def test(self, batch_size: int) -> dict[str, float]:
+        """Loss and metrics on the test split (``test_*``), one pass."""
+        from tuner.training import evaluate
+
+        a = self.arrays
+        return evaluate(self.model, a.x_test, a.y_test, "test", batch_size)
+
+
+def fit(
+    dataset: Dataset,
+    config: TrialConfig,
+    *,
+    objective: str,
+    direction: str,
+    report: Report | None = None,
+) -> Fit:
+    """Seed everything from ``config.seed``, build the model (with the closed-form ridge when
+    the config starts from it) and train it, calling ``report`` after every epoch."""
+    from tuner.model import build_model
+    from tuner.training import train
+
+    seed_everything(config.seed)
+    arrays = dataset.arrays(config.scaler, config.window)
+    series = isinstance(dataset, Series)
+    ridge = dataset.ridge(config.scaler, config.window) if config.residual == "ridge" else None
+    model = build_model(
+        config,
+        dataset.task,
+        arrays.x_train.shape[1:],
+        dataset.n_outputs,
+        target_index=dataset.target_index if series else None,
+        ridge=ridge,
+    )
+    result = train(
+        model,
+        arrays,
+        config,
+        task=dataset.task,
+        n_outputs=dataset.n_outputs,
+        objective=objective,
+        direction=direction,
+        report=report or (lambda epoch, logs: False),
+        target_index=dataset.target_index if series else None,
+        horizon=dataset.horizon if series else 1,
+    )
+    return Fit(result, model, arrays)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and the backend (``keras.utils.set_random_seed``): the weights, the
+    shuffling and dropout of a trial follow from its seed, so re-running it on the same machine
+    (CPU) reproduces its curve."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def model_card(dataset: Dataset, config: TrialConfig, scaler: Any, data_spec: dict[str, Any]):
+    """What ``tuner predict`` needs besides the model: task, window, scaler, data options and
+    the columns (forecast) or classes (classify)."""
+    out: dict[str, Any] = {
+        "task": dataset.task,
+        "window": config.window,
+        "scaler": scaler.to_json(),
+        "data": data_spec,
+    }
+    if isinstance(dataset, Series):
+        out.update(
+            columns=list(dataset.columns),
+            target_index=dataset.target_index,
+            horizon=dataset.horizon,
+        )
+    else:
+        out.update(classes=dataset.classes)
+    return out
