@@ -68,6 +68,19 @@ def test_ridge_fit_matches_least_squares_when_the_penalty_is_small() -> None:
     np.testing.assert_allclose(ridge.predict(x), y, atol=1e-2)
 
 
+def test_ridge_ar_picks_its_lags_on_validation_and_reads_whole_windows() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(230, 8, 2))
+    y = x[:, -1, :1] * 2.0 + rng.normal(0, 0.5, (230, 1))  # only the last row matters
+    # 30 noisy training windows: all 8 rows (16 inputs) overfit, a short lag does not
+    ridge = b.fit_ridge_ar(x[:30], y[:30], x[30:], y[30:], np.ones(1))
+    assert ridge.lags in (1, 2) and ridge.coef.shape == (16, 1)
+    assert not ridge.coef[: (8 - ridge.lags) * 2].any()  # the older rows' coefficients are 0
+    full = b.fit_ridge(x[:30], y[:30])
+    err = lambda r: np.mean(np.abs(r.predict(x[30:]) - y[30:]))  # noqa: E731
+    assert err(ridge) < err(full)
+
+
 def test_forecast_baselines_score_every_output_in_original_units() -> None:
     # two targets in very different units, two steps ahead: naive's error is per output
     t = np.arange(60, dtype=float)
@@ -164,10 +177,37 @@ def test_skill_ratio_and_mase() -> None:
     assert b.skill(classify, {}) == {}  # nothing to compare
 
 
+def test_the_verdict_says_plainly_when_the_lstm_loses() -> None:
+    baselines = {
+        "task": "forecast",
+        "best": "ridge_ar",
+        "period": 24,
+        "scores": {
+            "naive": {"val_mae_original": 3.0, "test_mae_original": 3.0},
+            "ridge_ar": {"val_mae_original": 1.0, "test_mae_original": 2.0},
+        },
+    }
+    wins = b.compare(baselines, {"test_mae_original": 1.5, "best_val_mae_original": 0.9})
+    assert wins["beats_baselines"] is True and wins["season"] == 24
+    assert wins["verdict"].startswith("the tuned LSTM beats every baseline: test MAE 1.5")
+    loses = b.compare(baselines, {"test_mae_original": 2.5})
+    assert loses["beats_baselines"] is False
+    assert "does NOT beat" in loses["verdict"] and "prefer ridge_ar" in loses["verdict"]
+    untested = b.compare(baselines, {"best_val_mae_original": 0.9})
+    assert untested["beats_baselines"] is None and "no test score" in untested["verdict"]
+    assert "skill" not in b.compare(baselines, None)  # no complete trial yet
+
+
 class FakeTrial:
-    def __init__(self, epochs_run: float | None, reported: int) -> None:
+    def __init__(
+        self, epochs_run: float | None, reported: int, state: str = "COMPLETE", **attrs
+    ) -> None:
+        from optuna.trial import TrialState
+
         self.user_attrs = {} if epochs_run is None else {"epochs_run": epochs_run}
+        self.user_attrs.update(attrs)
         self.intermediate_values = {i: 0.0 for i in range(reported)}
+        self.state = TrialState[state]
 
 
 class FakeStudy:
@@ -182,8 +222,14 @@ class FakeStudy:
 def test_budget_counts_finished_epochs_and_running_progress() -> None:
     from tuner import study as studies
 
-    trials = [FakeTrial(10.0, 10), FakeTrial(3.0, 3), FakeTrial(None, 4)]  # the last one runs
-    assert studies.epochs_used(FakeStudy(trials, 20)) == 17
-    assert studies.budget_left(FakeStudy(trials, 20)) == 3
+    trials = [
+        FakeTrial(10.0, 10),
+        FakeTrial(3.0, 3, "PRUNED"),
+        FakeTrial(None, 2, "FAIL", epochs=10),  # failed after 2 epochs: its reservation is free
+        FakeTrial(None, 4, "RUNNING", epochs=6),  # 6 reserved at its claim, 4 run so far
+        FakeTrial(None, 3, "RUNNING"),  # no reservation (no budget when claimed): what it ran
+    ]
+    assert studies.epochs_used(FakeStudy(trials, 30)) == 10 + 3 + 2 + 6 + 3
+    assert studies.budget_left(FakeStudy(trials, 30)) == 6
     assert studies.budget_left(FakeStudy(trials, 15)) == 0  # spent: never negative
     assert studies.budget_left(FakeStudy(trials, None)) is None

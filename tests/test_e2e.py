@@ -159,6 +159,16 @@ def test_an_epoch_budget_ends_the_study_and_trims_the_last_trial(space_file, co2
     study, _, tracker = stores()
     runs = [t.user_attrs["epochs_run"] for t in study.get_trials()]
     assert runs == [2.0, 2.0, 1.0]  # no trial target: the budget ended it, the last got 1
+    assert [t.user_attrs["epochs"] for t in study.get_trials()] == [2, 2, 1]
+    assert check(study, tracker).ok
+    # a resume without --budget-epochs keeps the budget (spent: nothing runs); a larger one
+    # given on resume is spent too
+    assert main(run_args(space, co2_csv)) == 0
+    study, _, tracker = stores()
+    assert len(study.get_trials()) == 3
+    assert main(run_args(space, co2_csv, "--budget-epochs", "8")) == 0
+    study, _, tracker = stores()
+    assert sum(t.user_attrs["epochs_run"] for t in study.get_trials()) == 8
     assert check(study, tracker).ok
 
 
@@ -189,8 +199,7 @@ def test_reproduce_a_trial_then_retrain_the_best_over_seeds(space_file, co2_csv,
 
     assert main(["best", "--by-mean", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    means = {s["trial"]: (s["value"] + sum(s["val"])) / 3 for s in summaries}
-    assert info["trial"] == min(means, key=means.get)
+    assert info["trial"] == summaries[0]["trial"]  # retrain lists the best mean first
     assert info["retrain"]["seeds"] and len(info["retrain"]["val"]) == 2
 
     assert main(["reproduce", "7", *data]) == 2

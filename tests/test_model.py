@@ -248,3 +248,7 @@ def test_small_splits_are_cycled_to_the_minimum_steps() -> None:
     big = TrialConfig(batch_size=2, min_steps_per_epoch=10)  # 10 steps already: untouched
     assert cycled(x, y, big)[0] is x
     assert cycled(x, y, TrialConfig(batch_size=8))[0] is x  # 0: off
+    # a partial last batch is not a whole step's worth: 150 rows in batches of 32
+    seqs = np.zeros((150, 2, 1))
+    cx, _ = cycled(seqs, np.zeros(150), TrialConfig(batch_size=32, min_steps_per_epoch=50))
+    assert math.ceil(len(cx) / 32) >= 50

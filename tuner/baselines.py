@@ -6,10 +6,12 @@ Forecast (on the windows of one split, as the trials see them; errors in the tar
 - ``naive``: every step ahead repeats the last observed value;
 - ``seasonal_naive``: the value one season earlier (``period`` detected on the training split);
 - ``ridge_ar``: a ridge regression from the flattened window of every input column to every
-  output, fitted in closed form on the training windows.
+  output, fitted in closed form on the training windows (``fit_ridge_ar``: the number of lags,
+  up to the window, chosen on validation). A ``residual: ridge`` trial starts from the same.
 
 Classify: ``majority`` (the training split's most frequent class) and ``nearest_neighbour``
-(1-NN, Euclidean, on the scaled sequences of the training split).
+(1-NN, Euclidean, on the scaled sequences of the training split; at most ``NN_MAX_REFERENCE`` of
+them, evenly spread, on large sets).
 
 A baseline informs; it never steers the search (nothing here is reported to Optuna).
 """
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from tuner.data import Dataset, Sequences, Series
 
 RIDGE_MAX_ROWS = 20_000  # windows a ridge is fitted on, at most
+NN_MAX_REFERENCE = 5_000  # training sequences 1-NN compares with, at most
 RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 # A season is an autocorrelation peak (of the detrended training split) at least this high, and
 # this far above the lowest autocorrelation at any shorter lag (a slow decay is no season).
@@ -43,7 +46,8 @@ def detect_period(values: np.ndarray, max_lag: int | None = None) -> int | None:
 
     The series' linear trend is removed (a trend's autocorrelation would hide the season), then
     the autocorrelation's local maxima at lags ``2..max_lag`` that reach ``MIN_SEASON_ACF`` and
-    rise at least ``MIN_PROMINENCE`` above every earlier lag are candidates; the period is the
+    rise at least ``MIN_PROMINENCE`` above the lowest autocorrelation at any earlier lag are
+    candidates; the period is the
     shortest candidate within 10% of the highest (a season's multiples peak nearly as high).
     ``max_lag`` defaults to a third of the length.
 
@@ -88,8 +92,8 @@ def autocorrelation(x: np.ndarray, max_lag: int) -> np.ndarray:
 
 
 def window_range(period: int | None, train_rows: int) -> tuple[int, int]:
-    """``window: auto``: one to three seasons (from half a season when it is long), or 8..64
-    without a season; bounded by a quarter of the training rows."""
+    """``window: auto``: half a season (at least 4) to three seasons, or 8..64 without a
+    season; both bounded by ``rows // 4`` (at least 2; the caller passes the rows that bound)."""
     low, high = (max(4, period // 2), 3 * period) if period else (8, 64)
     cap = max(2, train_rows // 4)
     high = max(2, min(high, cap))
@@ -106,9 +110,15 @@ class Ridge:
     coef: np.ndarray  # (window * features, outputs)
     intercept: np.ndarray  # (outputs,)
     alpha: float
+    lags: int = 0  # rows of the window it reads (the older rows' coefficients are 0); 0: all
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return x.reshape(len(x), -1) @ self.coef + self.intercept
+    def predict(self, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """Predictions for windows ``x`` (a view is flattened a chunk at a time, not at once)."""
+        parts = [
+            x[i : i + chunk].reshape(len(x[i : i + chunk]), -1) @ self.coef + self.intercept
+            for i in range(0, len(x), chunk)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.intercept)))
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray) -> Ridge:
@@ -124,6 +134,34 @@ def fit_ridge(x: np.ndarray, y: np.ndarray) -> Ridge:
     coef = np.atleast_2d(model.coef_).T.astype(np.float32)  # (features, outputs)
     intercept = np.atleast_1d(model.intercept_).astype(np.float32)
     return Ridge(coef, intercept, float(model.alpha_))
+
+
+def fit_ridge_ar(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    output_scale: np.ndarray,
+) -> Ridge:
+    """The ridge autoregression of a window: fitted on the last ``lags`` rows of the training
+    windows for each of ``ridge_lags(window)``; the fewest lags whose validation MAE
+    (``output_scale`` turns errors into the targets' units) is within 1% of the lowest is
+    kept. A long window overfits a short series; the choice is made on validation, as every
+    hyperparameter is. The result reads whole windows: the older rows' coefficients are 0."""
+    window, features = x_train.shape[1], x_train.shape[2]
+
+    def error(lags: int, ridge: Ridge) -> float:
+        pred = ridge.predict(x_val[:, -lags:])
+        return float(np.mean(np.abs((pred - y_val) * output_scale)))
+
+    fits = {lags: fit_ridge(x_train[:, -lags:], y_train) for lags in ridge_lags(window)}
+    errors = {n: error(n, fit) for n, fit in fits.items()}
+    # the fewest lags within 1% of the best: validation noise does not buy longer memories
+    lags = min(n for n in fits if errors[n] <= 1.01 * min(errors.values()))
+    best = fits[lags]
+    coef = np.zeros((window * features, best.coef.shape[1]), dtype=np.float32)
+    coef[(window - lags) * features :] = best.coef
+    return Ridge(coef, best.intercept, best.alpha, lags)
 
 
 def forecast_baselines(
@@ -156,26 +194,21 @@ def forecast_baselines(
 
     x_train, y_train, _ = cut(train)
     x_val, y_val, _ = cut(val)
-    y_scaled = (y_train - np.tile(t_center, h)) / np.tile(t_scale, h)
-    # The ridge reads the last `lags` rows of each window, `lags` chosen on validation among
-    # a few lengths up to the window (a long window overfits a short series); every baseline
-    # is scored on the same targets.
-    fits = {lags: fit_ridge(x_train[:, -lags:], y_scaled) for lags in ridge_lags(window)}
-
-    def val_error(lags: int) -> float:
-        pred = fits[lags].predict(x_val[:, -lags:]) * np.tile(t_scale, h) + np.tile(t_center, h)
-        return float(np.mean(np.abs(pred - y_val)))
-
-    lags = min(fits, key=val_error)
-    ridge = fits[lags]
+    tiled_center, tiled_scale = np.tile(t_center, h), np.tile(t_scale, h)
+    ridge = fit_ridge_ar(
+        x_train,
+        (y_train - tiled_center) / tiled_scale,
+        x_val,
+        (y_val - tiled_center) / tiled_scale,
+        tiled_scale,
+    )
     out: dict[str, dict[str, float]] = {}
     for split, s in (("val", val), ("test", test)):
         x, y, first = cut(s)
-        x = x[:, -lags:]
         origin = first + window - 1  # the last observed row of each window
         preds = {
             "naive": np.tile(series.values[origin][:, targets], h),
-            "ridge_ar": ridge.predict(x) * np.tile(t_scale, h) + np.tile(t_center, h),
+            "ridge_ar": ridge.predict(x) * tiled_scale + tiled_center,
         }
         if period:
             preds["seasonal_naive"] = seasonal_naive(series.values[:, targets], origin, h, period)
@@ -185,7 +218,7 @@ def forecast_baselines(
             out[name][f"{split}_mae_original"] = float(np.mean(np.abs(err)))
             out[name][f"{split}_rmse_original"] = float(np.sqrt(np.mean(err**2)))
     out["ridge_ar"]["alpha"] = ridge.alpha
-    out["ridge_ar"]["lags"] = float(lags)
+    out["ridge_ar"]["lags"] = float(ridge.lags)
     return out
 
 
@@ -236,12 +269,15 @@ def classify_baselines(seqs: Sequences) -> dict[str, dict[str, float]]:
     k = len(seqs.classes)
     freq = np.bincount(y[train], minlength=k) / len(train)
     majority = int(np.argmax(freq))
+    reference = train
+    if len(train) > NN_MAX_REFERENCE:  # a fixed, evenly spread sample keeps 1-NN affordable
+        reference = train[np.linspace(0, len(train) - 1, NN_MAX_REFERENCE).round().astype(int)]
     out: dict[str, dict[str, float]] = {"majority": {}, "nearest_neighbour": {}}
     for split, idx in (("val", val), ("test", test)):
         out["majority"][f"{split}_accuracy"] = float(np.mean(y[idx] == majority))
         p = np.clip(freq[y[idx]], 1e-7, 1.0)
         out["majority"][f"{split}_loss"] = float(-np.mean(np.log(p)))
-        pred = y[train][nearest(scaled[train], scaled[idx])]
+        pred = y[reference][nearest(scaled[reference], scaled[idx])]
         out["nearest_neighbour"][f"{split}_accuracy"] = float(np.mean(pred == y[idx]))
     return out
 
@@ -307,4 +343,42 @@ def skill(baselines: dict[str, Any], trial_metrics: dict[str, float]) -> dict[st
     test_mae = trial_metrics.get("test_mae_original")
     if scale and test_mae is not None and math.isfinite(scale):
         out["mase_test"] = test_mae / scale
+    return out
+
+
+def compare(baselines: dict[str, Any], trial_attrs: dict[str, Any] | None) -> dict[str, Any]:
+    """The study's baselines and how its best trial (its user attributes) compares: ``skill``,
+    ``beats_baselines`` (its test error below every baseline's) and ``verdict``, one plain
+    sentence that says so when the tuned model did not beat them."""
+    out: dict[str, Any] = {
+        "best_baseline": baselines["best"],
+        "season": baselines.get("period"),
+        "baselines": baselines["scores"],
+    }
+    if trial_attrs is None:
+        return out
+    out["skill"] = skill(baselines, trial_attrs)
+    forecast = baselines["task"] == "forecast"
+    key = "test_mae_original" if forecast else "test_accuracy"
+    what = "test MAE" if forecast else "test accuracy"
+    mine = trial_attrs.get(key)
+    if mine is None:
+        out["beats_baselines"] = None
+        out["verdict"] = "the best trial has no test score (its model was not evaluated)"
+        return out
+    theirs = {n: s[key] for n, s in baselines["scores"].items() if key in s}
+    rival = (min if forecast else max)(theirs, key=theirs.__getitem__)
+    beats = all((mine < v) if forecast else (mine > v) for v in theirs.values())
+    out["beats_baselines"] = beats
+    unit = " (target's units)" if forecast else ""
+    if beats:
+        out["verdict"] = (
+            f"the tuned LSTM beats every baseline: {what} {mine:.4g}{unit} vs "
+            f"{theirs[rival]:.4g} for the best of them ({rival})"
+        )
+    else:
+        out["verdict"] = (
+            f"the tuned LSTM does NOT beat the simple baselines: {what} {mine:.4g}{unit} vs "
+            f"{theirs[rival]:.4g} for {rival}; prefer {rival}, or search longer or wider"
+        )
     return out

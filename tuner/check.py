@@ -62,10 +62,10 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     if parent is None or exp_id is None:
         problems.append("the study has no MLflow experiment or parent run")
         return report
-    runs = tracker.client.search_runs(
+    found = tracker.client.search_runs(
         [exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'", max_results=50_000
     )
-    runs = [r for r in runs if r.data.tags.get(ROLE_TAG) != "retrain"]  # `tuner retrain`'s
+    runs = [r for r in found if r.data.tags.get(ROLE_TAG) != "retrain"]  # not `tuner retrain`'s
     report.runs = len(runs)
     by_id = {r.info.run_id: r for r in runs}
     per_number = Counter(r.data.tags.get("optuna.trial_number") for r in runs)

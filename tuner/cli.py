@@ -202,7 +202,7 @@ def cmd_status(a: argparse.Namespace) -> int:
     print(
         f"study {out['study']}: {c['complete']} complete, {c['pruned']} pruned, "
         f"{c['fail']} failed, {c['running']} running, {c['waiting']} waiting "
-        f"(target {out['target']})"
+        + ("(no trial target)" if out["target"] == NO_TRIAL_TARGET else f"(target {out['target']})")
     )
     if out["budget_epochs"]:
         print(f"epochs: {out['epochs_used']} of a budget of {out['budget_epochs']}")
@@ -471,7 +471,7 @@ def _prepare(a: argparse.Namespace) -> dict[str, Any]:
         raise InputError(f"must be >= 1, got {a.budget_epochs}", field="--budget-epochs")
     dataset = data.load(options, 1 if space.window_auto else _max_window(space))
     if space.window_auto:
-        space = _auto_window(space, dataset, a.season, quiet=a.quiet)
+        space = _auto_window(space, dataset, a.season, quiet=a.quiet, dataset_path=a.data)
     check_names(space)  # last: a name outside the common ones imports Keras (seconds)
     name = a.study or f"{Path(a.space).stem}-{Path(a.data).stem}"
     if not STUDY_NAME.match(name):
@@ -516,10 +516,15 @@ def _create(prepared: dict[str, Any], target: int) -> tuple[Any, Any]:
         enable_wal(stores.tracking)
     storage = make_storage(stores.storage, on_stale=on_stale(stores.tracking))
     spec = prepared["spec"]
-    if target is None:  # a budget alone: trials until it is spent
-        target = NO_TRIAL_TARGET if spec["budget_epochs"] else DEFAULT_TRIALS
-    study, _ = studies.create_or_resume(storage, prepared["name"], space, spec, target)
-    study.set_user_attr(studies.BUDGET_ATTR, spec["budget_epochs"])
+    study, _ = studies.create_or_resume(
+        storage, prepared["name"], space, spec, target or DEFAULT_TRIALS
+    )
+    # A resume keeps the study's budget unless a new one is given; a budget alone (no --trials)
+    # runs trials until it is spent.
+    budget = spec["budget_epochs"] or study.user_attrs.get(studies.BUDGET_ATTR)
+    if target is None and budget:
+        study.set_user_attr(studies.TARGET_ATTR, NO_TRIAL_TARGET)
+    study.set_user_attr(studies.BUDGET_ATTR, budget)
     study.set_user_attr(studies.BASELINES_ATTR, prepared["baselines"])
     tracker = Tracker(stores.tracking)
     exp_id, parent_id = tracker.ensure_study(study.study_name, stores.artifacts)
@@ -579,51 +584,11 @@ def _best_info(study: Any, best: Any) -> dict[str, Any]:
 
 
 def _baseline_report(study: Any, best: Any) -> dict[str, Any] | None:
-    """The study's baselines and how its best trial compares (None if none were computed):
-    ``skill`` (the trial's error over the best baseline's, below 1 is better; MASE for
-    forecasts), ``beats_baselines`` (on the test split, against every baseline) and ``verdict``,
-    one plain sentence."""
     from tuner import study as studies
-    from tuner.baselines import skill
+    from tuner.baselines import compare
 
     b = study.user_attrs.get(studies.BASELINES_ATTR)
-    if not b:
-        return None
-    out: dict[str, Any] = {
-        "best_baseline": b["best"],
-        "season": b.get("period"),
-        "baselines": b["scores"],
-    }
-    if best is None:
-        return out
-    m = best.user_attrs
-    out["skill"] = skill(b, m)
-    if b["task"] == "forecast":
-        mine, key, what = m.get("test_mae_original"), "test_mae_original", "test MAE"
-        lower = True
-    else:
-        mine, key, what = m.get("test_accuracy"), "test_accuracy", "test accuracy"
-        lower = False
-    if mine is None:
-        out["beats_baselines"] = None
-        out["verdict"] = "the best trial has no test score (its model was not evaluated)"
-        return out
-    theirs = {n: s[key] for n, s in b["scores"].items() if key in s}
-    rival = (min if lower else max)(theirs, key=theirs.get)
-    beats = all((mine < v) if lower else (mine > v) for v in theirs.values())
-    out["beats_baselines"] = beats
-    unit = " (target's units)" if lower else ""
-    if beats:
-        out["verdict"] = (
-            f"the tuned LSTM beats every baseline: {what} {mine:.4g}{unit} vs {theirs[rival]:.4g}"
-            f" for the best of them ({rival})"
-        )
-    else:
-        out["verdict"] = (
-            f"the tuned LSTM does NOT beat the simple baselines: {what} {mine:.4g}{unit} vs "
-            f"{theirs[rival]:.4g} for {rival}; prefer {rival}, or search longer or wider"
-        )
-    return out
+    return None if not b else compare(b, None if best is None else best.user_attrs)
 
 
 def _baseline_lines(report: dict[str, Any] | None) -> list[str]:
@@ -670,23 +635,29 @@ def _print_summary(study: Any, ran: int) -> None:
     print("browse every trial and curve: tuner ui   (then open http://127.0.0.1:5000)")
 
 
-def _auto_window(space: Any, dataset: Any, season: int | None, *, quiet: bool) -> Any:
+def _auto_window(
+    space: Any, dataset: Any, season: int | None, *, quiet: bool, dataset_path: str
+) -> Any:
     """Resolve ``window: auto`` from the data: one to three seasons of the first target (the
     period detected on the training split, or ``--season``), bounded by the splits' lengths."""
     from tuner.baselines import detect_period, window_range
+    from tuner.data import check_windows_fit
 
     train, val, test = dataset.splits
     period = season or detect_period(dataset.values[train, dataset.target_index[0]])
-    rows = min(
-        4 * (train.stop - train.start),  # window_range takes a quarter of this
-        2 * (val.stop - val.start - dataset.horizon),  # at least half a split are windows
-        2 * (test.stop - test.start - dataset.horizon),
+    h = dataset.horizon
+    rows = min(  # window_range takes a quarter: of the training rows, half of val and test's
+        train.stop - train.start - h,
+        2 * (val.stop - val.start - h),
+        2 * (test.stop - test.start - h),
     )
     low, high = window_range(period, rows)
     if not quiet:
         found = f"season {period}" if period else "no season found"
         print(f"tuner: note: window: auto -> {low}..{high} ({found})", file=sys.stderr)
-    return space.with_window(low, high)
+    resolved = space.with_window(low, high)
+    check_windows_fit(dataset, high, dataset_path)
+    return resolved
 
 
 def _max_window(space: Any) -> int:

@@ -138,14 +138,15 @@ class Series:
         return min(s.stop - s.start for s in self.splits)
 
     def ridge(self, scaler: str, window: int) -> Ridge:
-        """The closed-form ridge autoregression of the training windows (scaled units), which a
-        ``residual: ridge`` trial starts from; cached per choice."""
+        """The closed-form ridge autoregression of the training windows (scaled units; its lag
+        count chosen on validation), which a ``residual: ridge`` trial starts from; cached."""
         key = (scaler, window)
         if key not in self._ridges:
-            from tuner.baselines import fit_ridge
+            from tuner.baselines import fit_ridge_ar
 
             a = self.arrays(scaler, window)
-            self._ridges[key] = fit_ridge(a.x_train, a.y_train)
+            scale = np.tile(a.scaler.scale[self.target_index], self.horizon)
+            self._ridges[key] = fit_ridge_ar(a.x_train, a.y_train, a.x_val, a.y_val, scale)
         return self._ridges[key]
 
     def arrays(self, scaler: str, window: int) -> Arrays:
@@ -283,16 +284,21 @@ def _load_series(options: DataOptions, max_window: int) -> Series:
         horizon=options.horizon,
         splits=splits,
     )
-    need = max_window + options.horizon
-    for name, s in zip(("train", "validation", "test"), splits, strict=False):
+    check_windows_fit(series, max_window, src)
+    return series
+
+
+def check_windows_fit(series: Series, max_window: int, src: str) -> None:
+    """Every split must hold one window of ``max_window`` rows and its horizon."""
+    need = max_window + series.horizon
+    for name, s in zip(("train", "validation", "test"), series.splits, strict=True):
         if s.stop - s.start < need:
             raise InputError(
-                f"{len(values)} rows leave {s.stop - s.start} for the {name} split, fewer than the "
-                f"largest window ({max_window}) + horizon ({options.horizon}) = {need}; "
+                f"{len(series.values)} rows leave {s.stop - s.start} for the {name} split, fewer "
+                f"than the largest window ({max_window}) + horizon ({series.horizon}) = {need}; "
                 "use more data or a smaller window range",
                 source=src,
             )
-    return series
 
 
 def _load_sequences(options: DataOptions, max_window: int) -> Sequences:

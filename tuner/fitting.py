@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from tuner.config import TrialConfig
     from tuner.data import Arrays
+    from tuner.space import Space
 
 
 @dataclass
@@ -35,12 +36,27 @@ class Fit:
             out.update({f"best_{k}": v for k, v in best.items() if k.startswith("val_")})
         return out
 
-    def test(self, batch_size: int) -> dict[str, float]:
-        """Loss and metrics on the test split (``test_*``), one pass."""
+    def test(self, batch_size: int, last: int | None = None) -> dict[str, float]:
+        """Loss and metrics on the test split (``test_*``), one pass; on its ``last`` windows
+        only, if given (the targets shared by every trial and the baselines)."""
         from tuner.training import evaluate
 
         a = self.arrays
-        return evaluate(self.model, a.x_test, a.y_test, "test", batch_size)
+        x, y = (a.x_test, a.y_test) if last is None else (a.x_test[-last:], a.y_test[-last:])
+        return evaluate(self.model, x, y, "test", batch_size)
+
+
+def shared_test_windows(dataset: Dataset, space: Space) -> int | None:
+    """Forecasts: how many test windows the space's largest window leaves. A trial's test score
+    is taken on its last that many windows, so every trial and the baselines (scored with the
+    largest window) are compared on the same targets. None for classifiers (every sequence)."""
+    if not isinstance(dataset, Series):
+        return None
+    from tuner import windowing
+
+    test = dataset.splits[2]
+    largest = int(max(space.candidates("window")))
+    return windowing.count(test.stop - test.start, largest, dataset.horizon)
 
 
 def fit(
@@ -58,14 +74,16 @@ def fit(
 
     seed_everything(config.seed)
     arrays = dataset.arrays(config.scaler, config.window)
-    series = isinstance(dataset, Series)
-    ridge = dataset.ridge(config.scaler, config.window) if config.residual == "ridge" else None
+    series = dataset if isinstance(dataset, Series) else None
+    ridge = None
+    if series is not None and config.residual == "ridge":
+        ridge = series.ridge(config.scaler, config.window)
     model = build_model(
         config,
         dataset.task,
         arrays.x_train.shape[1:],
         dataset.n_outputs,
-        target_index=dataset.target_index if series else None,
+        target_index=series.target_index if series else None,
         ridge=ridge,
     )
     result = train(
@@ -77,8 +95,8 @@ def fit(
         objective=objective,
         direction=direction,
         report=report or (lambda epoch, logs: False),
-        target_index=dataset.target_index if series else None,
-        horizon=dataset.horizon if series else 1,
+        target_index=series.target_index if series else None,
+        horizon=series.horizon if series else 1,
     )
     return Fit(result, model, arrays)
 

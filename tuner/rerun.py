@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.config import TrialConfig
 from tuner.errors import InputError
-from tuner.fitting import Fit, fit
+from tuner.fitting import Fit, fit, shared_test_windows
 from tuner.sampling import sample
+from tuner.study import EPOCHS_ATTR
 
 if TYPE_CHECKING:
     import optuna
@@ -53,18 +54,18 @@ def config_of(
         seed=recorded if seed is None else seed,
         defaults=defaults,
     )
-    if "epochs" in trial.user_attrs:
-        config = dataclasses.replace(config, epochs=int(trial.user_attrs["epochs"]))
+    if EPOCHS_ATTR in trial.user_attrs:  # what it trained with (a resume may change the cap)
+        config = dataclasses.replace(config, epochs=int(trial.user_attrs[EPOCHS_ATTR]))
     return config
 
 
-def scores(done: Fit, config: TrialConfig, objective: str) -> dict[str, float]:
+def scores(done: Fit, config: TrialConfig, last: int | None) -> dict[str, float]:
     """The run's summary: its objective's best value, the best epoch's validation scores and
-    the test split's."""
+    the test split's (on its ``last`` windows, as the worker scores it)."""
     out = done.summary()
     if done.result.best_value is not None:
         out["value"] = done.result.best_value
-        out.update(done.test(config.batch_size))
+        out.update(done.test(config.batch_size, last))
     return out
 
 
@@ -76,13 +77,15 @@ def reproduce(
     trial = _finished(study, number)
     config = config_of(trial, space, spec, dataset)
     done = fit(dataset, config, objective=space.objective, direction=space.direction)
-    recorded = {k: v for k, v in trial.user_attrs.items() if isinstance(v, (int, float))}
+    recorded: dict[str, Any] = {
+        k: v for k, v in trial.user_attrs.items() if isinstance(v, (int, float))
+    }
     recorded["value"] = trial.value
     return {
         "trial": number,
         "seed": config.seed,
         "recorded": recorded,
-        "reproduced": scores(done, config, space.objective),
+        "reproduced": scores(done, config, shared_test_windows(dataset, space)),
     }
 
 
@@ -104,11 +107,15 @@ def retrain(
     if top < 1 or seeds < 1:
         bad, value = ("--top", top) if top < 1 else ("--seeds", seeds)
         raise InputError(f"must be >= 1, got {value}", field=bad)
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state == TrialState.COMPLETE and t.value is not None
+    ]
     if not complete:
         raise InputError(f"study {study.study_name!r} has no complete trial", field="--study")
     reverse = space.direction == "maximize"
-    best = sorted(complete, key=lambda t: t.value, reverse=reverse)[:top]
+    best = sorted(complete, key=lambda t: float(t.value or 0.0), reverse=reverse)[:top]
     test_key = "test_mae_original" if dataset.task == "forecast" else "test_accuracy"
     out = []
     for trial in best:
@@ -117,11 +124,11 @@ def retrain(
         for i in range(1, seeds + 1):
             config = config_of(trial, space, spec, dataset, seed=base + i * SEED_STRIDE)
             done = fit(dataset, config, objective=space.objective, direction=space.direction)
-            result = scores(done, config, space.objective)
+            result = scores(done, config, shared_test_windows(dataset, space))
             if tracker is not None:
                 tracker.log_retrain(study, trial.number, config, result)
             runs.append((config.seed, result))
-        summary = _summary(trial.number, trial.value, runs, test_key)
+        summary = _summary(trial.number, float(trial.value or 0.0), runs, test_key)
         stored = dict(study.user_attrs.get(RETRAIN_ATTR) or {})
         stored[str(trial.number)] = summary
         study.set_user_attr(RETRAIN_ATTR, stored)
@@ -156,15 +163,15 @@ def _mean_or_worst(summary: dict[str, Any], maximize: bool) -> float:
 
 
 def best_by_mean(study: optuna.Study, direction: str) -> optuna.trial.FrozenTrial | None:
-    """The retrained trial with the best mean validation value over its seeds (its original
-    run included), or None if no trial was retrained."""
+    """The retrained trial with the best mean validation value over its new seeds (the search's
+    own run left out: it was picked as the best, so it carries the luck retraining removes), or
+    None if no trial was retrained. The same order as ``retrain``'s."""
     retrained = study.user_attrs.get(RETRAIN_ATTR) or {}
     candidates = []
     for t in study.get_trials(deepcopy=False):
         r = retrained.get(str(t.number))
-        if r and r.get("val") and t.value is not None:
-            values = [t.value, *r["val"]]
-            candidates.append((statistics.fmean(values), t))
+        if r and r.get("val"):
+            candidates.append((statistics.fmean(r["val"]), t))
     if not candidates:
         return None
     pick = max if direction == "maximize" else min

@@ -28,6 +28,7 @@ EXPERIMENT_ATTR = "mlflow_experiment_id"
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 BASELINES_ATTR = "tuner_baselines"  # the study's baseline scores (tuner.baselines.compute)
 BUDGET_ATTR = "tuner_budget_epochs"  # the study's compute budget: epochs of all trials together
+EPOCHS_ATTR = "epochs"  # on a trial: the epochs it trains (reserved at its claim under a budget)
 # Trials that count towards the target: finished with a result, or still to finish.
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
@@ -251,12 +252,19 @@ def target_reached(study: optuna.Study, c: dict[str, int] | None = None) -> bool
 
 
 def epochs_used(study: optuna.Study) -> int:
-    """Epochs trained by every trial so far: a finished trial's ``epochs_run``, else the epochs
-    it has reported (a running trial's progress)."""
+    """Epochs of the study's budget used: a finished trial's ``epochs_run`` (else the epochs it
+    reported: a trial that failed), and for a running trial what it reserved when it was
+    claimed (``epochs``) or has reported, whichever is more."""
     total = 0
     for t in study.get_trials(deepcopy=False):
         run = t.user_attrs.get("epochs_run")
-        total += int(run) if run is not None else len(t.intermediate_values)
+        reported = len(t.intermediate_values)
+        if run is not None:
+            total += int(run)
+        elif t.state == TrialState.RUNNING:
+            total += max(reported, int(t.user_attrs.get(EPOCHS_ATTR, 0)))
+        else:
+            total += reported
     return total
 
 

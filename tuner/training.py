@@ -202,7 +202,7 @@ def cycled(x: np.ndarray, y: np.ndarray, config: TrialConfig) -> tuple[np.ndarra
     steps = math.ceil(len(x) / config.batch_size)
     if not config.min_steps_per_epoch or steps >= config.min_steps_per_epoch:
         return x, y
-    repeats = math.ceil(config.min_steps_per_epoch / steps)
+    repeats = math.ceil(config.min_steps_per_epoch * config.batch_size / len(x))
     return np.concatenate([x] * repeats), np.concatenate([y] * repeats)
 
 

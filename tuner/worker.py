@@ -73,6 +73,8 @@ class Worker:
     ran: int = 0
     errors_in_a_row: int = 0  # carried from one trial process to the next
     exhausted: bool = False  # the sampler has nothing left to try (a used-up grid)
+    reserved: int | None = None  # epochs of the study's budget the claimed trial may use
+    shared_test: int | None = None  # forecast test windows shared with the baselines
 
     @property
     def experiment_id(self) -> str:
@@ -130,7 +132,18 @@ class Worker:
         with claim_lock(self.storage, self.storage_url, self.study.study_name):
             if studies.target_reached(self.study):
                 return None
-            return self.study.ask()
+            trial = self.study.ask()
+            # An epoch budget is shared: the epochs this trial may use are reserved under the
+            # lock, so workers racing for the last epochs cannot overshoot it.
+            left = studies.budget_left(self.study)
+            self.reserved = None if left is None else min(left, self._epoch_cap())
+            if self.reserved is not None:
+                trial.set_user_attr(studies.EPOCHS_ATTR, self.reserved)
+            return trial
+
+    def _epoch_cap(self) -> int:
+        cap = self.spec.get("max_epochs")
+        return self.space.epochs if cap is None else min(self.space.epochs, int(cap))
 
     def _open(self, trial: optuna.Trial) -> tuple[TrialRun, Any]:
         """Sample the trial and open its MLflow run (if MLflow answers; else later)."""
@@ -149,16 +162,16 @@ class Worker:
             ),
             "sampling",
         )
-        left = retrying(lambda: studies.budget_left(self.study), "reading the budget")
-        trimmed = left is not None and 0 < left < config.epochs  # the study's last epochs
-        if trimmed:
-            config = dataclasses.replace(config, epochs=left)
+        if self.reserved is not None and self.reserved < config.epochs:  # the budget's last
+            config = dataclasses.replace(config, epochs=max(1, self.reserved))
         tags = {"tuner.cudnn_eligible": str(config.cudnn_eligible).lower()}
         if retry_of is not None:
             tags["tuner.retry_of"] = str(retry_of)
-        attrs: dict[str, Any] = {"cudnn_eligible": config.cudnn_eligible, "seed": seed}
-        if trimmed:
-            attrs["epochs"] = config.epochs  # what `tuner reproduce` needs to run it again
+        attrs: dict[str, Any] = {
+            "cudnn_eligible": config.cudnn_eligible,
+            "seed": seed,
+            studies.EPOCHS_ATTR: config.epochs,  # what `tuner reproduce` runs it with again
+        }
         retrying(lambda: _set_attrs(trial, attrs), "recording the trial's settings")
 
         def link(run_id: str) -> None:  # at once, or when MLflow is back
@@ -274,9 +287,10 @@ class Worker:
         self, trial: optuna.Trial, config: Any, run: TrialRun
     ) -> tuple[TrialState, float | None, dict[str, float], str | None]:
         """Train; returns (state, value, metrics, reason). Trial errors become FAIL here."""
-        from tuner.fitting import fit, model_card
+        from tuner.fitting import fit, model_card, shared_test_windows
 
         objective = self.space.objective
+        self.shared_test = shared_test_windows(self.dataset, self.space)
         prune_from = studies.prunes_from(self.space.pruner)
 
         def report(epoch: int, logs: dict[str, float]) -> bool:
@@ -333,7 +347,7 @@ class Worker:
         if retrying(lambda: self._is_best(best_value), "reading the best trial"):
             # The test split is evaluated for the trials that were best when they completed, and
             # recorded; it is never reported to Optuna, so it never steers the search.
-            metrics.update(done.test(config.batch_size))
+            metrics.update(done.test(config.batch_size, self.shared_test))
             card = model_card(self.dataset, config, done.arrays.scaler, self.spec["data"])
             uri = self._log_model(run, done.model, card)
             try:
