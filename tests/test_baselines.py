@@ -233,3 +233,30 @@ def test_budget_counts_finished_epochs_and_running_progress() -> None:
     assert studies.budget_left(FakeStudy(trials, 30)) == 6
     assert studies.budget_left(FakeStudy(trials, 15)) == 0  # spent: never negative
     assert studies.budget_left(FakeStudy(trials, None)) is None
+
+
+@pytest.mark.parametrize(
+    "rows, val, test, horizon",
+    [(200, 0.4, 0.4, 5), (120, 0.15, 0.15, 1), (5000, 0.1, 0.1, 24), (300, 0.2, 0.2, 3)],
+)
+def test_window_auto_always_fits_every_split(rows, val, test, horizon, space_file) -> None:
+    """Whatever the split sizes, the resolved range leaves a window + horizon in each split."""
+    from tuner.cli import _auto_window
+    from tuner.space import load_space
+
+    t = np.arange(rows)
+    values = np.sin(2 * np.pi * t / 24) + 0.01 * t
+    s = Series(
+        values=values[:, None],
+        columns=("y",),
+        target_index=[0],
+        horizon=horizon,
+        splits=windowing.split_bounds(rows, val, test),
+    )
+    space = load_space(space_file("params:\n  window: auto\n"))
+    resolved = _auto_window(space, s, None, quiet=True, dataset_path="d.csv")
+    window = resolved.searched["window"]
+    train = s.splits[0].stop - s.splits[0].start
+    assert 1 <= window.low <= window.high <= max(2, (train - horizon) // 4)
+    for part in s.splits:
+        assert windowing.count(part.stop - part.start, window.high, horizon) >= 1

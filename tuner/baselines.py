@@ -47,8 +47,8 @@ def detect_period(values: np.ndarray, max_lag: int | None = None) -> int | None:
     The series' linear trend is removed (a trend's autocorrelation would hide the season), then
     the autocorrelation's local maxima at lags ``2..max_lag`` that reach ``MIN_SEASON_ACF`` and
     rise at least ``MIN_PROMINENCE`` above the lowest autocorrelation at any earlier lag are
-    candidates; the period is the
-    shortest candidate within 10% of the highest (a season's multiples peak nearly as high).
+    candidates; the period is the shortest candidate within 10% of the highest (a season's
+    multiples peak nearly as high).
     ``max_lag`` defaults to a third of the length.
 
     >>> t = np.arange(400)

@@ -132,13 +132,18 @@ class Worker:
         with claim_lock(self.storage, self.storage_url, self.study.study_name):
             if studies.target_reached(self.study):
                 return None
-            trial = self.study.ask()
             # An epoch budget is shared: the epochs this trial may use are reserved under the
-            # lock, so workers racing for the last epochs cannot overshoot it.
+            # lock, so workers racing for the last epochs cannot overshoot it. Read before
+            # `ask`: a call that fails after it would re-run the claim and leave an orphan.
             left = studies.budget_left(self.study)
+            trial = self.study.ask()
             self.reserved = None if left is None else min(left, self._epoch_cap())
             if self.reserved is not None:
-                trial.set_user_attr(studies.EPOCHS_ATTR, self.reserved)
+                reserved = self.reserved
+                retrying(  # on its own: a retry must not claim a second trial
+                    lambda: trial.set_user_attr(studies.EPOCHS_ATTR, reserved),
+                    "reserving the trial's epochs",
+                )
             return trial
 
     def _epoch_cap(self) -> int:
@@ -294,6 +299,12 @@ class Worker:
         prune_from = studies.prunes_from(self.space.pruner)
 
         def report(epoch: int, logs: dict[str, float]) -> bool:
+            # A stop signal is held while the storage is written (raised inside the driver it
+            # would break the call into a storage error and a retry), then raised at the end.
+            with _deferred_signals():
+                return ask(epoch, logs)
+
+        def ask(epoch: int, logs: dict[str, float]) -> bool:
             run.log_epoch(epoch, logs)  # never raises: kept and sent later if MLflow is down
             value = logs.get(objective)
             if value is None or not math.isfinite(value):
