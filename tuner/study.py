@@ -242,13 +242,19 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return out
 
 
-def target_reached(study: optuna.Study, c: dict[str, int] | None = None) -> bool:
+_UNKNOWN: Any = object()
+
+
+def target_reached(
+    study: optuna.Study, c: dict[str, int] | None = None, *, left: int | None = _UNKNOWN
+) -> bool:
     """No trial left to run: the counted trials reached the target and none is queued, or the
-    study's epoch budget is spent. ``c`` is ``counts(study)`` when the caller has it already."""
+    study's epoch budget is spent. ``c`` is ``counts(study)`` and ``left`` is
+    ``budget_left(study)`` when the caller has them already."""
     c = counts(study) if c is None else c
     if c["waiting"] == 0 and c["counted"] >= study.user_attrs.get(TARGET_ATTR, 0):
         return True
-    return budget_left(study) == 0
+    return (budget_left(study) if left is _UNKNOWN else left) == 0
 
 
 def epochs_used(study: optuna.Study) -> int:

@@ -130,12 +130,12 @@ class Worker:
         from tuner.storage import claim_lock
 
         with claim_lock(self.storage, self.storage_url, self.study.study_name):
-            if studies.target_reached(self.study):
-                return None
             # An epoch budget is shared: the epochs this trial may use are reserved under the
             # lock, so workers racing for the last epochs cannot overshoot it. Read before
             # `ask`: a call that fails after it would re-run the claim and leave an orphan.
             left = studies.budget_left(self.study)
+            if studies.target_reached(self.study, left=left):
+                return None
             trial = self.study.ask()
             self.reserved = None if left is None else min(left, self._epoch_cap())
             if self.reserved is not None:
