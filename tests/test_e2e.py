@@ -307,3 +307,46 @@ def test_help_is_fast_and_imports_no_framework() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_sigint_to_the_run_parent_alone_stops_its_workers(space_file, co2_csv, clean_env) -> None:
+    """Issue 10: ``kill -INT`` to `tuner run` (a process manager, an IDE), not to its group."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    space = space_file(TINY_FORECAST.replace("epochs: 2", "epochs: 500"))
+    argv = [sys.executable, "-m", "tuner", *run_args(space, co2_csv, "--trials", "4")]
+    env = {**os.environ, "TUNER_HOME": str(clean_env)}
+    proc = subprocess.Popen(
+        argv, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            if not (clean_env / "optuna.db").exists():
+                continue
+            storage = embedded()[0]
+            running = optuna.load_study(study_name="s", storage=storage).get_trials(
+                states=(TrialState.RUNNING,)
+            )
+            if any(t.intermediate_values for t in running):
+                break
+        else:
+            raise AssertionError(f"no trial started: {proc.communicate()[1][-2000:]}")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "tuner run trains in worker processes"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130, proc.stderr.read()[-2000:]
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"workers still running after SIGINT to their parent: {alive}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    study, _, tracker = stores()
+    assert TrialState.RUNNING not in [t.state for t in study.get_trials()]
+    report = check(study, tracker)
+    assert report.ok, report.problems

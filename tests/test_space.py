@@ -85,6 +85,22 @@ def test_forms_become_distributions(space_file) -> None:
         ("params:\n  window: automatic\n", "params.window: window must be a number"),
         ("min_steps_per_epoch: -1\n", "min_steps_per_epoch: expected a whole number"),
         ("task: classify\nparams:\n  residual: ridge\n", "'residual' does not apply to task"),
+        # issue 10: NaN / inf anywhere, duplicate keys, alias bombs, nesting past the parser
+        ("params:\n  dropout: {low: 0.0, high: 0.3, step: .nan}\n", ":2: params.dropout.step: "),
+        ("params:\n  dropout: {low: 0.0, high: 0.3, step: .inf}\n", "must be a finite number"),
+        ("pruner: {name: threshold, upper: .nan}\n", ":1: pruner.upper: must be a finite number"),
+        ("sampler: {name: tpe, prior_weight: -.inf}\n", "sampler.prior_weight: must be a finite"),
+        ("epochs: 5\nparams: {layers: 1}\nepochs: 50\n", ":3: epochs: 'epochs' appears twice"),
+        ("params:\n  units: 8\n  units: 16\n", ":3: units: 'units' appears twice"),
+        (
+            "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+            + "".join(
+                f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n"
+                for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+            ),
+            "more than 20,000 values once aliases are expanded",
+        ),
+        ("params: " + "[" * 3000 + "]" * 3000 + "\n", "invalid YAML: nested too deeply"),
     ],
 )
 def test_errors_name_file_line_field_value(space_file, text: str, expected: str) -> None:
@@ -95,6 +111,16 @@ def test_errors_name_file_line_field_value(space_file, text: str, expected: str)
     assert message.startswith(str(path)), message
     assert expected in message, message
     assert "\n" not in message
+
+
+def test_a_space_file_past_the_size_cap_is_refused(tmp_path: Path, monkeypatch) -> None:
+    import tuner.space
+
+    path = tmp_path / "big.yaml"
+    path.write_text("# padding\n" * 200 + "task: forecast\n")
+    monkeypatch.setattr(tuner.space, "MAX_SPACE_BYTES", 1000)
+    with pytest.raises(InputError, match=r"big.yaml: 2,015 bytes; a search space is at most 1,000"):
+        load_space(path)
 
 
 def test_missing_file() -> None:

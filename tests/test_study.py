@@ -106,6 +106,22 @@ def test_worker_processes_draw_different_random_streams() -> None:
     assert studies.make_sampler(qmc, 7)._seed == studies.make_sampler(qmc)._seed
 
 
+def test_a_worker_s_stream_is_random_not_its_process_id(monkeypatch) -> None:
+    """Issue 10: ``seed + pid`` collided across containers (the same pid in each replica)."""
+    import importlib
+    import os
+
+    monkeypatch.setattr(os, "getpid", lambda: 1)
+    try:
+        streams = {importlib.reload(studies).SAMPLER_STREAM for _ in range(4)}
+    finally:
+        importlib.reload(studies)
+    assert len(streams) == 4
+    space = parse_space({"seed": 5}, source="s.yaml")
+    assert studies.sampler_seed(space) == (5 + studies.SAMPLER_STREAM) % 2**31
+    assert studies.sampler_seed(parse_space({"seed": 5, "sampler": "qmc"}, source="s")) == 5
+
+
 def test_unknown_pruner_lists_the_valid_ones() -> None:
     with pytest.raises(InputError, match="unknown pruner 'early'; valid: median, percentile"):
         parse_space({"pruner": "early"}, source="s.yaml")

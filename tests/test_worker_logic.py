@@ -20,6 +20,7 @@ from tuner.worker import (
     _frozen,
     _requeue,
     handling_signals,
+    same_value,
 )
 
 
@@ -57,6 +58,17 @@ def test_a_trial_failed_by_another_worker_is_taken_over(worker) -> None:
     ours.set_user_attr("metric", 1.0)  # our own earlier try got through but lost its answer
     worker.study.tell(ours, 2.0)
     worker._tell(ours, TrialState.COMPLETE, 2.0, {"metric": 1.0})  # nothing to redo, no error
+
+
+def test_a_nan_attribute_does_not_make_our_own_trial_look_taken_over(worker) -> None:
+    """Issue 10: NaN != NaN after the JSON round trip; the finished trial was closed as KILLED."""
+    trial = worker._claim()
+    attrs = {"test_mae": float("nan"), "curve": (1.0, float("nan")), "n": 3}
+    worker._tell(trial, TrialState.COMPLETE, 2.0, attrs)
+    worker._tell(trial, TrialState.COMPLETE, 2.0, attrs)  # a retry after a lost answer
+    assert _frozen(worker.study, trial.number).state == TrialState.COMPLETE
+    assert same_value([1.0, float("nan")], (1.0, float("nan")))
+    assert not same_value(float("nan"), 1.0) and not same_value({"a": 1}, {"a": 2})
 
 
 def test_signals_wait_for_the_end_of_a_critical_section() -> None:
@@ -116,3 +128,41 @@ def test_a_signal_while_claiming_fails_and_requeues_the_claimed_trial(worker, mo
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     assert trials[0].user_attrs["reason"] == "interrupted by SIGTERM"
     assert runs.closed == [("FAIL", "KILLED")]
+
+
+def test_a_trial_that_cannot_be_opened_fails_and_its_heartbeat_stops(tmp_path, monkeypatch) -> None:
+    """Issue 10: the heartbeat went on beating when opening raised, so the trial stayed RUNNING
+    and never went stale."""
+    import threading
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    storage = make_storage(url)  # with heartbeats
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.set_user_attr(studies.TARGET_ATTR, 1)
+    w = Worker(study, storage, url, space=None, spec={}, dataset=None, tracker=None)  # type: ignore[arg-type]
+
+    def broken(trial):
+        raise RuntimeError("sampler exploded at postgresql://u:secret@db/x")
+
+    monkeypatch.setattr(w, "_open", broken)
+    with pytest.raises(RuntimeError):
+        w.run()
+    assert not [t for t in threading.enumerate() if t.name == "tuner-heartbeat"]
+    [trial] = study.get_trials()
+    assert trial.state == TrialState.FAIL
+    reason = trial.user_attrs["reason"]
+    assert reason.startswith("could not start: RuntimeError: sampler exploded"), reason
+    assert "secret" not in reason
+
+
+def test_error_text_is_masked_wherever_it_is_shown() -> None:
+    """Issue 10: a password inside a driver's error reached the terminal in three places."""
+    from tuner.errors import brief
+    from tuner.worker import _trial_error
+
+    e = ValueError('cannot connect to "postgresql+psycopg://tuner:s3cr/t:x@db:5432/optuna"\nmore')
+    assert brief(e) == 'cannot connect to "postgresql+psycopg://tuner:***@db:5432/optuna"'
+    assert "s3cr" not in _trial_error(e)
+    libpq = brief(ValueError("dsn host=db password=hunter2 user=u?password=x"))
+    assert libpq == "dsn host=db password=*** user=u?password=***", libpq
+    assert brief(KeyError()) == "KeyError"

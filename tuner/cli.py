@@ -31,24 +31,60 @@ PRUNER_NAMES = (
 )
 
 
+# The least value of every numeric option, by its argparse name (``timeout``: more than 0).
+LEAST = {
+    "trials": 1,
+    "workers": 1,
+    "max_epochs": 1,
+    "budget_epochs": 1,
+    "season": 2,
+    "horizon": 1,
+    "trials_per_process": 0,
+    "errors_in_a_row": 0,
+    "gpu": 0,
+    "top": 1,
+    "seeds": 1,
+    "trial": 0,
+    "port": 1,
+}
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Refuse a numeric option out of its range (``--trials -1`` once ran nothing and exited 0)."""
+    from tuner.errors import InputError
+
+    for name, value in vars(args).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        flag = "--" + name.replace("_", "-") if name != "trial" else "TRIAL"
+        if name == "timeout":
+            if not value > 0 or value == float("inf"):
+                raise InputError(f"must be a number of seconds > 0, got {value}", field=flag)
+        elif name == "port" and not 1 <= value <= 65535:
+            raise InputError(f"must be in [1, 65535], got {value}", field=flag)
+        elif name in LEAST and value < LEAST[name]:
+            raise InputError(f"must be >= {LEAST[name]}, got {value}", field=flag)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    from tuner.errors import FatalError, InputError
+    from tuner.errors import FatalError, InputError, mask
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # stdout is ours
     try:
+        check_numbers(args)
         return int(args.func(args) or 0)
     except InputError as e:
-        print(f"tuner: error: {e}", file=sys.stderr)
+        print(f"tuner: error: {mask(str(e))}", file=sys.stderr)
         return 2
     except FatalError as e:
-        print(f"tuner: fatal: {e}", file=sys.stderr)
+        print(f"tuner: fatal: {mask(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # `tuner run`: its workers got Ctrl-C too and stopped cleanly
         print("tuner: stopped by SIGINT; trials in flight were re-queued", file=sys.stderr)
@@ -134,6 +170,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
         )
     from tuner import data
     from tuner import study as studies
+    from tuner.errors import brief
     from tuner.processes import RECYCLED
     from tuner.retry import retrying
     from tuner.space import parse_space
@@ -156,7 +193,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
     try:
         tracker.open_study(attrs[studies.PARENT_RUN_ATTR], {})
     except Exception as e:  # MLflow down: trials keep their records until it is back
-        print(f"tuner: MLflow did not answer ({str(e)[:200]}); starting anyway", file=sys.stderr)
+        print(f"tuner: MLflow did not answer ({brief(e, 200)}); starting anyway", file=sys.stderr)
     worker = Worker(study, storage, stores.storage, space, spec, dataset, tracker)
     worker.errors_in_a_row = a.errors_in_a_row
     recycled = signalled = False
@@ -447,12 +484,6 @@ def _prepare(a: argparse.Namespace) -> dict[str, Any]:
     if not a.quiet:
         for line in space.cudnn_warnings():
             print(f"tuner: note: {line}", file=sys.stderr)
-    if a.trials is not None and a.trials < 1:
-        raise InputError(f"must be >= 1, got {a.trials}", field="--trials")
-    if getattr(a, "workers", 1) < 1:
-        raise InputError(f"must be >= 1, got {a.workers}", field="--workers")
-    if a.max_epochs is not None and a.max_epochs < 1:
-        raise InputError(f"must be >= 1, got {a.max_epochs}", field="--max-epochs")
     options = data.DataOptions(
         path=a.data,
         task=space.task,
@@ -465,10 +496,6 @@ def _prepare(a: argparse.Namespace) -> dict[str, Any]:
         test_fraction=a.test_fraction,
         nan=a.nan,
     )
-    if a.season is not None and a.season < 2:
-        raise InputError(f"must be >= 2, got {a.season}", field="--season")
-    if a.budget_epochs is not None and a.budget_epochs < 1:
-        raise InputError(f"must be >= 1, got {a.budget_epochs}", field="--budget-epochs")
     dataset = data.load(options, 1 if space.window_auto else _max_window(space))
     if space.window_auto:
         space = _auto_window(space, dataset, a.season, quiet=a.quiet, dataset_path=a.data)
@@ -491,7 +518,9 @@ def _prepare(a: argparse.Namespace) -> dict[str, Any]:
         "budget_epochs": a.budget_epochs,
     }
     from tuner.baselines import compute
+    from tuner.storage import check_stores
 
+    check_stores(stores)  # last: nothing is written before every input is checked
     return {
         "baselines": compute(dataset, _max_window(space), a.season),
         "space": space,
@@ -568,7 +597,7 @@ def _open_study(a: argparse.Namespace, *, heartbeat: bool = False) -> Any:
 
 
 def _best_info(study: Any, best: Any) -> dict[str, Any]:
-    skip = {"mlflow_run_id", "model_uri", "reason", "seed", "cudnn_eligible"}
+    skip = {"mlflow_run_id", "model_uri", "reason", "seed", "sampler_seed", "cudnn_eligible"}
     return {
         "study": study.study_name,
         "trial": best.number,

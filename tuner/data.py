@@ -229,17 +229,20 @@ def read_table(path: str) -> Any:
     if not p.is_file():
         raise InputError("no such file", source=path)
     suffix = p.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise InputError(
+            f"unknown file type {suffix!r}; valid: {', '.join(TABLE_SUFFIXES)} "
+            "(classify also .npz)",
+            source=path,
+        )
     try:
-        if suffix == ".csv":
-            return pd.read_csv(p)
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(p)
+        df = pd.read_csv(p) if suffix == ".csv" else pd.read_parquet(p)
     except Exception as e:  # pandas raises many types for unreadable files
         raise InputError(f"cannot read the table: {e}", source=path) from None
-    raise InputError(
-        f"unknown file type {suffix!r}; valid: {', '.join(TABLE_SUFFIXES)} (classify also .npz)",
-        source=path,
-    )
+    if len(df) == 0:
+        columns = ", ".join(map(str, df.columns)) or "none"
+        raise InputError(f"the table has no rows (columns: {columns})", source=path)
+    return df
 
 
 def _load_series(options: DataOptions, max_window: int) -> Series:
@@ -260,7 +263,7 @@ def _load_series(options: DataOptions, max_window: int) -> Series:
     columns = [*features, *options.target]
     for c in columns:
         if not _is_numeric(df[c]):
-            bad = df[c].iloc[0]
+            bad = next(iter(df[c].dropna()), None)
             raise InputError(f"column is not numeric (first value {bad!r})", source=src, field=c)
     # Interpolation stays inside each split, so no split's values fill another's gaps.
     splits = windowing.split_bounds(len(df), options.val_fraction, options.test_fraction)

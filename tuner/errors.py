@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
 
 
 class InputError(Exception):
@@ -46,6 +46,16 @@ class FatalError(Exception):
     """The worker cannot continue."""
 
 
-def show(value: Any) -> str:
-    """A value as it should appear in an error message: strings quoted, everything else repr'd."""
-    return repr(value)
+def mask(text: str) -> str:
+    """``text`` with any password replaced by ``***``: a URL's ``user:pass@``, ``?password=``,
+    ``sslpassword=``, a libpq ``password=`` keyword. A password may hold ``/`` or ``:``, so
+    everything up to the last ``@`` of the authority goes."""
+    text = re.sub(r"(://[^/:@\s]*:)[^@\s]*@", r"\1***@", text)
+    return re.sub(r"(?i)((?:^|[?&\s'\"])(?:ssl)?password=)[^&\s'\"]*", r"\1***", text)
+
+
+def brief(e: BaseException, limit: int = 300) -> str:
+    """An exception as one line for a message: its first line, passwords masked (a driver's
+    error can quote the URL it was given), at most ``limit`` characters."""
+    lines = str(e).strip().splitlines()
+    return mask(lines[0] if lines else type(e).__name__)[:limit]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tuner import data, windowing
-from tuner.errors import InputError
+from tuner.errors import InputError, brief
 
 if TYPE_CHECKING:
     import keras
@@ -73,9 +73,9 @@ def load_model(path: str | Path) -> keras.Model:
                 "from the file",
                 source=src,
             ) from None
-        raise InputError(f"cannot load the model: {_first_line(e)}", source=src) from None
+        raise InputError(f"cannot load the model: {brief(e)}", source=src) from None
     except Exception as e:  # a corrupt archive or weights file
-        raise InputError(f"cannot load the model: {_first_line(e)}", source=src) from None
+        raise InputError(f"cannot load the model: {brief(e)}", source=src) from None
 
 
 def _check_config(node: Any, src: str) -> None:
@@ -126,14 +126,14 @@ def predict(
         try:
             folder = tracker.download(model_uri, tmp)
         except Exception as e:  # MLflow raises its own types, or OSError for a missing store
-            raise InputError(
-                f"cannot download the model: {_first_line(e)}", source=model_uri
-            ) from None
+            raise InputError(f"cannot download the model: {brief(e)}", source=model_uri) from None
         try:
             prep = json.loads((folder / "preprocess.json").read_text())
         except (OSError, ValueError) as e:
             raise InputError(f"cannot read preprocess.json: {e}", source=model_uri) from None
         model = load_model(folder / "model.keras")
+    features = len(prep["columns"]) if prep["task"] != "classify" else len(prep["scaler"]["center"])
+    _check_fits(model, int(prep["window"]), features, model_uri)
     options = data.DataOptions.from_spec(prep["data"], data_path)
     scaler = data.Scaler(
         prep["scaler"]["kind"],
@@ -143,6 +143,23 @@ def predict(
     if prep["task"] == "classify":
         return _classify(model, prep, options, scaler)
     return _forecast(model, prep, options, scaler)
+
+
+def _check_fits(model: keras.Model, window: int, features: int, src: str) -> None:
+    """The model must take ``(batch, window, features)`` as its ``preprocess.json`` says; a model
+    file swapped for another would otherwise fail inside Keras with a traceback."""
+    shape = getattr(model, "input_shape", None)
+    want = (window, features)
+    if (
+        not isinstance(shape, tuple)
+        or len(shape) != 3
+        or any(got is not None and got != w for got, w in zip(shape[1:], want, strict=True))
+    ):
+        raise InputError(
+            f"the model takes inputs of shape {shape}, but preprocess.json describes windows of "
+            f"{window} steps x {features} features: the model file is not this trial's",
+            source=src,
+        )
 
 
 def _model_uri(study: optuna.Study, trial_number: int | None) -> str:
@@ -306,8 +323,3 @@ def _unique(column: Any) -> np.ndarray:
     import pandas as pd
 
     return np.asarray(pd.unique(column))
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0][:300]

@@ -52,25 +52,30 @@ def run_workers(study: Any, stores: Any, data_path: str, n: int, *, quiet: bool)
     command = worker_command(study.study_name, data_path, "--quiet")
     procs = [subprocess.Popen(command, env=worker_env(stores)) for _ in range(n)]
 
-    def forward(signum: int, frame: Any) -> None:  # SIGTERM to `tuner run` stops its workers
+    stopping: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        # SIGTERM or SIGINT sent to `tuner run` alone (a process manager, an IDE) stops its
+        # workers too. Ctrl-C in a terminal reaches them already (one process group); a second
+        # copy is ignored by a worker that is already stopping.
+        stopping.append(signum)
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
 
-    previous = signal.signal(signal.SIGTERM, forward)
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     progress = Progress(study, quiet)
     try:
         while any(p.poll() is None for p in procs):
             progress.update()
             time.sleep(1.0)
-    except KeyboardInterrupt:
-        for p in procs:  # Ctrl-C already reached them (same process group); wait for cleanup
-            p.wait()
-        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         progress.update()
         progress.close()
+    if signal.SIGINT in stopping:
+        raise KeyboardInterrupt  # the CLI says so and exits 130, as for Ctrl-C
     failed = [p.returncode for p in procs if p.returncode != 0]
     if failed:
         raise FatalError(f"{len(failed)} of {n} workers failed (exit codes {failed})")

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from tuner.errors import FatalError
+from tuner.errors import FatalError, brief
 
 T = TypeVar("T")
 RETRY_ENV = "TUNER_DB_RETRY_SECONDS"
@@ -108,7 +108,6 @@ def limit() -> float:
 
 def retrying(call: Callable[[], T], what: str, *, sleep: Callable[[float], None] = time.sleep) -> T:
     """``call()``, retried on transient storage errors until the time limit."""
-    from tuner.storage import mask
 
     transient = transient_errors()
     budget = limit()
@@ -119,7 +118,7 @@ def retrying(call: Callable[[], T], what: str, *, sleep: Callable[[float], None]
         except transient as e:
             note_outage()
             attempt += 1
-            cause = mask(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+            cause = brief(e, 10_000)
             if getattr(getattr(e, "orig", None), "sqlstate", None) == TOO_MANY_CONNECTIONS:
                 cause += _LIMIT_HINT
             if waited + delay > budget:

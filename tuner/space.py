@@ -61,6 +61,9 @@ TOP_LEVEL = (
     "start_with",
 )
 RANGE_KEYS = ("low", "high", "log", "step")
+# A space is a few dozen lines: these bound what a hostile or mistaken file can cost to read.
+MAX_SPACE_BYTES = 1_000_000
+MAX_NODES = 20_000  # YAML nodes after aliases are expanded (an alias bomb grows ~9x per level)
 
 Lines = Mapping[tuple[Any, ...], int]
 
@@ -125,9 +128,19 @@ def load_space(path: str | Path, *, sampler: str | None = None, pruner: str | No
     p = Path(path)
     if not p.is_file():
         raise InputError("no such file", source=source)
-    text = p.read_text()
+    size = p.stat().st_size
+    if size > MAX_SPACE_BYTES:
+        raise InputError(
+            f"{size:,} bytes; a search space is at most {MAX_SPACE_BYTES:,}", source=source
+        )
+    try:
+        text = p.read_text()
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 text: {e.reason} at byte {e.start}", source=source) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_node(node, source)
         raw = yaml.safe_load(text)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -135,6 +148,8 @@ def load_space(path: str | Path, *, sampler: str | None = None, pruner: str | No
         raise InputError(f"invalid YAML: {e.problem}", source=source, line=line) from None
     except yaml.YAMLError as e:
         raise InputError(f"invalid YAML: {e}", source=source) from None
+    except RecursionError:
+        raise InputError("invalid YAML: nested too deeply", source=source) from None
     if isinstance(raw, dict):
         raw = {
             **raw,
@@ -158,6 +173,9 @@ def parse_space(raw: Any, *, source: str, lines: Lines | None = None) -> Space:
         json.dumps(raw)
     except (TypeError, ValueError) as e:
         raise err((), f"values must be plain numbers, strings, lists and mappings: {e}") from None
+    bad = _non_finite(raw)
+    if bad is not None:  # .nan / .inf: no setting takes one (a NaN step or bound breaks Optuna)
+        raise err(bad[0], f"must be a finite number, got {bad[1]!r}")
     for key in raw:
         if key not in TOP_LEVEL:
             raise err((key,), f"unknown setting {key!r}; valid: {', '.join(TOP_LEVEL)}")
@@ -372,6 +390,57 @@ def _dotted(path: tuple[Any, ...]) -> str:
     for p in path:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return out
+
+
+def _check_node(node: yaml.Node, source: str) -> None:
+    """Refuse a document whose aliases expand past ``MAX_NODES`` nodes, or a mapping with one
+    key twice (YAML keeps the last silently: a stray copy of ``epochs:`` would change the study).
+    """
+    count = 0
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise InputError(
+                f"more than {MAX_NODES:,} values once aliases are expanded; a search space is "
+                "a few dozen lines (is an alias repeated inside another?)",
+                source=source,
+            )
+        if isinstance(n, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key, value in n.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in seen:
+                        raise InputError(
+                            f"{key.value!r} appears twice in one mapping (first on line "
+                            f"{seen[key.value]}); YAML would keep only the last",
+                            source=source,
+                            line=key.start_mark.line + 1,
+                            field=key.value,
+                        )
+                    seen[key.value] = key.start_mark.line + 1
+                stack += (key, value)
+        elif isinstance(n, yaml.SequenceNode):
+            stack += n.value
+
+
+def _non_finite(value: Any, path: tuple[Any, ...] = ()) -> tuple[tuple[Any, ...], float] | None:
+    """The path and value of the first NaN or infinite number in a loaded document."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for k, v in items:
+        found = _non_finite(v, (*path, k))
+        if found is not None:
+            return found
+    return None
 
 
 def _lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:

@@ -11,13 +11,12 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import InputError
+from tuner.errors import InputError, brief, mask  # noqa: F401 (mask: storage.mask)
 
 HOME_ENV = "TUNER_HOME"
 STORAGE_ENV = "TUNER_STORAGE"
@@ -67,14 +66,6 @@ def normalize(url: str) -> str:
     return url
 
 
-def mask(url: str) -> str:
-    """The URL with any password replaced by ``***`` (``user:pass@``, ``?password=``,
-    ``sslpassword=``); a password may hold ``/`` or ``:``, so everything up to the last ``@`` of
-    the authority goes."""
-    url = re.sub(r"(://[^/:@]*:)[^@]*@", r"\1***@", url)
-    return re.sub(r"(?i)([?&](?:ssl)?password=)[^&]*", r"\1***", url)
-
-
 def database_of(url: str) -> tuple[str, str, str] | None:
     """(family, host:port, database) of a SQL URL; None for http(s) and others."""
     from sqlalchemy.engine import make_url
@@ -104,6 +95,99 @@ def check_separate(storage_url: str, tracking_uri: str) -> None:
             "alembic_version): use two databases",
             field="--tracking-uri",
         )
+
+
+PROBE_TIMEOUT_S = 10  # a tracking server or database that has not answered by then is not there
+
+
+def check_stores(stores: Stores) -> None:
+    """Check that both stores can be reached and written, writing nothing: ``tuner run`` and
+    ``tuner create`` call it before they create anything, so that a wrong ``--tracking-uri`` does
+    not leave an Optuna study behind, nor a wrong ``--storage`` an empty ``mlflow.db``."""
+    _probe(stores.storage, "--storage", optuna=True)
+    _probe(stores.tracking, "--tracking-uri", optuna=False)
+
+
+def _probe(url: str, field: str, *, optuna: bool) -> None:
+    from urllib.parse import unquote, urlparse
+
+    shown = f"{field} {mask(url)}"
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if url.startswith("sqlite:///"):
+        _writable(Path(url.removeprefix("sqlite:///")), shown)
+    elif scheme == "grpc" and optuna:
+        return  # `tuner proxy` holds the database; make_storage checks the address's form
+    elif scheme == "file" and not optuna:
+        parsed = urlparse(url)
+        if parsed.netloc not in ("", "localhost"):
+            raise InputError("a file: URI must name a local path", field=shown)
+        _writable(Path(unquote(parsed.path)), shown)
+    elif scheme in ("http", "https") and not optuna:
+        _reach_server(url, shown)
+    elif scheme or optuna:
+        _reach_database(url, shown)
+
+
+def _writable(path: Path, shown: str) -> None:
+    """``path`` (a file or folder, perhaps not there yet) could be created or written."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing != path and not existing.is_dir():
+        raise InputError(f"{existing} is a file, so {path} cannot be created", field=shown)
+    if not os.access(existing, os.W_OK):
+        raise InputError(f"{existing} is not writable", field=shown)
+
+
+def _reach_server(url: str, shown: str) -> None:
+    """An MLflow tracking server answers its ``/health`` endpoint."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):  # behind authentication: it answered
+            return
+        raise InputError(f"the tracking server answered {e.code} {e.reason}", field=shown) from None
+    except (OSError, ValueError) as e:  # refused, unresolvable, timed out, a malformed URL
+        reason = getattr(e, "reason", e)
+        raise InputError(f"cannot reach the tracking server: {reason}", field=shown) from None
+
+
+def _reach_database(url: str, shown: str) -> None:
+    """A SQL database answers ``SELECT 1`` (nothing is created)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    from sqlalchemy.pool import NullPool
+
+    try:
+        u = make_url(url)
+        u.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        raise InputError(
+            "not a database URL this tuner knows (sqlite:///PATH, postgresql://HOST/DB, ...)",
+            field=shown,
+        ) from None
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            _writable(Path(u.database), shown)
+        return
+    args = {"connect_timeout": PROBE_TIMEOUT_S} if u.get_backend_name() == "postgresql" else {}
+    engine = create_engine(u, connect_args=args, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as e:  # the driver's own errors: refused, auth, no such database
+        from tuner.retry import lost_connection
+
+        if lost_connection(e):
+            return  # a server restarting: the store's own opening waits for it
+        raise InputError(f"cannot connect: {brief(e)}", field=shown) from None
+    finally:
+        engine.dispose()
 
 
 def engine_kwargs(url: str) -> dict[str, Any]:
@@ -178,7 +262,7 @@ def make_storage(
             if getattr(getattr(e, "orig", None), "sqlstate", None) == TOO_MANY_CONNECTIONS:
                 hint = f" (a worker needs {WORKER_CONNECTIONS} connections; raise the limit)"
             raise InputError(
-                f"cannot open the storage: {_first_line(e)}{hint}",
+                f"cannot open the storage: {brief(e)}{hint}",
                 field=f"--storage {mask(url)}",
             ) from None
 
@@ -281,8 +365,3 @@ def claim_lock(storage: Any, url: str, study_name: str) -> Iterator[None]:
                 fcntl.flock(f, fcntl.LOCK_UN)
     else:
         yield
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return mask(text[0] if text else type(e).__name__)

@@ -8,7 +8,7 @@ the data file.
 from __future__ import annotations
 
 import importlib.util
-import os
+import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -115,6 +115,19 @@ def _build(registry: dict[str, Callable[..., Any]], conf: dict[str, Any], space:
 SHARED_SEED = ("qmc", "grid")
 
 
+# Each worker process draws its sampler's random stream once, at random: a seed from the process
+# id collided across containers (each container's first process has the same pid), so replicas
+# proposed the same start-up configurations. Every trial records the seed it was sampled with.
+SAMPLER_STREAM = secrets.randbits(31)
+
+
+def sampler_seed(space: Space) -> int:
+    """The seed of this process's sampler for ``space`` (QMC and grid share the space's)."""
+    if space.sampler["name"] in SHARED_SEED:
+        return space.seed
+    return (space.seed + SAMPLER_STREAM) % 2**31
+
+
 def make_sampler(space: Space, stream: int = 0) -> optuna.samplers.BaseSampler:
     """The space's sampler. ``stream`` offsets the seed so that worker processes draw different
     random numbers: with one seed, parallel workers would propose the same first configurations.
@@ -215,7 +228,7 @@ def load(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study,
     study = optuna.load_study(
         study_name=name,
         storage=storage,
-        sampler=make_sampler(space, stream=os.getpid()),  # a random stream per worker process
+        sampler=make_sampler(space, stream=SAMPLER_STREAM),
         pruner=make_pruner(space),
     )
     return study, spec

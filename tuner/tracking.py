@@ -29,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.errors import brief
+
 if TYPE_CHECKING:
     import optuna
 
@@ -354,7 +356,7 @@ class TrialRun:
         except Exception as e:  # the server is down or answered with an error
             if not self._down:
                 print(
-                    f"tuner: MLflow did not answer for trial {self.number} ({_first_line(e)}); "
+                    f"tuner: MLflow did not answer for trial {self.number} ({brief(e)}); "
                     "training goes on and its records are sent when MLflow is back",
                     file=sys.stderr,
                     flush=True,
@@ -444,11 +446,6 @@ class TrialRun:
                 flush=True,
             )
         return left
-
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:300] if lines else type(e).__name__
 
 
 def _param(value: Any) -> str:

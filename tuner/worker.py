@@ -32,7 +32,7 @@ from optuna.trial import TrialState
 
 from tuner import study as studies
 from tuner.data import Dataset, Sequences
-from tuner.errors import FatalError
+from tuner.errors import FatalError, brief
 from tuner.retry import note_outage, retrying
 from tuner.sampling import sample
 from tuner.space import Space
@@ -101,7 +101,12 @@ class Worker:
                     # From here a dead worker's trial is found by its stale heartbeat.
                     heartbeat = _Heartbeat(self.storage, trial._trial_id)
                     heartbeat.start()
-                    run, config = self._open(trial)
+                    try:
+                        run, config = self._open(trial)
+                    except BaseException as e:
+                        heartbeat.stop()  # else the trial never goes stale: RUNNING forever
+                        _abandon(self.study, trial, e)
+                        raise
             if trial is None:
                 if self._others_running():
                     continue  # one of them may turn out stale and need its retry run
@@ -175,6 +180,7 @@ class Worker:
         attrs: dict[str, Any] = {
             "cudnn_eligible": config.cudnn_eligible,
             "seed": seed,
+            "sampler_seed": studies.sampler_seed(self.space),
             studies.EPOCHS_ATTR: config.epochs,  # what `tuner reproduce` runs it with again
         }
         retrying(lambda: _set_attrs(trial, attrs), "recording the trial's settings")
@@ -260,7 +266,7 @@ class Worker:
         def ours() -> bool:
             frozen = _frozen(self.study, trial.number)
             return frozen.state == state and all(
-                frozen.user_attrs.get(k) == v for k, v in attrs.items()
+                same_value(frozen.user_attrs.get(k), v) for k, v in attrs.items()
             )
 
         def tell() -> None:
@@ -379,7 +385,7 @@ class Worker:
             return self.tracker.log_model(str(run.run_id), model, preprocess)
         except Exception as e:
             print(
-                f"tuner: the model of trial {run.number} was not recorded: {_first_line(e)}",
+                f"tuner: the model of trial {run.number} was not recorded: {brief(e, 500)}",
                 file=sys.stderr,
             )
             return None
@@ -450,7 +456,7 @@ def close_study_if_idle(
                 tracker.finish_study(parent, study, status, plots=plots)
             except Exception as e:  # MLflow down: the next worker to stop, or a repair, closes it
                 print(
-                    f"tuner: the study's parent run was not closed: MLflow: {_first_line(e)}; "
+                    f"tuner: the study's parent run was not closed: MLflow: {brief(e, 500)}; "
                     "`tuner check --repair` closes it",
                     file=sys.stderr,
                 )
@@ -472,7 +478,7 @@ def on_stale(tracker_uri: str) -> Callable[[optuna.Study, optuna.trial.FrozenTri
             )
         except Exception as e:  # MLflow down: `tuner check --repair` closes it later
             print(
-                f"tuner: could not close trial {trial.number}'s run: {_first_line(e)}",
+                f"tuner: could not close trial {trial.number}'s run: {brief(e, 500)}",
                 file=sys.stderr,
             )
 
@@ -507,6 +513,29 @@ def handling_signals() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _abandon(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> None:
+    """Fail a claimed trial that could not be opened (sampling or recording its settings
+    raised), saying why; if the storage cannot take it, its stopped heartbeat lets the next
+    worker fail and retry it."""
+    reason = f"could not start: {type(error).__name__}: {brief(error)}"
+    with contextlib.suppress(Exception):
+        trial.set_user_attr("reason", reason[:500])
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+
+
+def same_value(stored: Any, ours: Any) -> bool:
+    """Whether an attribute read back from the storage is the one written: NaN is NaN (a NaN
+    metric once made a healthy COMPLETE trial count as taken over), a list may come back for a
+    tuple."""
+    if isinstance(stored, float) and isinstance(ours, float):
+        return stored == ours or (math.isnan(stored) and math.isnan(ours))
+    if isinstance(stored, (list, tuple)) and isinstance(ours, (list, tuple)):
+        return len(stored) == len(ours) and all(map(same_value, stored, ours))
+    if isinstance(stored, dict) and isinstance(ours, dict):
+        return stored.keys() == ours.keys() and all(same_value(stored[k], ours[k]) for k in ours)
+    return bool(stored == ours)
 
 
 @contextlib.contextmanager
@@ -581,7 +610,7 @@ class _Collector:
 def _trial_error(e: BaseException) -> str:
     """The reason a trial failed, one line; out of memory says so whatever the backend calls it
     (TensorFlow's ResourceExhaustedError, XLA's RESOURCE_EXHAUSTED, a host MemoryError)."""
-    reason = f"{type(e).__name__}: {_first_line(e)}"
+    reason = type(e).__name__ + (f": {brief(e, 500)}" if str(e).strip() else "")
     text = str(e)
     if (
         isinstance(e, MemoryError)
@@ -591,8 +620,3 @@ def _trial_error(e: BaseException) -> str:
     ):
         return f"out of memory: {reason} (a smaller batch_size, units or window needs less)"
     return reason
-
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:500] if lines else ""
