@@ -12,7 +12,8 @@
 #
 # Secrets: a password in the storage URL (user:pass@host or ?password=...) is
 # removed from the URL and exported as PGPASSWORD (read by libpq/psycopg);
-# user:pass@ in the tracking URI becomes MLFLOW_TRACKING_USERNAME/PASSWORD.
+# user:pass@ in an http(s) tracking URI becomes MLFLOW_TRACKING_USERNAME/PASSWORD;
+# in a postgresql one, the user stays and the password goes to PGPASSWORD too.
 # No password ever appears in a worker's arguments.
 #
 # SIGTERM/SIGINT are forwarded to every worker as SIGTERM (background children
@@ -85,10 +86,22 @@ if [[ $storage == *\?* ]]; then
     if ((${#kept[@]})); then storage+="?$(IFS='&'; echo "${kept[*]}")"; fi
 fi
 if [[ $tracking =~ $userinfo_re ]]; then
-    tracking="${BASH_REMATCH[1]}${BASH_REMATCH[4]}"
-    MLFLOW_TRACKING_USERNAME=$(urldecode "${BASH_REMATCH[2]}")
-    MLFLOW_TRACKING_PASSWORD=$(urldecode "${BASH_REMATCH[3]}")
-    export MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD
+    case ${BASH_REMATCH[1],,} in
+        http://* | https://*)  # a tracking server: MLflow's basic auth
+            tracking="${BASH_REMATCH[1]}${BASH_REMATCH[4]}"
+            MLFLOW_TRACKING_USERNAME=$(urldecode "${BASH_REMATCH[2]}")
+            MLFLOW_TRACKING_PASSWORD=$(urldecode "${BASH_REMATCH[3]}")
+            export MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD ;;
+        postgres://* | postgresql://* | postgresql+*://*)  # MLflow on PostgreSQL: as --storage
+            tracking="${BASH_REMATCH[1]}${BASH_REMATCH[2]}@${BASH_REMATCH[4]}"
+            tracking_pw=$(urldecode "${BASH_REMATCH[3]}")
+            if [[ -n ${PGPASSWORD:-} && $PGPASSWORD != "$tracking_pw" ]]; then
+                die "the storage and tracking databases have different passwords; PGPASSWORD holds one: put both in a ~/.pgpass file instead"
+            fi
+            PGPASSWORD=$tracking_pw
+            export PGPASSWORD ;;
+        *) die "a password in a ${BASH_REMATCH[1]} tracking URI cannot be kept out of the workers' arguments: use an http(s) or postgresql URI" ;;
+    esac
 fi
 [[ -n ${PGPASSWORD:-} ]] && secrets+=("$PGPASSWORD")
 [[ -n ${MLFLOW_TRACKING_PASSWORD:-} ]] && secrets+=("$MLFLOW_TRACKING_PASSWORD")

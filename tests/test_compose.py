@@ -268,6 +268,27 @@ def test_launcher_passes_password_by_env_and_reports_failure(fake_bin, tmp_path)
     assert {p.read_text() for p in logs.glob("*.env")} == {SECRET}
 
 
+def test_launcher_keeps_the_user_of_a_postgresql_tracking_uri(fake_bin, tmp_path):
+    """Issue 10: user:pass@ of a PostgreSQL tracking URI lost its user, and its password went
+    where the database driver never reads it (MLFLOW_TRACKING_PASSWORD)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write_fake_tuner(fake_bin, logs)
+    storage = f"postgresql://tuner:{SECRET}@db:5432/optuna"
+    tracking = f"postgresql://tuner:{SECRET}@db:5432/mlflow"
+    args = ["--study", "s", "--storage", storage, "--tracking-uri", tracking, "--fail"]
+    run_launcher(args, launcher_env(fake_bin))
+    logged = [p.read_text() for p in logs.glob("*.args")]
+    assert logged and all("--tracking-uri postgresql://tuner@db:5432/mlflow" in a for a in logged)
+    assert all(SECRET not in a for a in logged)
+    assert {p.read_text() for p in logs.glob("*.env")} == {SECRET}
+    other = tracking.replace(SECRET, "another")
+    res = run_launcher(
+        ["--study", "s", "--storage", storage, "--tracking-uri", other], launcher_env(fake_bin)
+    )
+    assert res.returncode == 2 and "different passwords" in res.stderr
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_launcher_forwards_signals(fake_bin, tmp_path, sig):
     logs = tmp_path / "logs"

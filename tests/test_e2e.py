@@ -309,34 +309,42 @@ def test_help_is_fast_and_imports_no_framework() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def start_training(space_file, co2_csv, home: Path, **env: str) -> subprocess.Popen:
+    """`tuner run` of 4 long trials in its own session, returned once a trial has reported."""
+    import os
+    import time
+
+    space = space_file(TINY_FORECAST.replace("epochs: 2", "epochs: 500"))
+    argv = [sys.executable, "-m", "tuner", *run_args(space, co2_csv, "--trials", "4")]
+    env = {**os.environ, "TUNER_HOME": str(home), **env}
+    proc = subprocess.Popen(
+        argv, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if not (home / "optuna.db").exists():
+            continue
+        try:
+            study = optuna.load_study(study_name="s", storage=embedded()[0])
+        except KeyError:  # the database is there, the study not yet
+            continue
+        running = study.get_trials(states=(TrialState.RUNNING,))
+        if any(t.intermediate_values for t in running):
+            return proc
+    proc.kill()
+    raise AssertionError(f"no trial started: {proc.communicate()[1][-2000:]}")
+
+
 def test_sigint_to_the_run_parent_alone_stops_its_workers(space_file, co2_csv, clean_env) -> None:
     """Issue 10: ``kill -INT`` to `tuner run` (a process manager, an IDE), not to its group."""
     import os
     import signal
-    import time
 
     import psutil
 
-    space = space_file(TINY_FORECAST.replace("epochs: 2", "epochs: 500"))
-    argv = [sys.executable, "-m", "tuner", *run_args(space, co2_csv, "--trials", "4")]
-    env = {**os.environ, "TUNER_HOME": str(clean_env)}
-    proc = subprocess.Popen(
-        argv, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    proc = start_training(space_file, co2_csv, clean_env)
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-            if not (clean_env / "optuna.db").exists():
-                continue
-            storage = embedded()[0]
-            running = optuna.load_study(study_name="s", storage=storage).get_trials(
-                states=(TrialState.RUNNING,)
-            )
-            if any(t.intermediate_values for t in running):
-                break
-        else:
-            raise AssertionError(f"no trial started: {proc.communicate()[1][-2000:]}")
         children = psutil.Process(proc.pid).children(recursive=True)
         assert children, "tuner run trains in worker processes"
         proc.send_signal(signal.SIGINT)
@@ -350,3 +358,65 @@ def test_sigint_to_the_run_parent_alone_stops_its_workers(space_file, co2_csv, c
     assert TrialState.RUNNING not in [t.state for t in study.get_trials()]
     report = check(study, tracker)
     assert report.ok, report.problems
+
+
+def test_check_repair_fails_and_requeues_a_killed_run_s_trials(
+    space_file, co2_csv, clean_env, monkeypatch, capsys
+) -> None:
+    """Issue 10: right after `tuner run` was killed, repair left its trials RUNNING (a fresh
+    process skipped the sweep; the cached storage had no heartbeat settings) and closed their
+    runs as "no live trial"."""
+    import os
+    import signal
+    import time
+
+    monkeypatch.setenv("TUNER_HEARTBEAT", "1,2")
+    proc = start_training(space_file, co2_csv, clean_env, TUNER_HEARTBEAT="1,2")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    study, _, _ = stores()
+    [killed] = study.get_trials(states=(TrialState.RUNNING,))
+    time.sleep(3)  # past the 2 s grace
+    assert main(["check", "--study", "s"]) == 1
+    assert f"trial {killed.number} is RUNNING and its worker is gone" in capsys.readouterr().out
+
+    assert main(["check", "--study", "s", "--repair"]) == 0
+    out = capsys.readouterr().out
+    assert f"failed stale trial {killed.number}, queued its retry" in out, out
+    study, client, tracker = stores()
+    trials = study.get_trials()
+    assert TrialState.RUNNING not in [t.state for t in trials]
+    [dead] = [t for t in trials if t.number == killed.number]
+    assert dead.state == TrialState.FAIL
+    [retry] = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert retry.state == TrialState.WAITING
+    run = client.get_run(dead.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED" and "heartbeat stale" in run.data.tags["tuner.reason"]
+    assert check(study, tracker).ok
+
+
+def test_check_finds_and_repair_closes_a_second_parent_and_a_run_of_no_trial(
+    space_file, co2_csv
+) -> None:
+    """Issue 10: runs `tuner check` never looked at: a second top-level run in the study's
+    experiment (left by racing creates) and a child run naming a trial the study lacks."""
+    space = space_file(TINY_FORECAST)
+    argv = ["create", str(space), "--data", str(co2_csv), *CO2_OPTIONS, "--study", "s", "-q"]
+    assert main(argv) == 0
+    study, client, tracker = stores()
+    exp = study.user_attrs["mlflow_experiment_id"]
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    second = client.create_run(exp, tags={"tuner.role": "study"}).info.run_id
+    stray = client.create_run(
+        exp, tags={"mlflow.parentRunId": parent, "optuna.trial_number": "7"}
+    ).info.run_id
+    problems = check(study, tracker).problems
+    assert any(second in p and "second parent run" in p for p in problems), problems
+    assert any(stray in p and "names trial 7" in p for p in problems), problems
+    report = check(study, tracker, repair=True)
+    assert f"closed second parent run {second}" in report.repaired
+    assert f"closed run {stray} of no trial (7)" in report.repaired
+    assert client.get_run(second).info.status == "KILLED"
+    assert client.get_run(stray).info.status == "KILLED"
+    after = check(study, tracker).problems
+    assert not any("second parent" in p or "names trial" in p for p in after), after

@@ -34,18 +34,11 @@ class Report:
 def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     """Check the invariant. With ``repair`` (the study's storage must have heartbeats on): fail
     trials whose worker is gone (stale heartbeat: retried; orphan claims), then close MLflow runs
-    whose trial is no longer running and the parent run of an idle study."""
+    whose trial is no longer running, runs of no trial, a second parent run, and the parent run
+    of an idle study."""
     report = Report()
     if repair:
-        storage = study._storage
-        stale = [t.number for t in study.get_trials(states=(TrialState.RUNNING,))]
-        orphans = studies.sweep(study, storage)
-        now_running = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
-        for number in stale:
-            if number in orphans:
-                report.repaired.append(f"failed orphan trial {number} (no heartbeat ever)")
-            elif number not in now_running:
-                report.repaired.append(f"failed stale trial {number}, queued its retry")
+        _fail_stale(study, report)
     trials = study.get_trials(deepcopy=False)
     report.trials = len(trials)
     problems = report.problems
@@ -53,9 +46,16 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     numbers = sorted(t.number for t in trials)
     if numbers != list(range(len(trials))):
         problems.append(f"trial numbers are not unique and contiguous: {numbers}")
+    storage = studies.rdb(study._storage)
+    gone = set(studies.stale_running(study, storage))
     for t in trials:
         if t.state == TrialState.RUNNING:
-            problems.append(f"trial {t.number} is RUNNING")
+            why = (
+                " and its worker is gone (no heartbeat): tuner check --repair"
+                if t.number in gone
+                else ""
+            )
+            problems.append(f"trial {t.number} is RUNNING{why}")
 
     parent = study.user_attrs.get(studies.PARENT_RUN_ATTR)
     exp_id = study.user_attrs.get(studies.EXPERIMENT_ATTR)
@@ -66,6 +66,7 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
         [exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'", max_results=50_000
     )
     runs = [r for r in found if r.data.tags.get(ROLE_TAG) != "retrain"]  # not `tuner retrain`'s
+    _other_parents(study, tracker, exp_id, parent, report, repair)
     report.runs = len(runs)
     by_id = {r.info.run_id: r for r in runs}
     per_number = Counter(r.data.tags.get("optuna.trial_number") for r in runs)
@@ -104,7 +105,21 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
             problems.append(
                 f"trial {t.number} is {t.state.name} but its run {run_id} is {run.info.status}"
             )
+    numbers_known = {str(t.number) for t in trials}
+    running = {str(t.number) for t in trials if t.state == TrialState.RUNNING}
     for run in runs:
+        number = run.data.tags.get("optuna.trial_number")
+        if number not in numbers_known:  # a closed one is history; a RUNNING one, a leak
+            if run.info.status == "RUNNING" and repair:
+                tracker.close_run(run.info.run_id, INTERRUPTED_STATUS, "no such trial")
+                report.repaired.append(f"closed run {run.info.run_id} of no trial ({number})")
+            elif run.info.status == "RUNNING":
+                problems.append(
+                    f"run {run.info.run_id} is RUNNING and names trial {number}, which is not here"
+                )
+            continue
+        if number in running:
+            continue  # its trial is live, or reported RUNNING above: its run stays open
         if run.info.run_id not in linked and run.info.status == "RUNNING":
             if repair:
                 tracker.close_run(run.info.run_id, INTERRUPTED_STATUS, "no live trial")
@@ -136,6 +151,54 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     if c["complete"] and (best is None or best.value is None or not math.isfinite(best.value)):
         problems.append("the best value is not finite")
     return report
+
+
+def _fail_stale(study: Any, report: Report) -> None:
+    """Fail the RUNNING trials whose worker is gone, and queue their retries, before any run is
+    closed. A fresh process cannot tell whether the database was just down (then every
+    heartbeat is old through no fault of the workers), so it waits one grace period for live
+    workers to beat again, rather than skip the sweep."""
+    import time
+
+    from tuner.retry import seconds_since_outage
+
+    storage = studies.rdb(study._storage)
+    interval = getattr(storage, "heartbeat_interval", None)
+    running = [t.number for t in study.get_trials(states=(TrialState.RUNNING,))]
+    if not running or interval is None:
+        return
+    wait = (storage.grace_period or 0) + interval - seconds_since_outage()
+    if wait > 0:
+        report.repaired.append(f"waited {wait:.0f} s for live workers' heartbeats")
+        time.sleep(wait)
+    orphans = studies.sweep(study, storage)
+    now_running = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
+    for number in running:
+        if number in orphans:
+            report.repaired.append(f"failed orphan trial {number} (no heartbeat ever)")
+        elif number not in now_running:
+            report.repaired.append(f"failed stale trial {number}, queued its retry")
+
+
+def _other_parents(
+    study: Any, tracker: Tracker, exp_id: str, parent: str, report: Report, repair: bool
+) -> None:
+    """A second top-level run in the study's experiment (two `tuner create` racing once left
+    one RUNNING, where no check looked): closed by a repair."""
+    tops = tracker.client.search_runs(
+        [exp_id], filter_string="attributes.status = 'RUNNING'", max_results=50_000
+    )
+    for run in tops:
+        if run.info.run_id == parent or "mlflow.parentRunId" in run.data.tags:
+            continue
+        if repair:
+            tracker.close_run(run.info.run_id, INTERRUPTED_STATUS, "a second parent run")
+            report.repaired.append(f"closed second parent run {run.info.run_id}")
+        else:
+            report.problems.append(
+                f"run {run.info.run_id} is a second parent run of study {study.study_name!r}, "
+                "RUNNING"
+            )
 
 
 def _expected_status(trial: Any, retried: set[Any]) -> str:

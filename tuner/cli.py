@@ -361,7 +361,8 @@ def cmd_check(a: argparse.Namespace) -> int:
     from tuner.tracking import Tracker
 
     stores = resolve(a.storage, a.tracking_uri)
-    study = _open_study(a, heartbeat=a.repair)  # a repair fails stale trials: needs heartbeats
+    # Heartbeat settings tell a RUNNING trial whose worker is gone; only a repair fails it.
+    study = _open_study(a, heartbeat=True)
     report = check(study, Tracker(stores.tracking), repair=a.repair)
     if a.json:
         print(json.dumps(report.__dict__ | {"ok": report.ok}, indent=2))
@@ -535,7 +536,7 @@ def _prepare(a: argparse.Namespace) -> dict[str, Any]:
 def _create(prepared: dict[str, Any], target: int) -> tuple[Any, Any]:
     """Create or resume the study and its MLflow experiment and parent run."""
     from tuner import study as studies
-    from tuner.storage import enable_wal, make_storage
+    from tuner.storage import claim_lock, enable_wal, make_storage
     from tuner.tracking import Tracker
     from tuner.worker import on_stale
 
@@ -545,20 +546,23 @@ def _create(prepared: dict[str, Any], target: int) -> tuple[Any, Any]:
         enable_wal(stores.tracking)
     storage = make_storage(stores.storage, on_stale=on_stale(stores.tracking))
     spec = prepared["spec"]
-    study, _ = studies.create_or_resume(
-        storage, prepared["name"], space, spec, target or DEFAULT_TRIALS
-    )
-    # A resume keeps the study's budget unless a new one is given; a budget alone (no --trials)
-    # runs trials until it is spent.
-    budget = spec["budget_epochs"] or study.user_attrs.get(studies.BUDGET_ATTR)
-    if target is None and budget:
-        study.set_user_attr(studies.TARGET_ATTR, NO_TRIAL_TARGET)
-    study.set_user_attr(studies.BUDGET_ATTR, budget)
-    study.set_user_attr(studies.BASELINES_ATTR, prepared["baselines"])
     tracker = Tracker(stores.tracking)
-    exp_id, parent_id = tracker.ensure_study(study.study_name, stores.artifacts)
-    study.set_user_attr(studies.EXPERIMENT_ATTR, exp_id)
-    study.set_user_attr(studies.PARENT_RUN_ATTR, parent_id)
+    # Two `tuner create`s of one study racing: the second waits, then resumes what the first
+    # made (once, the loser crashed and a third made a second parent run).
+    with claim_lock(storage, stores.storage, f"create:{prepared['name']}"):
+        study, _ = studies.create_or_resume(
+            storage, prepared["name"], space, spec, target or DEFAULT_TRIALS
+        )
+        # A resume keeps the study's budget unless a new one is given; a budget alone (no
+        # --trials) runs trials until it is spent.
+        budget = spec["budget_epochs"] or study.user_attrs.get(studies.BUDGET_ATTR)
+        if target is None and budget:
+            study.set_user_attr(studies.TARGET_ATTR, NO_TRIAL_TARGET)
+        study.set_user_attr(studies.BUDGET_ATTR, budget)
+        study.set_user_attr(studies.BASELINES_ATTR, prepared["baselines"])
+        exp_id, parent_id = tracker.ensure_study(study.study_name, stores.artifacts)
+        study.set_user_attr(studies.EXPERIMENT_ATTR, exp_id)
+        study.set_user_attr(studies.PARENT_RUN_ATTR, parent_id)
     settings = {
         "space_file": prepared["spec"]["space_file"],
         "data_file": prepared["spec"]["data"]["file"],
@@ -848,7 +852,12 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check a study for stale or unlinked trials and runs")
     study_arg(check)
     stores(check)
-    check.add_argument("--repair", action="store_true", help="close runs left RUNNING")
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="fail trials whose worker is gone and queue their retries (after waiting one "
+        "heartbeat grace period), then close MLflow runs left RUNNING and a second parent run",
+    )
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_check)
 

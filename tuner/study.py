@@ -189,13 +189,16 @@ def create_or_resume(
         existing.set_user_attr(TARGET_ATTR, target)
         return load(storage, name)[0], False
 
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        direction=space.direction,
-        sampler=make_sampler(space),
-        pruner=make_pruner(space),
-    )
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            direction=space.direction,
+            sampler=make_sampler(space),
+            pruner=make_pruner(space),
+        )
+    except optuna.exceptions.DuplicatedStudyError:  # created meanwhile (a storage with no lock)
+        return create_or_resume(storage, name, space, spec, target)
     study.set_user_attr(SPEC_ATTR, spec)
     study.set_user_attr(TARGET_ATTR, target)
     for params in space.start_with:
@@ -303,6 +306,23 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 ORPHAN_REASON = "orphan: claimed, but its worker never started it (the claim's answer was lost)"
+
+
+def rdb(storage: Any) -> Any:
+    """The RDB storage under Optuna's cache wrapper (``study._storage`` of a loaded study),
+    which carries the heartbeat settings and the engine."""
+    return getattr(storage, "_backend", storage)
+
+
+def stale_running(study: optuna.Study, storage: Any) -> list[int]:
+    """RUNNING trials whose heartbeat is older than the grace period (their worker is gone, or
+    the database was down); read only, nothing is changed."""
+    storage = rdb(storage)
+    grace = getattr(storage, "grace_period", None)
+    if grace is None or not hasattr(storage, "_get_stale_trial_ids"):
+        return []
+    ids = set(storage._get_stale_trial_ids(study._study_id))
+    return [t.number for t in study.get_trials(states=(TrialState.RUNNING,)) if t._trial_id in ids]
 
 
 def sweep(study: optuna.Study, storage: Any) -> list[int]:
