@@ -22,13 +22,15 @@ COPY pyproject.toml README.md ./
 COPY tuner ./tuner
 RUN pip install . && rm -rf build ./*.egg-info
 
-COPY scripts/launch_workers.sh /usr/local/bin/launch_workers.sh
-RUN chmod 0755 /usr/local/bin/launch_workers.sh \
+COPY scripts/launch_workers.sh docker/entrypoint.sh docker/mlflow-server.sh /usr/local/bin/
+RUN chmod 0755 /usr/local/bin/launch_workers.sh /usr/local/bin/entrypoint.sh \
+        /usr/local/bin/mlflow-server.sh \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin tuner \
     && mkdir -p /data /mlartifacts /auth \
     && chown tuner:tuner /mlartifacts /auth
 
 USER tuner
 WORKDIR /home/tuner
-ENTRYPOINT ["tuner"]
+# Refuses .env.example's placeholder secrets, then runs tuner.
+ENTRYPOINT ["entrypoint.sh", "tuner"]
 CMD ["--help"]

@@ -344,3 +344,85 @@ def test_compose_config_validates(path):
             timeout=60,
         )
         assert res.returncode == 0, (cmd, res.stderr)
+
+
+# --- secrets: basic-auth on, placeholders refused ------------------------------
+
+ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
+MLFLOW_SERVER = ROOT / "docker" / "mlflow-server.sh"
+
+
+def test_mlflow_runs_its_basic_auth_app_and_workers_sign_in():
+    """Issue 10: the MLflow server was open to anyone who reached port 5000."""
+    mlflow = services(COMPOSE)["mlflow"]
+    assert mlflow["entrypoint"] == ["entrypoint.sh", "mlflow-server.sh"]
+    assert "exec mlflow server --app-name basic-auth" in MLFLOW_SERVER.read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["entrypoint.sh", "tuner"]' in dockerfile
+    env = env_of(mlflow)
+    for key in ("MLFLOW_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert str(env[key]).startswith(f"${{{key}:?"), f"{key} is required, no default"
+    assert "/auth" in " ".join(mlflow["volumes"]), "the users' database outlives the container"
+    for path in COMPOSE_FILES:
+        worker = services(path)["worker"]
+        # the image's own ENTRYPOINT (entrypoint.sh tuner) unless the service names another
+        assert worker.get("entrypoint", ["entrypoint.sh"])[0] == "entrypoint.sh", path.name
+        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            assert str(env_of(worker)[key]).startswith(f"${{{key}:?"), (path.name, key)
+
+
+def example_env() -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines())
+    return {k: v for k, v in (p for p in pairs if len(p) == 2) if not k.startswith("#")}
+
+
+@pytest.mark.parametrize(
+    "var", ["POSTGRES_PASSWORD", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_TRACKING_PASSWORD"]
+)
+def test_the_image_refuses_the_example_s_placeholder_secrets(var):
+    """Issue 10: `.env.example`'s placeholder password was accepted as it is."""
+    placeholder = example_env()[var]
+    assert placeholder.startswith("CHANGE_ME")
+    env = {"PATH": os.environ["PATH"], var: placeholder}
+    res = subprocess.run(
+        ["sh", str(ENTRYPOINT), "echo", "started"], env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 2 and "started" not in res.stdout
+    assert f"tuner: {var} is still the placeholder from .env.example" in res.stderr
+    short = subprocess.run(
+        ["sh", str(ENTRYPOINT), "true"], env={**env, var: "hunter2"}, capture_output=True, text=True
+    )
+    assert short.returncode == 2 and "shorter than 12 characters" in short.stderr
+    good = subprocess.run(
+        ["sh", str(ENTRYPOINT), "echo", "started"],
+        env={**env, var: "a-real-long-secret"},
+        capture_output=True,
+        text=True,
+    )
+    assert good.returncode == 0 and good.stdout.strip() == "started"
+
+
+def test_the_mlflow_server_script_writes_a_private_auth_config(tmp_path, fake_bin):
+    (fake_bin / "mlflow").write_text('#!/bin/sh\necho "$@"\ncat "$MLFLOW_AUTH_CONFIG_PATH"\n')
+    (fake_bin / "mlflow").chmod(0o755)
+    config = tmp_path / "auth.ini"
+    env = {
+        "PATH": f"{fake_bin}:{os.environ['PATH']}",
+        "MLFLOW_ADMIN_PASSWORD": "a-real-long-secret",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "another-long-secret",
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+    }
+    res = subprocess.run(
+        ["sh", str(MLFLOW_SERVER), "--port", "5000"], env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0] == "server --app-name basic-auth --port 5000"
+    assert (
+        "admin_username = admin" in res.stdout
+        and "admin_password = a-real-long-secret" in res.stdout
+    )
+    assert f"database_uri = sqlite:///{tmp_path}/basic_auth.db" in res.stdout
+    assert config.stat().st_mode & 0o077 == 0, "readable by the server's user only"
+    missing = {k: v for k, v in env.items() if k != "MLFLOW_ADMIN_PASSWORD"}
+    res = subprocess.run(["sh", str(MLFLOW_SERVER)], env=missing, capture_output=True, text=True)
+    assert res.returncode != 0 and "MLFLOW_ADMIN_PASSWORD" in res.stderr

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -122,22 +123,33 @@ class MlflowServer:
     """A real `mlflow server` on a local port, its backend the test's MLflow database; it can be
     stopped and started again on the same port."""
 
-    def __init__(self, backend: str, artifacts: Path) -> None:
+    def __init__(
+        self,
+        backend: str,
+        artifacts: Path,
+        command: tuple[str, ...] = ("mlflow", "server"),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.backend, self.artifacts = backend, artifacts
+        self.command, self.env = list(command), env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["mlflow", "server", "--backend-store-uri", normalize(self.backend)]
+            [*self.command, "--backend-store-uri", normalize(self.backend)]
             + ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
             + ["--artifacts-destination", str(self.artifacts)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,  # its own process group, so stop() ends its web workers too
-            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+            env={
+                **os.environ,
+                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+                **self.env,
+            },
         )
         wait_for(self.healthy, 90, "mlflow server /health")
 
@@ -531,3 +543,54 @@ def test_concurrent_creates_of_one_study_make_one_study_and_one_parent_run(
     assert [r.info.run_id for r in tops] == [study.user_attrs["mlflow_parent_run_id"]]
     assert optuna.get_all_study_names(normalize(storage)) == ["d"]
     assert not any("second parent" in p for p in check(study, tracker).problems)
+
+
+def test_a_study_through_the_compose_file_s_authenticated_mlflow_server(
+    pg, space_file, co2_csv, tmp_path
+) -> None:
+    """Issue 10: the shared store was open to anyone who reached port 5000. The compose file's
+    server command (docker/mlflow-server.sh: basic-auth on) run natively; workers sign in from
+    their environment."""
+    storage, backend = pg
+    assert main(["db", "init", "--storage", storage, "--tracking-uri", backend]) == 0
+    admin = {"MLFLOW_ADMIN_USERNAME": "admin", "MLFLOW_ADMIN_PASSWORD": "a-long-admin-secret"}
+    script = Path(__file__).resolve().parents[1] / "docker" / "mlflow-server.sh"
+    server = MlflowServer(
+        backend,
+        tmp_path / "served",
+        command=("sh", str(script)),
+        env={
+            **admin,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "a-long-flask-secret",
+            "MLFLOW_AUTH_CONFIG_PATH": str(tmp_path / "auth" / "basic_auth.ini"),
+        },
+    )
+    (tmp_path / "auth").mkdir()
+    server.start()
+    try:
+        search = f"{server.url}/api/2.0/mlflow/experiments/search?max_results=1"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(search, timeout=10)
+        assert refused.value.code == 401, "no user, no data"
+        assert oct((tmp_path / "auth" / "basic_auth.ini").stat().st_mode & 0o777) == "0o600"
+        signed_in = {
+            "MLFLOW_TRACKING_USERNAME": "admin",
+            "MLFLOW_TRACKING_PASSWORD": "a-long-admin-secret",
+        }
+        os.environ.update(signed_in)  # `tuner create` in this process signs in too
+        try:
+            create(space_file, co2_csv, storage, server.url, trials=2, epochs=1)
+            [(code, err)] = finish([worker(storage, server.url, co2_csv, env=signed_in)])
+        finally:
+            for k in signed_in:
+                os.environ.pop(k, None)
+        assert code == 0, err[-2000:]
+        study = load(storage)
+        assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 2
+        with pytest.MonkeyPatch.context() as m:
+            for k, v in signed_in.items():
+                m.setenv(k, v)
+            report = check(study, Tracker(server.url))
+        assert report.ok, report.problems
+    finally:
+        server.stop()
