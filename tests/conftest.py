@@ -67,6 +67,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # -- PostgreSQL -------------------------------------------------------------------------------
 PG_ADMIN = os.environ.get("TUNER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Connections the PostgreSQL tests hold at most, measured by sampling pg_stat_activity through a
+# whole run: 65, in test_twelve_workers_started_at_once (12 workers x ~4.5 on the Optuna database,
+# 9 on the MLflow one, 2 admin); checked once at the start, so a busy server fails with the
+# reason rather than with "too many clients" in the middle of a test.
+PG_CONNECTIONS_NEEDED = 70
 
 
 def _pg_required() -> bool:
@@ -86,6 +91,20 @@ def pg_admin():
         reason = f"PostgreSQL not reachable at {PG_ADMIN.split('@')[-1]}: {str(e).strip()[:200]}"
         if _pg_required():
             pytest.fail(f"{reason} (required in CI: .ci/run starts it)", pytrace=False)
+        pytest.skip(reason)
+    max_conn, used = conn.execute(
+        "SELECT current_setting('max_connections')::int, "
+        "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+    ).fetchone()
+    if max_conn - used < PG_CONNECTIONS_NEEDED:
+        conn.close()
+        reason = (
+            f"PostgreSQL at {PG_ADMIN.split('@')[-1]} has {max_conn - used} free connections "
+            f"(max_connections {max_conn}, {used} in use); the distributed tests hold up to "
+            f"{PG_CONNECTIONS_NEEDED} at once: stop other clients or raise max_connections"
+        )
+        if _pg_required():
+            pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     yield conn
     conn.close()

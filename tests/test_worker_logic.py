@@ -166,3 +166,21 @@ def test_error_text_is_masked_wherever_it_is_shown() -> None:
     libpq = brief(ValueError("dsn host=db password=hunter2 user=u?password=x"))
     assert libpq == "dsn host=db password=*** user=u?password=***", libpq
     assert brief(KeyError()) == "KeyError"
+
+
+def test_an_interrupted_trial_whose_retry_was_lost_is_retried_by_the_next_claim(worker) -> None:
+    """Issue 10: killed between recording FAIL and queueing the retry, a trial's retry was lost
+    and a new trial with new parameters took its place in the target."""
+    from tuner.worker import INTERRUPTED_ATTR
+
+    first = worker._claim()
+    first.set_user_attr(INTERRUPTED_ATTR, first.number)
+    worker.study.tell(first, state=TrialState.FAIL)  # ... and the worker died here
+    retry = worker._claim()
+    assert retry is not None
+    frozen = _frozen(worker.study, retry.number)
+    assert frozen.system_attrs["failed_trial"] == first.number, "the lost retry, not a new trial"
+    worker.study.tell(retry, state=TrialState.FAIL)  # the retry fails for its own reason:
+    assert frozen.user_attrs[INTERRUPTED_ATTR] != retry.number  # its copied mark is not its own
+    third = worker._claim()
+    assert _frozen(worker.study, third.number).system_attrs.get("failed_trial") is None

@@ -601,7 +601,15 @@ def _open_study(a: argparse.Namespace, *, heartbeat: bool = False) -> Any:
 
 
 def _best_info(study: Any, best: Any) -> dict[str, Any]:
-    skip = {"mlflow_run_id", "model_uri", "reason", "seed", "sampler_seed", "cudnn_eligible"}
+    skip = {
+        "mlflow_run_id",
+        "model_uri",
+        "reason",
+        "seed",
+        "sampler_seed",
+        "cudnn_eligible",
+        "interrupted",
+    }
     return {
         "study": study.study_name,
         "trial": best.number,

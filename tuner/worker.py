@@ -138,6 +138,7 @@ class Worker:
             # An epoch budget is shared: the epochs this trial may use are reserved under the
             # lock, so workers racing for the last epochs cannot overshoot it. Read before
             # `ask`: a call that fails after it would re-run the claim and leave an orphan.
+            retrying(lambda: _requeue_lost(self.study), "re-queueing lost retries")
             left = studies.budget_left(self.study)
             if studies.target_reached(self.study, left=left):
                 return None
@@ -219,14 +220,22 @@ class Worker:
             except TakenOver:
                 return _taken_over(trial, run)
             except Interrupted as e:
+                from tuner.storage import claim_lock
+
                 with _deferred_signals():
-                    reason = f"interrupted by {e.signame}"
+                    reason = f"{INTERRUPTED_REASON}{e.signame}"
                     run.end("FAIL", {}, reason, status=INTERRUPTED_STATUS, seconds=3.0)
-                    try:
-                        self._tell(trial, TrialState.FAIL, None, {"reason": reason})
-                    except TakenOver:
-                        raise e from None  # the stale path re-queued it and closed its run
-                    retrying(lambda: _requeue(self.study, trial.number), "re-queueing the trial")
+                    # FAIL and its retry under the claim lock: a claim sees both or neither (a
+                    # kill between them is mended by the next claim: `_requeue_lost`).
+                    with claim_lock(self.storage, self.storage_url, self.study.study_name):
+                        try:
+                            attrs = {"reason": reason, INTERRUPTED_ATTR: trial.number}
+                            self._tell(trial, TrialState.FAIL, None, attrs)
+                        except TakenOver:
+                            raise e from None  # the stale path re-queued it, closed its run
+                        retrying(
+                            lambda: _requeue(self.study, trial.number), "re-queueing the trial"
+                        )
                 raise
             with _deferred_signals():
                 try:
@@ -525,6 +534,10 @@ def _abandon(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> 
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
+INTERRUPTED_REASON = "interrupted by "  # + the signal's name: the trial is retried as it was
+INTERRUPTED_ATTR = "interrupted"  # the number of a trial stopped by a signal (to be retried)
+
+
 def same_value(stored: Any, ours: Any) -> bool:
     """Whether an attribute read back from the storage is the one written: NaN is NaN (a NaN
     metric once made a healthy COMPLETE trial count as taken over), a list may come back for a
@@ -577,6 +590,25 @@ def _set_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
 
 def _requeue(study: optuna.Study, number: int) -> None:
     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(study, _frozen(study, number))
+
+
+def _requeue_lost(study: optuna.Study) -> list[int]:
+    """Queue the retry of every interrupted trial that has none: its worker was killed between
+    recording FAIL and queueing the retry, and a new trial with new parameters would otherwise
+    take the lost retry's place in the target. Runs under the claim lock."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    # The attribute holds the trial's own number: a retry copies its original's attributes.
+    lost = [
+        t.number
+        for t in trials
+        if t.state == TrialState.FAIL
+        and t.user_attrs.get(INTERRUPTED_ATTR) == t.number
+        and t.number not in retried
+    ]
+    for number in lost:
+        _requeue(study, number)
+    return lost
 
 
 def _frozen(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
