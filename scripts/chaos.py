@@ -20,6 +20,16 @@ scenarios), a few seconds apart:
 - 11: stop the MLflow server (SIGTERM or SIGKILL to its process group) for a while, then start it
   again on the same port.
 
+Then three faults of the local, single-machine path, ``--local-rounds`` times each (issue 10):
+
+- 4: SIGTERM or SIGINT (alternately) to a `tuner run` parent alone (as a process manager or an
+  IDE sends it), on the embedded default store: it must exit within 60 s (0 or 130) and leave no
+  worker process behind; the next round resumes the study;
+- kill-run: SIGKILL to a `tuner run`'s whole process group mid-trial, then ``tuner check
+  --repair`` (the stale trial failed and re-queued, its run closed), then ``tuner check``: clean;
+- concurrent-create: three `tuner create`s of one new study on the PostgreSQL store at once: all
+  exit 0, and the study's experiment has one parent run.
+
 Then it lets the workers settle (a killed worker's trial is failed by heartbeat), stops them
 with SIGTERM, runs ``tuner check --json`` (and ``--repair`` once more only if the plain check found
 something a repair closes), audits Optuna and MLflow directly, prints a markdown table and exits 1
@@ -670,6 +680,182 @@ class Chaos:
                 log(f"could not drop {name}: {e}")
 
 
+# -- local faults: the embedded default, a `tuner run` parent ----------------------------------
+
+LOCAL_SPACE = """\
+task: forecast
+epochs: 200
+seed: 5
+sampler: random
+pruner: none
+params:
+  units: {low: 4, high: 8}
+  window: {low: 4, high: 8}
+  batch_size: 16
+"""
+
+
+class Local:
+    """Faults 4, kill-run and concurrent-create (see the module's docstring)."""
+
+    def __init__(self, chaos: Chaos) -> None:
+        self.chaos = chaos
+        self.home = chaos.work / "local-home"
+        self.space = chaos.work / "local-space.yaml"
+        self.space.write_text(LOCAL_SPACE)
+        self.data = chaos.work / "co2.csv"
+        self.events: list[dict[str, Any]] = []
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "TUNER_HOME": str(self.home), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        env["TUNER_HEARTBEAT"] = "1,4"
+        for var in ("TUNER_STORAGE", "MLFLOW_TRACKING_URI"):
+            env.pop(var, None)
+        return env
+
+    def tuner(self, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "tuner", *argv],
+            capture_output=True,
+            text=True,
+            env=env or self.env(),
+        )
+
+    def start_run(self, name: str) -> tuple[subprocess.Popen[bytes], bool]:
+        """`tuner run` of the local study (2 workers) until a trial reports an epoch."""
+        log_path = self.chaos.work / f"local-{name}.log"
+        argv = [sys.executable, "-m", "tuner", "run", str(self.space), "--data", str(self.data)]
+        argv += [*CO2_OPTIONS, "--study", "local", "--trials", "100000", "--workers", "2", "-q"]
+        proc = start(argv, log_path, self.env())
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(1)
+            if self.reporting():
+                return proc, True
+        return proc, False
+
+    def reporting(self) -> bool:
+        import sqlite3
+
+        db = self.home / "optuna.db"
+        if not db.exists():
+            return False
+        with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(db)) as c:
+            rows = c.execute(
+                "SELECT count(*) FROM trials t JOIN trial_intermediate_values v "
+                "ON v.trial_id = t.trial_id WHERE t.state = 'RUNNING'"
+            ).fetchone()
+            return bool(rows and rows[0])
+        return False
+
+    def fault_4(self, sig: int) -> None:
+        import psutil
+
+        proc, started = self.start_run(f"signal-{len(self.events)}")
+        event: dict[str, Any] = {"fault": f"4 {signal.Signals(sig).name} to tuner run"}
+        if not started:
+            kill_group(proc)
+            event["skipped"] = "no trial reported within 240 s"
+            self.events.append(event)
+            return
+        children = psutil.Process(proc.pid).children(recursive=True)
+        began = time.monotonic()
+        proc.send_signal(sig)  # the parent alone, not its group
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            code = None
+        event["seconds"] = round(time.monotonic() - began, 1)
+        event["exit"] = code
+        _, alive = psutil.wait_procs(children, timeout=10)
+        event["workers_left"] = len(alive)
+        event["ok"] = code in (0, 130) and not alive
+        kill_group(proc)
+        self.events.append(event)
+
+    def kill_run_then_repair(self) -> None:
+        proc, started = self.start_run(f"kill-{len(self.events)}")
+        event: dict[str, Any] = {"fault": "kill-run, then check --repair"}
+        kill_group(proc)  # SIGKILL to the whole group: parent, workers, trial processes
+        proc.wait()
+        if not started:
+            event["skipped"] = "no trial reported within 240 s"
+            self.events.append(event)
+            return
+        time.sleep(5)  # past the 4 s grace
+        repair = self.tuner("check", "--study", "local", "--repair", "--json")
+        after = self.tuner("check", "--study", "local", "--json")
+        event["repaired"] = _json_tail(repair.stdout).get("repaired", [])
+        problems = _json_tail(after.stdout).get("problems", ["no JSON"])
+        event["problems_after"] = [p for p in problems if "target" not in p]
+        event["ok"] = not event["problems_after"] and any(
+            "failed stale trial" in r for r in event["repaired"]
+        )
+        self.events.append(event)
+
+    def concurrent_create(self, round_: int) -> None:
+        assert self.chaos.server is not None
+        name = f"race-{round_}"
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        argv = [sys.executable, "-m", "tuner", "create", str(self.space), "--data", str(self.data)]
+        argv += [*CO2_OPTIONS, "--study", name, "--trials", "2", "-q"]
+        argv += ["--storage", self.chaos.storage, "--tracking-uri", self.chaos.server.url]
+        procs = [
+            subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(3)
+        ]
+        codes = [p.wait(timeout=300) for p in procs]
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=self.chaos.server.url)
+        exp = client.get_experiment_by_name(name)
+        tops = (
+            []
+            if exp is None
+            else [
+                r
+                for r in client.search_runs([exp.experiment_id])
+                if "mlflow.parentRunId" not in r.data.tags
+            ]
+        )
+        self.events.append(
+            {
+                "fault": "concurrent-create x3",
+                "exits": codes,
+                "parent_runs": len(tops),
+                "ok": codes == [0, 0, 0] and len(tops) == 1,
+            }
+        )
+
+    def run(self, rounds: int) -> dict[str, Any]:
+        for i in range(rounds):
+            self.fault_4(signal.SIGTERM if i % 2 == 0 else signal.SIGINT)
+            log(f"local: {self.events[-1]}")
+            self.kill_run_then_repair()
+            log(f"local: {self.events[-1]}")
+            self.concurrent_create(i)
+            log(f"local: {self.events[-1]}")
+        final = _json_tail(self.tuner("check", "--study", "local", "--json").stdout)
+        return {
+            "events": self.events,
+            "failed": [e for e in self.events if not e.get("ok") and "skipped" not in e],
+            "skipped": [e for e in self.events if "skipped" in e],
+            "final_check_problems": [
+                p for p in final.get("problems", ["no JSON"]) if "target" not in p
+            ],
+            "final_trials": final.get("trials"),
+        }
+
+
+def _json_tail(stdout: str) -> dict[str, Any]:
+    start_at = stdout.rfind("\n{") + 1 if not stdout.startswith("{") else 0
+    try:
+        out: dict[str, Any] = json.loads(stdout[start_at:])
+        return out
+    except json.JSONDecodeError:
+        return {}
+
+
 # -- the audit -------------------------------------------------------------------------------
 
 
@@ -888,7 +1074,11 @@ def stderr_summary(work: Path, top: int = 25) -> list[dict[str, Any]]:
 
 
 def table(
-    chaos: Chaos, figures: dict[str, Any], checks: dict[str, Any], stop: dict[str, Any]
+    chaos: Chaos,
+    figures: dict[str, Any],
+    checks: dict[str, Any],
+    stop: dict[str, Any],
+    local: dict[str, Any] | None = None,
 ) -> tuple[list[tuple[str, Any, str, str]], bool]:
     assert chaos.workers is not None
     rows: list[tuple[str, Any, str, str]] = []
@@ -908,7 +1098,20 @@ def table(
     plain = checks["plain"]
     other = [p for p in plain.get("problems", []) if "target" not in p]
     rows.append(("tuner check problems (target aside)", len(other), "0", ""))
-    gated = [
+    gated = []
+    if local is not None:
+        kinds = Counter(e["fault"] for e in local["events"] if "skipped" not in e)
+        for kind, n in sorted(kinds.items()):
+            rows.append((f"local faults: {kind}", n, "-", ""))
+        rows.append(("local faults skipped (no trial started)", len(local["skipped"]), "0", ""))
+        gated += [
+            ("local faults not handled (see the events)", len(local["failed"])),
+            (
+                "local study: tuner check problems (target aside)",
+                len(local["final_check_problems"]),
+            ),
+        ]
+    gated += [
         ("trials lost", len(figures["lost"])),
         ("runs left RUNNING", len(figures["running_runs"])),
         ("duplicated runs", len(figures["duplicated_runs"])),
@@ -923,10 +1126,14 @@ def table(
 
 
 def report(
-    chaos: Chaos, figures: dict[str, Any], checks: dict[str, Any], stop: dict[str, Any]
+    chaos: Chaos,
+    figures: dict[str, Any],
+    checks: dict[str, Any],
+    stop: dict[str, Any],
+    local: dict[str, Any] | None = None,
 ) -> tuple[list[tuple[str, Any, str, str]], bool]:
     assert chaos.workers is not None
-    rows, ok = table(chaos, figures, checks, stop)
+    rows, ok = table(chaos, figures, checks, stop, local)
     print("\n| figure | value | expected | result |\n|---|---|---|---|")
     for name, value, expected, result in rows:
         print(f"| {name} | {value} | {expected} | {result} |")
@@ -985,6 +1192,12 @@ def report(
     print("\nfaults:")
     for f in chaos.faults:
         print(f"  {f.began[11:19]} {f.scenario:2d} {f.kind:16s} {f.seconds:5.1f} s  {f.detail}")
+    if local is not None:
+        print("\nlocal faults:")
+        for e in local["events"]:
+            print(f"  {e}")
+        for p in local["final_check_problems"]:
+            print(f"  local study: problem: {p}")
     print(f"\nlogs: {chaos.work}")
     print("RESULT: " + ("PASS" if ok else "FAIL"))
     return rows, ok
@@ -1020,6 +1233,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("TUNER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="admin URL of the PostgreSQL server (superuser; $TUNER_TEST_PG)",
     )
+    p.add_argument(
+        "--local-rounds",
+        type=int,
+        default=3,
+        help="rounds of the local faults: 4, kill-run + repair, concurrent create (3; 0: none)",
+    )
     p.add_argument("--json", help="write every figure and detail to this file")
     p.add_argument("--keep", action="store_true", help="keep the databases (dropped by default)")
     args = p.parse_args(argv)
@@ -1047,7 +1266,11 @@ def main(argv: list[str] | None = None) -> int:
         stop = chaos.settle_and_stop()
         figures = audit(chaos, stop)
         checks = chaos.check()
-        rows, ok = report(chaos, figures, checks, stop)
+        local = None
+        if args.local_rounds:
+            log(f"local faults: {args.local_rounds} rounds")
+            local = Local(chaos).run(args.local_rounds)
+        rows, ok = report(chaos, figures, checks, stop, local)
         if args.json:
             assert chaos.workers is not None
             out = {
@@ -1062,6 +1285,7 @@ def main(argv: list[str] | None = None) -> int:
                 "worker_exits": [asdict(e) for e in chaos.workers.exits],
                 "stop": stop,
                 "check": checks,
+                "local": local,
                 "stderr": stderr_summary(work),
                 "work": str(work),
                 "seconds": round(time.monotonic() - began),

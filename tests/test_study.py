@@ -56,6 +56,15 @@ def test_every_pruner_by_name(conf, cls) -> None:
     assert isinstance(studies.make_pruner(space), cls)
 
 
+def test_hyperband_s_brackets_fit_the_epoch_cap() -> None:
+    """``--max-epochs 15`` on a 30-epoch space: brackets sized for 30 would never reach their
+    last rungs."""
+    space = parse_space({"epochs": 30, "pruner": "hyperband"}, source="s.yaml")
+    assert studies.make_pruner(space)._max_resource == 30
+    assert studies.make_pruner(space, 15)._max_resource == 15
+    assert studies.make_pruner(space, 60)._max_resource == 30
+
+
 @pytest.mark.parametrize(
     "conf",
     [

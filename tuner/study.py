@@ -137,7 +137,11 @@ def make_sampler(space: Space, stream: int = 0) -> optuna.samplers.BaseSampler:
     return _build(SAMPLERS, space.sampler, space, "sampler")
 
 
-def make_pruner(space: Space) -> optuna.pruners.BasePruner:
+def make_pruner(space: Space, max_epochs: int | None = None) -> optuna.pruners.BasePruner:
+    """The space's pruner; ``max_epochs`` (``--max-epochs``) caps the epochs a trial runs, and
+    so Hyperband's largest resource: its brackets must fit the epochs trials can reach."""
+    if max_epochs is not None and max_epochs < space.epochs:
+        space = replace(space, epochs=max_epochs)
     return _build(PRUNERS, space.pruner, space, "pruner")
 
 
@@ -195,7 +199,7 @@ def create_or_resume(
             storage=storage,
             direction=space.direction,
             sampler=make_sampler(space),
-            pruner=make_pruner(space),
+            pruner=make_pruner(space, spec.get("max_epochs")),
         )
     except optuna.exceptions.DuplicatedStudyError:  # created meanwhile (a storage with no lock)
         return create_or_resume(storage, name, space, spec, target)
@@ -232,7 +236,7 @@ def load(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study,
         study_name=name,
         storage=storage,
         sampler=make_sampler(space, stream=SAMPLER_STREAM),
-        pruner=make_pruner(space),
+        pruner=make_pruner(space, spec.get("max_epochs")),
     )
     return study, spec
 
