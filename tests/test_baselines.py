@@ -106,10 +106,11 @@ def test_no_period_in_noise_or_a_random_walk() -> None:
 
 
 def test_window_auto_range() -> None:
-    assert b.window_range(24, 10_000) == (12, 72)  # half a season to three
-    assert b.window_range(7, 10_000) == (4, 21)
+    assert b.window_range(24, 10_000) == (24, 72)  # one season to three
+    assert b.window_range(7, 10_000) == (7, 21)
+    assert b.window_range(3, 10_000) == (4, 9)
     assert b.window_range(None, 10_000) == (8, 64)  # no season: the old default
-    assert b.window_range(52, 400) == (26, 100)  # a quarter of the rows caps it
+    assert b.window_range(52, 400) == (52, 100)  # a quarter of the rows caps it
     assert b.window_range(52, 40) == (10, 10)  # too few rows: one small window
     low, high = b.window_range(5, 4)
     assert 1 <= low <= high
