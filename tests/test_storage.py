@@ -130,3 +130,24 @@ def test_ui_command_points_mlflow_at_the_study_store() -> None:
         "MLFLOW_DEFAULT_ARTIFACT_ROOT": "file:///h/artifacts",
     }
     assert "pw" not in " ".join(command), "no password in process arguments"
+
+
+def test_store_probes_name_what_is_wrong_and_leave_other_schemes_to_mlflow(tmp_path) -> None:
+    """Issue 10: a bad tracking URI or storage URL left files or a study behind."""
+    from tuner.storage import Stores, check_stores
+
+    ok = f"sqlite:///{tmp_path}/optuna.db"
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    cases = {
+        Stores(ok, f"file://{afile}/mlruns", None): "is a file, so",
+        Stores(ok, "http://127.0.0.1:9", None): "cannot reach the tracking server",
+        Stores("foo://x", f"sqlite:///{tmp_path}/mlflow.db", None): "not a database URL",
+        Stores(f"sqlite:///{afile}/optuna.db", ok, None): "is a file, so",
+    }
+    for stores, expected in cases.items():
+        with pytest.raises(InputError, match=expected):
+            check_stores(stores)
+    check_stores(Stores(ok, "databricks", None))  # MLflow's to resolve, not refused here
+    check_stores(Stores(ok, f"sqlite:///{tmp_path}/new/mlflow.db", None))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"], "nothing written"

@@ -98,6 +98,7 @@ def check_separate(storage_url: str, tracking_uri: str) -> None:
 
 
 PROBE_TIMEOUT_S = 10  # a tracking server or database that has not answered by then is not there
+SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mssql", "oracle")
 
 
 def check_stores(stores: Stores) -> None:
@@ -124,8 +125,9 @@ def _probe(url: str, field: str, *, optuna: bool) -> None:
         _writable(Path(unquote(parsed.path)), shown)
     elif scheme in ("http", "https") and not optuna:
         _reach_server(url, shown)
-    elif scheme or optuna:
+    elif optuna or scheme.split("+")[0] in SQL_SCHEMES:
         _reach_database(url, shown)
+    # other tracking URIs (databricks, ...) are MLflow's to resolve
 
 
 def _writable(path: Path, shown: str) -> None:
