@@ -311,6 +311,15 @@ def test_a_command_line_with_a_bad_input_exits_2_in_one_line_writing_nothing(
     assert sorted(p for p in tmp_path.rglob("*") if ".hypothesis" not in p.parts) == before
 
 
+def test_a_worker_on_a_machine_with_no_study_says_so_and_creates_no_store(tmp_path, capsys) -> None:
+    from tuner.cli import main
+
+    assert main(["worker", "--data", "x.csv"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tuner: error: sqlite:///") and "no studies here yet" in err, err
+    assert not (tmp_path / "home").exists()
+
+
 @pytest.mark.parametrize(
     "argv, flag",
     [
@@ -333,3 +342,43 @@ def test_numeric_options_out_of_range_exit_2_before_anything_runs(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"tuner: error: {flag}: must be") and "\n" not in err, err
     assert not (tmp_path / "home").exists()
+
+
+@settings(FUZZ, max_examples=EXAMPLES or 25)
+@given(data=st.data())
+def test_commands_on_a_store_with_no_study_exit_2_in_one_line_writing_nothing(
+    tmp_path: Path, inputs: dict[str, str], data: st.DataObject, capfd
+) -> None:
+    """worker, predict, check, status, best, export and retrain on a fresh machine, with
+    generated options: one line, exit 2, and no empty store created (`tuner worker` once left an
+    empty optuna.db and blamed the storage)."""
+    from tuner.cli import main
+
+    command = data.draw(st.sampled_from(["worker", "predict", "check", "status", "best", "export"]))
+    argv = [command]
+    if command in ("worker", "predict"):
+        argv += ["--data", data.draw(st.sampled_from([inputs["good.csv"], inputs["missing"]]))]
+    if command in ("predict", "export"):
+        argv += ["-o", str(tmp_path / "out.csv")]
+    if data.draw(st.booleans()):
+        argv += [
+            "--study",
+            data.draw(st.text(min_size=1, max_size=12).filter(lambda t: t[0] != "-")),
+        ]
+    if command == "worker":
+        argv += ["--trials", str(data.draw(st.integers(-1, 3)))]
+        argv += ["--timeout", data.draw(st.sampled_from(["-5", "nan", "30", "30"]))]
+    if command == "check" and data.draw(st.booleans()):
+        argv.append("--repair")
+    store = data.draw(st.sampled_from(["home", "foo://x", f"sqlite:///{tmp_path}/no/optuna.db"]))
+    if store != "home":
+        argv += ["--storage", store]
+    before = sorted(p for p in tmp_path.rglob("*") if ".hypothesis" not in p.parts)
+    capfd.readouterr()
+    code = main(argv)
+    # the terminal's view: a worker's checks may run in its trial process (a child)
+    err = capfd.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, (argv, err)
+    assert len(lines) == 1 and lines[0].startswith("tuner: error: "), (argv, lines)
+    assert sorted(p for p in tmp_path.rglob("*") if ".hypothesis" not in p.parts) == before

@@ -176,3 +176,17 @@ params:
 
     with pytest.raises(InputError, match="trial 99"):
         predict(study, tracking, str(co2_csv), trial_number=99)
+
+
+def test_a_model_of_another_input_shape_is_refused_in_one_line() -> None:
+    """Issue 10: a valid .keras model of the wrong input shape gave a traceback inside Keras."""
+    from tuner.predict import _check_fits
+
+    model = tiny_lstm(window=4, features=2)
+    _check_fits(model, 4, 2, "runs:/x/model")  # its own shape: fine
+    for window, features in ((5, 2), (4, 3)):
+        with pytest.raises(InputError) as info:
+            _check_fits(model, window, features, "runs:/x/model")
+        message = str(info.value)
+        assert message.startswith("runs:/x/model: the model takes inputs of shape (None, 4, 2)")
+        assert f"{window} steps x {features} features" in message and "\n" not in message

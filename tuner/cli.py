@@ -50,9 +50,16 @@ LEAST = {
 
 
 def check_numbers(args: argparse.Namespace) -> None:
-    """Refuse a numeric option out of its range (``--trials -1`` once ran nothing and exited 0)."""
+    """Refuse a numeric option out of its range (``--trials -1`` once ran nothing and exited 0),
+    and a study name tuner could not have made (a NUL in it crashed the worker's supervisor)."""
     from tuner.errors import InputError
 
+    study = getattr(args, "study", None)
+    if study is not None and not STUDY_NAME.match(study):  # tuner never makes such a study
+        raise InputError(
+            f"invalid study name {study!r}: letters, digits, '.', '_', '-' (at most 100)",
+            field="--study",
+        )
     for name, value in vars(args).items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
@@ -158,6 +165,8 @@ def cmd_worker(a: argparse.Namespace) -> int:
         from tuner.processes import supervise
         from tuner.storage import resolve
 
+        _require_studies(resolve(a.storage, a.tracking_uri).storage)  # before a child starts
+
         return supervise(
             a.study,
             a.data,
@@ -180,6 +189,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
 
     stores = resolve(a.storage, a.tracking_uri)
     check_separate(stores.storage, stores.tracking)
+    _require_studies(stores.storage)
     storage = make_storage(stores.storage, on_stale=on_stale(stores.tracking), create_tables=False)
     retrying(lambda: check_connection_budget(storage, stores.storage), "checking connections")
     name = a.study or retrying(lambda: studies.only_study_name(storage), "finding the study")
@@ -580,16 +590,23 @@ def _create(prepared: dict[str, Any], target: int) -> tuple[Any, Any]:
     return study, stores
 
 
+def _require_studies(url: str) -> None:
+    """A SQLite storage must exist already: opening it would create an empty file."""
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        from tuner.errors import InputError
+
+        raise InputError(
+            "no studies here yet; start one with `tuner run` (or `tuner create`)", source=url
+        )
+
+
 def _open_study(a: argparse.Namespace, *, heartbeat: bool = False) -> Any:
     from tuner import study as studies
     from tuner.storage import make_storage, resolve
 
     stores = resolve(a.storage, getattr(a, "tracking_uri", None))
     url = stores.storage
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        from tuner.errors import InputError
-
-        raise InputError("no studies here yet; start one with `tuner run`", source=url)
+    _require_studies(url)
     stale = None
     if heartbeat:
         from tuner.worker import on_stale
