@@ -7,6 +7,12 @@
 set -eu
 : "${MLFLOW_ADMIN_PASSWORD:?set MLFLOW_ADMIN_PASSWORD (.env or a Secret)}"
 : "${MLFLOW_FLASK_SERVER_SECRET_KEY:?set MLFLOW_FLASK_SERVER_SECRET_KEY (.env or a Secret)}"
+if [ "$(printf '%s' "$MLFLOW_ADMIN_PASSWORD" | wc -l)" -ne 0 ]; then
+    echo "tuner: MLFLOW_ADMIN_PASSWORD holds a line break" >&2
+    exit 2
+fi
+# MLflow reads the file with configparser, where % starts an interpolation: write %%.
+password=$(printf '%s' "$MLFLOW_ADMIN_PASSWORD" | sed 's/%/%%/g')
 config=${MLFLOW_AUTH_CONFIG_PATH:-/auth/basic_auth.ini}
 database=${MLFLOW_AUTH_DATABASE_URI:-sqlite:///$(dirname "$config")/basic_auth.db}
 umask 077
@@ -15,7 +21,7 @@ cat > "$config" <<INI
 default_permission = READ
 database_uri = $database
 admin_username = ${MLFLOW_ADMIN_USERNAME:-admin}
-admin_password = $MLFLOW_ADMIN_PASSWORD
+admin_password = $password
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 INI
 export MLFLOW_AUTH_CONFIG_PATH=$config

@@ -103,6 +103,11 @@ if [[ $tracking =~ $userinfo_re ]]; then
         *) die "a password in a ${BASH_REMATCH[1]} tracking URI cannot be kept out of the workers' arguments: use an http(s) or postgresql URI" ;;
     esac
 fi
+case ${tracking,,} in
+    http://* | https://*) ;;
+    *\?*password=* | *\&password=*)
+        die "a password in the tracking URI's query would reach the workers' arguments: use user:pass@ (moved to PGPASSWORD) or a ~/.pgpass file" ;;
+esac
 [[ -n ${PGPASSWORD:-} ]] && secrets+=("$PGPASSWORD")
 [[ -n ${MLFLOW_TRACKING_PASSWORD:-} ]] && secrets+=("$MLFLOW_TRACKING_PASSWORD")
 

@@ -282,6 +282,11 @@ def test_launcher_keeps_the_user_of_a_postgresql_tracking_uri(fake_bin, tmp_path
     assert logged and all("--tracking-uri postgresql://tuner@db:5432/mlflow" in a for a in logged)
     assert all(SECRET not in a for a in logged)
     assert {p.read_text() for p in logs.glob("*.env")} == {SECRET}
+    query = f"postgresql://tuner@db:5432/mlflow?password={SECRET}"
+    res = run_launcher(
+        ["--study", "s", "--storage", storage, "--tracking-uri", query], launcher_env(fake_bin)
+    )
+    assert res.returncode == 2 and "query would reach the workers' arguments" in res.stderr
     other = tracking.replace(SECRET, "another")
     res = run_launcher(
         ["--study", "s", "--storage", storage, "--tracking-uri", other], launcher_env(fake_bin)
@@ -423,6 +428,18 @@ def test_the_mlflow_server_script_writes_a_private_auth_config(tmp_path, fake_bi
     )
     assert f"database_uri = sqlite:///{tmp_path}/basic_auth.db" in res.stdout
     assert config.stat().st_mode & 0o077 == 0, "readable by the server's user only"
+    import configparser
+
+    percent = {**env, "MLFLOW_ADMIN_PASSWORD": "50%-of-a-long-secret"}  # % is configparser's
+    assert (
+        subprocess.run(["sh", str(MLFLOW_SERVER)], env=percent, capture_output=True).returncode == 0
+    )
+    parsed = configparser.ConfigParser()
+    parsed.read(config)
+    assert parsed["mlflow"]["admin_password"] == "50%-of-a-long-secret"
+    newline = {**env, "MLFLOW_ADMIN_PASSWORD": "a-long-secret\nadmin_username = x"}
+    res = subprocess.run(["sh", str(MLFLOW_SERVER)], env=newline, capture_output=True, text=True)
+    assert res.returncode == 2 and "line break" in res.stderr
     missing = {k: v for k, v in env.items() if k != "MLFLOW_ADMIN_PASSWORD"}
     res = subprocess.run(["sh", str(MLFLOW_SERVER)], env=missing, capture_output=True, text=True)
     assert res.returncode != 0 and "MLFLOW_ADMIN_PASSWORD" in res.stderr

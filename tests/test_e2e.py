@@ -420,3 +420,24 @@ def test_check_finds_and_repair_closes_a_second_parent_and_a_run_of_no_trial(
     assert client.get_run(stray).info.status == "KILLED"
     after = check(study, tracker).problems
     assert not any("second parent" in p or "names trial" in p for p in after), after
+    assert main(argv) == 0  # a resume keeps the study's own parent, not the newer closed one
+    study, _, _ = stores()
+    assert study.user_attrs["mlflow_parent_run_id"] == parent
+
+
+def test_a_window_auto_study_resumes_with_the_range_it_was_resolved_to(
+    space_file, co2_csv, capsys
+) -> None:
+    """Review of issue 10: `window: auto` resolving differently after an upgrade refused to
+    resume every such study ("exists with different search space")."""
+    space = space_file(TINY_FORECAST.replace("  window: {low: 4, high: 8}\n", "  window: auto\n"))
+    argv = ["create", str(space), "--data", str(co2_csv), *CO2_OPTIONS, "--study", "s", "-q"]
+    assert main(argv) == 0
+    study, _, _ = stores()
+    spec = study.user_attrs["tuner_spec"]
+    old = {"low": 3, "high": 9}  # as an older tuner resolved it
+    spec["space"]["params"]["window"] = old
+    study.set_user_attr("tuner_spec", spec)
+    assert main(argv) == 0, capsys.readouterr().err
+    study, _, _ = stores()
+    assert study.user_attrs["tuner_spec"]["space"]["params"]["window"] == old

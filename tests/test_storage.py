@@ -145,9 +145,14 @@ def test_store_probes_name_what_is_wrong_and_leave_other_schemes_to_mlflow(tmp_p
         Stores("foo://x", f"sqlite:///{tmp_path}/mlflow.db", None): "not a database URL",
         Stores(f"sqlite:///{afile}/optuna.db", ok, None): "is a file, so",
     }
+    # a user:password@ in an http URI is not sent to /health, and never shown (no port once
+    # made urllib raise a traceback quoting the password)
+    cases[Stores(ok, "http://u:s3cret@127.0.0.1/", None)] = "cannot reach the tracking server"
+    cases[Stores(ok, "mysql://u:s3cret@127.0.0.1/x", None)] = "cannot connect: "  # no driver
     for stores, expected in cases.items():
-        with pytest.raises(InputError, match=expected):
+        with pytest.raises(InputError, match=expected) as info:
             check_stores(stores)
+        assert "s3cret" not in str(info.value) and "\n" not in str(info.value)
     check_stores(Stores(ok, "databricks", None))  # MLflow's to resolve, not refused here
     check_stores(Stores(ok, f"sqlite:///{tmp_path}/new/mlflow.db", None))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"], "nothing written"

@@ -18,6 +18,8 @@ from optuna.trial import TrialState
 from tuner import study as studies
 from tuner.tracking import INTERRUPTED_STATUS, ROLE_TAG, RUN_STATUS, Tracker
 
+NOT_STARTED = "could not start: "  # the reason of a trial that failed while being opened
+
 
 @dataclass
 class Report:
@@ -83,8 +85,9 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     for t in finished:
         run_id = t.user_attrs.get("mlflow_run_id") or by_number.get(str(t.number))
         run = by_id.get(run_id) if run_id else None
-        if run is None and t.user_attrs.get("reason") == studies.ORPHAN_REASON:
-            continue  # never started: no parameters, no run
+        reason = str(t.user_attrs.get("reason", ""))
+        if run is None and (reason == studies.ORPHAN_REASON or reason.startswith(NOT_STARTED)):
+            continue  # never started (an orphan claim, or opening it failed): no run
         if run is None:
             lacks = t.user_attrs.get("mlflow_unrecorded")
             why = f" (MLflow was down: it lacks {lacks})" if lacks else ""
@@ -164,13 +167,14 @@ def _fail_stale(study: Any, report: Report) -> None:
 
     storage = studies.rdb(study._storage)
     interval = getattr(storage, "heartbeat_interval", None)
-    running = [t.number for t in study.get_trials(states=(TrialState.RUNNING,))]
-    if not running or interval is None:
+    if interval is None or not study.get_trials(states=(TrialState.RUNNING,)):
         return
     wait = (storage.grace_period or 0) + interval - seconds_since_outage()
     if wait > 0:
         report.repaired.append(f"waited {wait:.0f} s for live workers' heartbeats")
         time.sleep(wait)
+    # read after the wait: a trial that finished meanwhile was not failed by this repair
+    running = [t.number for t in study.get_trials(states=(TrialState.RUNNING,))]
     orphans = studies.sweep(study, storage)
     now_running = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
     for number in running:
@@ -189,8 +193,8 @@ def _other_parents(
         [exp_id], filter_string="attributes.status = 'RUNNING'", max_results=50_000
     )
     for run in tops:
-        if run.info.run_id == parent or "mlflow.parentRunId" in run.data.tags:
-            continue
+        if run.info.run_id == parent or run.data.tags.get(ROLE_TAG) != "study":
+            continue  # the study's own, a child, or a run a user made there himself
         if repair:
             tracker.close_run(run.info.run_id, INTERRUPTED_STATUS, "a second parent run")
             report.repaired.append(f"closed second parent run {run.info.run_id}")

@@ -55,7 +55,7 @@ def check_numbers(args: argparse.Namespace) -> None:
     from tuner.errors import InputError
 
     study = getattr(args, "study", None)
-    if study is not None and not STUDY_NAME.match(study):  # tuner never makes such a study
+    if study is not None and not STUDY_NAME.fullmatch(study):  # tuner never makes such a study
         raise InputError(
             f"invalid study name {study!r}: letters, digits, '.', '_', '-' (at most 100)",
             field="--study",
@@ -508,11 +508,12 @@ def _prepare(a: argparse.Namespace) -> dict[str, Any]:
         nan=a.nan,
     )
     dataset = data.load(options, 1 if space.window_auto else _max_window(space))
-    if space.window_auto:
+    window_auto = space.window_auto
+    if window_auto:
         space = _auto_window(space, dataset, a.season, quiet=a.quiet, dataset_path=a.data)
     check_names(space)  # last: a name outside the common ones imports Keras (seconds)
     name = a.study or f"{Path(a.space).stem}-{Path(a.data).stem}"
-    if not STUDY_NAME.match(name):
+    if not STUDY_NAME.fullmatch(name):
         raise InputError(
             f"invalid study name {name!r}: letters, digits, '.', '_', '-' (at most 100)",
             field="--study",
@@ -527,6 +528,9 @@ def _prepare(a: argparse.Namespace) -> dict[str, Any]:
         "max_epochs": a.max_epochs,
         "season": a.season,
         "budget_epochs": a.budget_epochs,
+        # the range was resolved from the data: a resume keeps the study's own (`window: auto`
+        # may resolve differently after an upgrade)
+        "window_auto": window_auto,
     }
     from tuner.baselines import compute
     from tuner.storage import check_stores
@@ -570,7 +574,9 @@ def _create(prepared: dict[str, Any], target: int) -> tuple[Any, Any]:
             study.set_user_attr(studies.TARGET_ATTR, NO_TRIAL_TARGET)
         study.set_user_attr(studies.BUDGET_ATTR, budget)
         study.set_user_attr(studies.BASELINES_ATTR, prepared["baselines"])
-        exp_id, parent_id = tracker.ensure_study(study.study_name, stores.artifacts)
+        exp_id, parent_id = tracker.ensure_study(
+            study.study_name, stores.artifacts, study.user_attrs.get(studies.PARENT_RUN_ATTR)
+        )
         study.set_user_attr(studies.EXPERIMENT_ATTR, exp_id)
         study.set_user_attr(studies.PARENT_RUN_ATTR, parent_id)
     settings = {

@@ -50,8 +50,10 @@ def mask(text: str) -> str:
     """``text`` with any password replaced by ``***``: a URL's ``user:pass@``, ``?password=``,
     ``sslpassword=``, a libpq ``password=`` keyword. A password may hold ``/`` or ``:``, so
     everything up to the last ``@`` of the authority goes."""
-    text = re.sub(r"(://[^/:@\s]*:)[^@\s]*@", r"\1***@", text)
-    return re.sub(r"(?i)((?:^|[?&\s'\"])(?:ssl)?password=)[^&\s'\"]*", r"\1***", text)
+    text = re.sub(r"(://[^/:@\s]*:)\S*@", r"\1***@", text)
+    return re.sub(
+        r"(?i)((?:^|[?&\s'\"])(?:ssl)?password=)('[^']*'|\"[^\"]*\"|[^&\s'\"]*)", r"\1***", text
+    )
 
 
 def brief(e: BaseException, limit: int = 300) -> str:

@@ -57,11 +57,13 @@ def run_workers(study: Any, stores: Any, data_path: str, n: int, *, quiet: bool)
     def forward(signum: int, frame: Any) -> None:
         # SIGTERM or SIGINT sent to `tuner run` alone (a process manager, an IDE) stops its
         # workers too. Ctrl-C in a terminal reaches them already (one process group); a second
-        # copy is ignored by a worker that is already stopping.
+        # copy is ignored by a worker that is already stopping. A second Ctrl-C kills them (their
+        # trials are then retried by heartbeat).
         stopping.append(signum)
+        force = stopping.count(signal.SIGINT) > 1  # Ctrl-C twice: do not wait for the trials
         for p in procs:
             if p.poll() is None:
-                p.send_signal(signum)
+                p.kill() if force else p.send_signal(signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     progress = Progress(study, quiet)

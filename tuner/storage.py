@@ -145,17 +145,24 @@ def _reach_server(url: str, shown: str) -> None:
     """An MLflow tracking server answers its ``/health`` endpoint."""
     import urllib.error
     import urllib.request
+    from urllib.parse import urlsplit, urlunsplit
 
+    # /health needs no user; a user:password@ in the URI (MLflow's client accepts one) is not
+    # sent, and cannot reach a message
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    health = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=PROBE_TIMEOUT_S):
+        with urllib.request.urlopen(health, timeout=PROBE_TIMEOUT_S):
             return
     except urllib.error.HTTPError as e:
         if e.code in (401, 403):  # behind authentication: it answered
             return
         raise InputError(f"the tracking server answered {e.code} {e.reason}", field=shown) from None
-    except (OSError, ValueError) as e:  # refused, unresolvable, timed out, a malformed URL
-        reason = getattr(e, "reason", e)
-        raise InputError(f"cannot reach the tracking server: {reason}", field=shown) from None
+    except Exception as e:  # refused, unresolvable, timed out, a malformed URL or port
+        reason = getattr(e, "reason", None) or e
+        text = brief(reason) if isinstance(reason, BaseException) else mask(str(reason))
+        raise InputError(f"cannot reach the tracking server: {text}", field=shown) from None
 
 
 def _reach_database(url: str, shown: str) -> None:
@@ -178,18 +185,20 @@ def _reach_database(url: str, shown: str) -> None:
             _writable(Path(u.database), shown)
         return
     args = {"connect_timeout": PROBE_TIMEOUT_S} if u.get_backend_name() == "postgresql" else {}
-    engine = create_engine(u, connect_args=args, poolclass=NullPool)
+    engine = None
     try:
+        engine = create_engine(u, connect_args=args, poolclass=NullPool)  # needs the driver
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as e:  # the driver's own errors: refused, auth, no such database
+    except Exception as e:  # no driver, or its own errors: refused, auth, no such database
         from tuner.retry import lost_connection
 
         if lost_connection(e):
             return  # a server restarting: the store's own opening waits for it
         raise InputError(f"cannot connect: {brief(e)}", field=shown) from None
     finally:
-        engine.dispose()
+        if engine is not None:
+            engine.dispose()
 
 
 def engine_kwargs(url: str) -> dict[str, Any]:

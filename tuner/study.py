@@ -177,6 +177,10 @@ def create_or_resume(
         stored = existing.user_attrs.get(SPEC_ATTR)
         if stored is None:
             raise InputError(f"study {name!r} exists but was not created by tuner", field="--study")
+        if spec.get("window_auto") and _without_window(stored.get("space")) == _without_window(
+            spec.get("space")
+        ):
+            spec = {**spec, "space": stored["space"]}  # the window range it was resolved to
         # The sampler and pruner may change on resume; the space's parameters and the data not.
         for key, what in (
             ("fingerprint", "data"),
@@ -208,6 +212,15 @@ def create_or_resume(
     for params in space.start_with:
         study.enqueue_trial(params, skip_if_exists=True)
     return study, True
+
+
+def _without_window(value: Any) -> Any:
+    """A stored space without its window range and sampler/pruner (compared on resume)."""
+    value = _without_strategy(value)
+    if isinstance(value, dict) and isinstance(value.get("params"), dict):
+        params = {k: v for k, v in value["params"].items() if k != "window"}
+        return {**value, "params": params}
+    return value
 
 
 def _without_strategy(value: Any) -> Any:

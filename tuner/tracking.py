@@ -61,9 +61,15 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=tracking_uri)
 
     # -- the study ---------------------------------------------------------------------------
-    def ensure_study(self, study_name: str, artifact_location: str | None) -> tuple[str, str]:
-        """Get or create the study's experiment and its parent run; returns their ids."""
+    def ensure_study(
+        self, study_name: str, artifact_location: str | None, known_parent: str | None = None
+    ) -> tuple[str, str]:
+        """Get or create the study's experiment and its parent run; returns their ids. A study
+        that has a parent run keeps it (a second one, closed by `tuner check --repair`, is
+        never picked up instead)."""
         exp = self.client.get_experiment_by_name(study_name)
+        if exp is not None and known_parent is not None:
+            return exp.experiment_id, known_parent
         if exp is None:
             exp_id = self.client.create_experiment(
                 study_name, artifact_location=artifact_location, tags={"tuner.study": study_name}

@@ -227,7 +227,13 @@ class Worker:
                     run.end("FAIL", {}, reason, status=INTERRUPTED_STATUS, seconds=3.0)
                     # FAIL and its retry under the claim lock: a claim sees both or neither (a
                     # kill between them is mended by the next claim: `_requeue_lost`).
-                    with claim_lock(self.storage, self.storage_url, self.study.study_name):
+                    with contextlib.ExitStack() as lock:
+                        retrying(  # a fresh lock per try: a failed one cannot be entered again
+                            lambda: lock.enter_context(
+                                claim_lock(self.storage, self.storage_url, self.study.study_name)
+                            ),
+                            "taking the claim lock",
+                        )
                         try:
                             attrs = {"reason": reason, INTERRUPTED_ATTR: trial.number}
                             self._tell(trial, TrialState.FAIL, None, attrs)
@@ -528,7 +534,9 @@ def _abandon(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> 
     """Fail a claimed trial that could not be opened (sampling or recording its settings
     raised), saying why; if the storage cannot take it, its stopped heartbeat lets the next
     worker fail and retry it."""
-    reason = f"could not start: {type(error).__name__}: {brief(error)}"
+    from tuner.check import NOT_STARTED
+
+    reason = f"{NOT_STARTED}{type(error).__name__}: {brief(error)}"
     with contextlib.suppress(Exception):
         trial.set_user_attr("reason", reason[:500])
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
