@@ -11,6 +11,7 @@ starting configurations) with the epochs per trial capped; "random" is the same 
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from bench_common import ROOT, Figure, elecdemand_csv, log, median, scratch
@@ -30,7 +31,9 @@ PATIENCE = 6  # the shipped space's early stopping, given to KerasTuner too
 def bench(size: str) -> list[Figure]:
     import bench_kerastuner as ktb
 
-    s = SIZES[size]
+    s = dict(SIZES[size])
+    if os.environ.get("B2_SEEDS"):  # fewer seeds, when the whole size does not fit
+        s["seeds"] = [int(x) for x in os.environ["B2_SEEDS"].split(",")]
     runs: dict[int, dict[str, Trace]] = {}
     with scratch("b2") as folder:
         csv = elecdemand_csv(folder, s["rows"])
