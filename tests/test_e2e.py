@@ -309,6 +309,25 @@ def test_help_is_fast_and_imports_no_framework() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def _reporting(db: Path) -> bool:
+    """A RUNNING trial has reported an epoch; read-only (opening it with Optuna would create
+    its tables, racing `tuner run`'s own creation)."""
+    import contextlib
+    import sqlite3
+
+    uri = f"file:{db}?mode=ro"
+    with (
+        contextlib.suppress(sqlite3.Error),
+        contextlib.closing(sqlite3.connect(uri, uri=True)) as c,
+    ):
+        row = c.execute(
+            "SELECT count(*) FROM trials t JOIN trial_intermediate_values v "
+            "ON v.trial_id = t.trial_id WHERE t.state = 'RUNNING'"
+        ).fetchone()
+        return bool(row and row[0])
+    return False
+
+
 def start_training(space_file, co2_csv, home: Path, **env: str) -> subprocess.Popen:
     """`tuner run` of 4 long trials in its own session, returned once a trial has reported."""
     import os
@@ -325,12 +344,7 @@ def start_training(space_file, co2_csv, home: Path, **env: str) -> subprocess.Po
         time.sleep(0.5)
         if not (home / "optuna.db").exists():
             continue
-        try:
-            study = optuna.load_study(study_name="s", storage=embedded()[0])
-        except KeyError:  # the database is there, the study not yet
-            continue
-        running = study.get_trials(states=(TrialState.RUNNING,))
-        if any(t.intermediate_values for t in running):
+        if _reporting(home / "optuna.db"):
             return proc
     proc.kill()
     raise AssertionError(f"no trial started: {proc.communicate()[1][-2000:]}")

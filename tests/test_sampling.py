@@ -123,3 +123,22 @@ def test_cudnn_eligibility_and_flat_params() -> None:
     assert not TrialConfig(activation="relu").cudnn_eligible
     params = TrialConfig(layers=2, units=(64, 32)).as_params()
     assert (params["units_1"], params["units_2"]) == (64, 32) and "units" not in params
+
+
+def test_go_backwards_is_not_drawn_for_a_bidirectional_trial() -> None:
+    """Issue 13: bidirectional + go_backwards failed every such trial inside Keras."""
+    from tuner.space import parse_space
+
+    both = parse_space(
+        {"params": {"bidirectional": [False, True], "go_backwards": [False, True]}},
+        source="s.yaml",
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        config = sample(trial, both)
+        seen.add((config.bidirectional, config.go_backwards))
+        assert not (config.bidirectional and config.go_backwards)
+        assert ("go_backwards" in trial.params) == (not config.bidirectional)
+    assert seen == {(False, False), (False, True), (True, False)}

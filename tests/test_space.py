@@ -85,6 +85,10 @@ def test_forms_become_distributions(space_file) -> None:
         ("params:\n  window: automatic\n", "params.window: window must be a number"),
         ("min_steps_per_epoch: -1\n", "min_steps_per_epoch: expected a whole number"),
         ("task: classify\nparams:\n  residual: ridge\n", "'residual' does not apply to task"),
+        (
+            "params:\n  bidirectional: true\n  go_backwards: true\n",
+            ":3: params.go_backwards: go_backwards: true cannot go with bidirectional: true",
+        ),
         # issue 10: NaN / inf anywhere, duplicate keys, alias bombs, nesting past the parser
         ("params:\n  dropout: {low: 0.0, high: 0.3, step: .nan}\n", ":2: params.dropout.step: "),
         ("params:\n  dropout: {low: 0.0, high: 0.3, step: .inf}\n", "must be a finite number"),

@@ -156,3 +156,25 @@ def test_store_probes_name_what_is_wrong_and_leave_other_schemes_to_mlflow(tmp_p
     check_stores(Stores(ok, "databricks", None))  # MLflow's to resolve, not refused here
     check_stores(Stores(ok, f"sqlite:///{tmp_path}/new/mlflow.db", None))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"], "nothing written"
+
+
+def test_two_processes_creating_one_fresh_store_both_open_it(tmp_path) -> None:
+    """Two first `tuner run`s on a fresh home create the schema at once: the second to record
+    Optuna's schema version failed ("UNIQUE constraint failed: alembic_version")."""
+    import subprocess
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    code = (
+        "import sys, time; from tuner.storage import make_storage\n"
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+        "make_storage(sys.argv[1], heartbeat=False)\n"
+    )
+    start = str(time.time() + 3.0)  # both past their imports, then at once
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url, start], stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [e[-500:] for e in errors]

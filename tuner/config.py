@@ -146,7 +146,8 @@ PARAMS: dict[str, ParamSpec] = {
     "use_bias": ParamSpec(bool, doc="false leaves the cuDNN kernel"),
     "activation": ParamSpec(str, keras="activation", doc="other than tanh leaves cuDNN"),
     "recurrent_activation": ParamSpec(str, keras="activation", doc="other than sigmoid: no cuDNN"),
-    "go_backwards": ParamSpec(bool),
+    # a Bidirectional wrapper runs both directions itself; go_backwards inside it fails in Keras
+    "go_backwards": ParamSpec(bool, when=("bidirectional", (False,))),
     "unroll": ParamSpec(bool, doc="true leaves the cuDNN kernel"),
     "l1": ParamSpec(float, 0.0, 1.0, doc="L1 regularization of the LSTM kernels"),
     "l2": ParamSpec(float, 0.0, 1.0, doc="L2 regularization of the LSTM kernels"),

@@ -224,6 +224,13 @@ def parse_space(raw: Any, *, source: str, lines: Lines | None = None) -> Space:
         else:
             fixed[name] = _value(name, spec, value, path, err)
 
+    if fixed.get("bidirectional") is True and fixed.get("go_backwards") is True:
+        raise err(
+            ("params", "go_backwards"),
+            "go_backwards: true cannot go with bidirectional: true (a Bidirectional layer runs "
+            "both directions itself; Keras refuses it)",
+        )
+
     if task == "forecast" and objective == "val_loss":
         for name in ("scaler", "loss"):
             if name in searched:

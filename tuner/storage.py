@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ TRACKING_ENV = "MLFLOW_TRACKING_URI"
 HEARTBEAT_ENV = "TUNER_HEARTBEAT"  # "interval" or "interval,grace" in seconds
 DEFAULT_HEARTBEAT = (10, 30)
 WORKER_CONNECTIONS = 3  # a worker's own, its heartbeat thread's, its claim lock's
+CREATION_RACE = ("alembic_version", "already exists")  # another process creating the schema
 
 
 def home() -> Path:
@@ -256,7 +258,7 @@ def make_storage(
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
-    def open_rdb() -> Any:
+    def open_rdb(again: int = 3) -> Any:
         try:
             return optuna.storages.RDBStorage(
                 url,
@@ -269,6 +271,11 @@ def make_storage(
         except Exception as e:  # sqlalchemy / driver errors: unreachable, auth, no database
             if lost_connection(e):
                 raise  # a server restarting or cutting connections: waited for by retrying()
+            if again and create_tables and any(m in str(e) for m in CREATION_RACE):
+                # Another process is creating the schema at the same moment (two first `tuner
+                # run`s on a fresh store): its tables or version row came first; open again.
+                time.sleep(0.2)
+                return open_rdb(again - 1)
             hint = ""
             if getattr(getattr(e, "orig", None), "sqlstate", None) == TOO_MANY_CONNECTIONS:
                 hint = f" (a worker needs {WORKER_CONNECTIONS} connections; raise the limit)"
