@@ -58,6 +58,15 @@ def _grid(space: Space, **kwargs: Any) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GridSampler(grid, seed=space.seed, **kwargs)
 
 
+def _cmaes(space: Space, **kwargs: Any) -> optuna.samplers.BaseSampler:
+    # Optuna builds it without its package and fails at the first trial, in the worker
+    if importlib.util.find_spec("cmaes") is None:
+        raise InputError(
+            "the cmaes sampler needs the cmaes package: pip install 'tuner[cmaes]'", field="name"
+        )
+    return optuna.samplers.CmaEsSampler(seed=space.seed, **kwargs)
+
+
 def _gp(space: Space, **kwargs: Any) -> optuna.samplers.BaseSampler:
     if importlib.util.find_spec("torch") is None:
         raise InputError("the gp sampler needs PyTorch: pip install 'tuner[gp]'", field="name")
@@ -68,7 +77,7 @@ SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "tpe": lambda space, **kw: optuna.samplers.TPESampler(seed=space.seed, **kw),
     "random": lambda space, **kw: optuna.samplers.RandomSampler(seed=space.seed, **kw),
     "grid": _grid,
-    "cmaes": lambda space, **kw: optuna.samplers.CmaEsSampler(seed=space.seed, **kw),
+    "cmaes": lambda space, **kw: _cmaes(space, **kw),
     "gp": _gp,
     "qmc": lambda space, **kw: optuna.samplers.QMCSampler(seed=space.seed, **kw),
 }
