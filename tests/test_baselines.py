@@ -261,3 +261,21 @@ def test_window_auto_always_fits_every_split(rows, val, test, horizon, space_fil
     assert 1 <= window.low <= window.high <= max(2, (train - horizon) // 4)
     for part in s.splits:
         assert windowing.count(part.stop - part.start, window.high, horizon) >= 1
+
+
+def test_the_ridge_start_gets_the_ridge_baseline_s_lags() -> None:
+    """B7 (elecdemand): the ridge-start trial drew window 68 and started from a weaker ridge
+    (validation MAE 0.0220) than the baseline's 144 lags (0.0202) it was compared with."""
+    from tuner.cli import _ridge_start_window
+    from tuner.space import parse_space
+
+    raw = {
+        "params": {"residual": ["none", "ridge"], "window": "auto", "units": [8, 16]},
+        "start_with": [{"residual": "ridge", "units": 8}, {"units": 16}],
+    }
+    space = parse_space(raw, source="s.yaml").with_window(48, 144)
+    out = _ridge_start_window(space, {"scores": {"ridge_ar": {"lags": 144.0}}})
+    assert [s.get("window") for s in out.start_with] == [144, None]
+    clamped = _ridge_start_window(space, {"scores": {"ridge_ar": {"lags": 1.0}}})
+    assert clamped.start_with[0]["window"] == 48  # within the resolved range
+    assert _ridge_start_window(space, {"scores": {}}) is space  # classify: no ridge

@@ -228,7 +228,11 @@ def _without_window(value: Any) -> Any:
     value = _without_strategy(value)
     if isinstance(value, dict) and isinstance(value.get("params"), dict):
         params = {k: v for k, v in value["params"].items() if k != "window"}
-        return {**value, "params": params}
+        starts = [
+            {k: v for k, v in e.items() if k != "window"} if isinstance(e, dict) else e
+            for e in value.get("start_with") or []
+        ]
+        return {**value, "params": params, "start_with": starts}
     return value
 
 
