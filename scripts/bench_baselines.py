@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,8 @@ def row(name: str, result: dict[str, Any]) -> dict[str, Any]:
 def bench(size: str) -> list[Figure]:
     s = SIZES[size]
     names = s["sets"] or [*FORECAST, *CLASSIFY]
+    if os.environ.get("B7_SETS"):  # a part of the sets, e.g. to re-run one after a change
+        names = os.environ["B7_SETS"].split(",")
     rows = []
     with scratch("b7") as folder:
         for name in names:
