@@ -59,12 +59,25 @@ def data_args(name: str, folder: Path) -> list[str]:
     return ["--data", str(sktime_npz(folder, name))]
 
 
-def study(name: str, folder: Path, budget: int, max_epochs: int) -> dict[str, Any]:
-    """Run one study; its best trial and baselines as ``tuner best --json`` gives them."""
-    task = "forecast" if name in FORECAST else "classify"
-    env = nice_env(TUNER_HOME=str(folder / f"home-{name}"))
-    space = ROOT / "search_spaces" / f"{task}.yaml"
-    args = ["run", str(space), *data_args(name, folder), "--study", name, "-q"]
+def task_of(name: str) -> str:
+    return "forecast" if name in FORECAST else "classify"
+
+
+def study(
+    name: str,
+    folder: Path,
+    budget: int,
+    max_epochs: int,
+    space: Path | None = None,
+    tag: str | None = None,
+) -> dict[str, Any]:
+    """Run one study (the shipped space, or ``space``; named ``tag``, else the set's name); its
+    best trial and baselines as ``tuner best --json`` gives them."""
+    task = task_of(name)
+    tag = tag or name
+    env = nice_env(TUNER_HOME=str(folder / f"home-{tag}"))
+    space = space or ROOT / "search_spaces" / f"{task}.yaml"
+    args = ["run", str(space), *data_args(name, folder), "--study", tag, "-q"]
     run(tuner_cli(*args, "--budget-epochs", str(budget), "--max-epochs", str(max_epochs)), env)
     best = json.loads(run(tuner_cli("best", "--json"), env))
     status = json.loads(run(tuner_cli("status", "--json"), env))

@@ -28,8 +28,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench_baselines import FORECAST, data_args, row
-from bench_common import ROOT, Figure, log, nice_env, run, scratch, tuner_cli
+from bench_baselines import row, task_of
+from bench_baselines import study as run_study
+from bench_common import ROOT, Figure, log, scratch
 from bench_driver import write_space
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -66,9 +67,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 
 def study(name: str, candidate: str, seed: int, folder: Path, s: dict[str, Any]) -> dict[str, Any]:
     """One study of ``candidate`` on set ``name``; its B7 row (test errors and ratio)."""
-    import json
-
-    task = "forecast" if name in FORECAST else "classify"
+    task = task_of(name)
     tag = f"{name}-{candidate}-{seed}"
     space = write_space(
         folder / f"{tag}.yaml",
@@ -77,14 +76,9 @@ def study(name: str, candidate: str, seed: int, folder: Path, s: dict[str, Any])
         epochs=s["max_epochs"],
         **CANDIDATES[candidate],
     )
-    env = nice_env(TUNER_HOME=str(folder / f"home-{tag}"))
-    args = ["run", str(space), *data_args(name, folder), "--study", tag, "-q"]
-    args += ["--budget-epochs", str(s["budget"]), "--max-epochs", str(s["max_epochs"])]
-    run(tuner_cli(*args), env)
-    best = json.loads(run(tuner_cli("best", "--json"), env))
-    status = json.loads(run(tuner_cli("status", "--json"), env))
-    out = row(name, {"task": task, "best": best, "status": status})
-    out["val_ratio"] = val_ratio(task, best)
+    result = run_study(name, folder, s["budget"], s["max_epochs"], space=space, tag=tag)
+    out = row(name, result)
+    out["val_ratio"] = val_ratio(task, result["best"])
     return out
 
 

@@ -49,17 +49,24 @@ LEAST = {
 }
 
 
+def check_study_name(name: str) -> None:
+    from tuner.errors import InputError
+
+    if not STUDY_NAME.fullmatch(name):
+        raise InputError(
+            f"invalid study name {name!r}: letters, digits, '.', '_', '-' (at most 100)",
+            field="--study",
+        )
+
+
 def check_numbers(args: argparse.Namespace) -> None:
     """Refuse a numeric option out of its range (``--trials -1`` once ran nothing and exited 0),
     and a study name tuner could not have made (a NUL in it crashed the worker's supervisor)."""
     from tuner.errors import InputError
 
     study = getattr(args, "study", None)
-    if study is not None and not STUDY_NAME.fullmatch(study):  # tuner never makes such a study
-        raise InputError(
-            f"invalid study name {study!r}: letters, digits, '.', '_', '-' (at most 100)",
-            field="--study",
-        )
+    if study is not None:  # tuner never makes a study of another name
+        check_study_name(study)
     for name, value in vars(args).items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
@@ -486,7 +493,6 @@ def cmd_db_init(a: argparse.Namespace) -> int:
 def _prepare(a: argparse.Namespace) -> dict[str, Any]:
     """Validate everything (space, Keras names, data, settings) before anything is written."""
     from tuner import data
-    from tuner.errors import InputError
     from tuner.model import check_names
     from tuner.space import load_space
     from tuner.storage import check_separate, resolve
@@ -513,11 +519,7 @@ def _prepare(a: argparse.Namespace) -> dict[str, Any]:
         space = _auto_window(space, dataset, a.season, quiet=a.quiet, dataset_path=a.data)
     check_names(space)  # last: a name outside the common ones imports Keras (seconds)
     name = a.study or f"{Path(a.space).stem}-{Path(a.data).stem}"
-    if not STUDY_NAME.fullmatch(name):
-        raise InputError(
-            f"invalid study name {name!r}: letters, digits, '.', '_', '-' (at most 100)",
-            field="--study",
-        )
+    check_study_name(name)
     stores = resolve(a.storage, a.tracking_uri)
     check_separate(stores.storage, stores.tracking)
     from tuner.baselines import compute
