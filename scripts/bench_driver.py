@@ -1,9 +1,10 @@
 """Drive a tuner study in this process, trial by trial, under an epoch budget.
 
-The trial path is the product's own (``tuner create``, then ``tuner.worker.Worker`` as
-``tuner worker --trials-per-process 0`` builds it); only the loop is ours, so that the search can
-stop at an exact number of epochs: before each trial the study's ``max_epochs`` is lowered to the
-epochs left, so the last trial trains only what the budget still allows.
+The trial path is the product's own (``tuner create``, then ``launch.join`` and
+``tuner.worker.Worker`` as ``tuner worker --trials-per-process 0`` runs them); only the loop is
+ours, so that the search can stop at an exact number of epochs: before each trial the study's
+``max_epochs`` is lowered to the epochs left, so the last trial trains only what the budget
+still allows.
 """
 
 from __future__ import annotations
@@ -79,12 +80,10 @@ def run_study(
     """Run trials of a new study until ``budget`` epochs (or ``max_trials``) are spent."""
     import os
 
-    from tuner import data as datasets
+    from tuner import launch
     from tuner import study as studies
     from tuner.cli import main
-    from tuner.space import parse_space
-    from tuner.storage import embedded, make_storage
-    from tuner.tracking import Tracker
+    from tuner.storage import embedded, resolve
     from tuner.worker import Worker
 
     # the embedded default store (SQLite and artifacts under TUNER_HOME), as `tuner run` uses
@@ -95,18 +94,13 @@ def run_study(
         code = main([*args, "--max-epochs", str(max_epochs), "--quiet"])
     if code != 0:
         raise RuntimeError(f"tuner create failed for {name}")
-    storage = make_storage(storage_url, create_tables=False)
-    study, spec = studies.load(storage, name)
-    parsed = parse_space(spec["space"], source=name)
-    options = datasets.DataOptions.from_spec(spec["data"], data[1])
-    dataset = datasets.load(options, 1)  # checked by `tuner create` already
-    tracker = Tracker(tracking)
-    tracker.open_study(study.user_attrs[studies.PARENT_RUN_ATTR], {})
-    worker = Worker(study, storage, storage_url, parsed, dict(spec), dataset, tracker)
+    j = launch.join(resolve(storage_url, tracking), name, data[1])  # as `tuner worker` does
+    study = j.study
+    worker = Worker(study, j.storage, storage_url, j.space, j.spec, j.dataset, j.tracker)
     started = time.perf_counter()
     spent = 0
     while spent < budget and worker.ran < max_trials:
-        worker.spec["max_epochs"] = min(max_epochs, budget - spent)
+        worker.spec = worker.spec.with_max_epochs(min(max_epochs, budget - spent))
         before = worker.ran
         worker.run(max_trials=worker.ran + 1)
         if worker.ran == before:
@@ -132,5 +126,7 @@ def run_study(
 
 
 def _epochs_of(trial: Any) -> int:
-    run = trial.user_attrs.get("epochs_run")
+    from tuner import records
+
+    run = trial.user_attrs.get(records.EPOCHS_RUN)
     return int(run) if run is not None else len(trial.intermediate_values)

@@ -52,12 +52,14 @@ def _measure(
     from dataclasses import replace
 
     from tuner import study as studies
+    from tuner.liveness import claim_lock
+    from tuner.records import StudySpec
     from tuner.sampling import sample
-    from tuner.storage import claim_lock, make_storage
+    from tuner.storage import make_storage
 
     conf = space.sampler if sampler == "tpe" else {"name": sampler}
     raw = {k: v for k, v in space.raw.items() if k != "start_with"}
-    spec = {"space": {**raw, "sampler": conf}, "data": {}, "fingerprint": "-"}
+    spec = StudySpec(space={**raw, "sampler": conf}, data={}, fingerprint="-")
     sp = replace(space, sampler=conf, start_with=())
     storage = make_storage(url)
     name = f"b6-{sampler}"

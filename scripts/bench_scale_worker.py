@@ -69,8 +69,8 @@ def fake_evaluate(model: Any, x: Any, y: Any, prefix: str, batch_size: int) -> d
     return {f"{prefix}_loss": 1.0, f"{prefix}_mae_original": 1.0, f"{prefix}_rmse_original": 1.0}
 
 
-def fake_log_model(self: Any, run_id: str, model: Any, preprocess: dict[str, Any]) -> str:
-    self.client.log_text(run_id, json.dumps(preprocess), "model/preprocess.json")
+def fake_log_model(self: Any, run_id: str, model: Any, card: Any) -> str:
+    self.client.log_text(run_id, card.to_json(), "model/preprocess.json")
     return f"runs:/{run_id}/model"
 
 

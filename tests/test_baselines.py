@@ -242,7 +242,7 @@ def test_budget_counts_finished_epochs_and_running_progress() -> None:
 )
 def test_window_auto_always_fits_every_split(rows, val, test, horizon, space_file) -> None:
     """Whatever the split sizes, the resolved range leaves a window + horizon in each split."""
-    from tuner.cli import _auto_window
+    from tuner.launch import _auto_window
     from tuner.space import load_space
 
     t = np.arange(rows)
@@ -255,7 +255,7 @@ def test_window_auto_always_fits_every_split(rows, val, test, horizon, space_fil
         splits=windowing.split_bounds(rows, val, test),
     )
     space = load_space(space_file("params:\n  window: auto\n"))
-    resolved = _auto_window(space, s, None, quiet=True, dataset_path="d.csv")
+    resolved = _auto_window(space, s, None, dataset_path="d.csv")
     window = resolved.searched["window"]
     train = s.splits[0].stop - s.splits[0].start
     assert 1 <= window.low <= window.high <= max(2, (train - horizon) // 4)
@@ -266,7 +266,7 @@ def test_window_auto_always_fits_every_split(rows, val, test, horizon, space_fil
 def test_the_ridge_start_gets_the_ridge_baseline_s_lags() -> None:
     """B7 (elecdemand): the ridge-start trial drew window 68 and started from a weaker ridge
     (validation MAE 0.0220) than the baseline's 144 lags (0.0202) it was compared with."""
-    from tuner.cli import _ridge_start_window
+    from tuner.launch import _ridge_start_window
     from tuner.space import parse_space
 
     raw = {

@@ -508,7 +508,7 @@ def test_concurrent_creates_of_one_study_make_one_study_and_one_parent_run(
     released at once by a barrier (processes start too unevenly to race reliably)."""
     import threading
 
-    from tuner import cli
+    from tuner import cli, launch
 
     storage, tracking = pg
     assert main(["db", "init", "--storage", storage, "--tracking-uri", tracking]) == 0
@@ -522,7 +522,7 @@ def test_concurrent_creates_of_one_study_make_one_study_and_one_parent_run(
     def create_one() -> None:
         barrier.wait()
         try:
-            cli._create(dict(prepared), 2)
+            launch.create(prepared, 2)
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 

@@ -15,6 +15,7 @@ from conftest import CO2_OPTIONS
 from tuner import data, windowing
 from tuner.errors import InputError
 from tuner.predict import _classify, _forecast, load_model, predict
+from tuner.records import ModelCard
 
 
 def tiny_lstm(window: int = 4, features: int = 2, outputs: int = 1):
@@ -106,7 +107,9 @@ def test_forecast_rows_align_with_time_and_original_units(tmp_path: Path) -> Non
     kernel[-1, :] = 1.0  # the last step's target column (y is column 1 of [x, y])
     dense.set_weights([kernel, np.zeros(horizon)])
     scaler = data.Scaler("standard", np.array([3.0, 200.0]), np.array([2.0, 50.0]))
-    prep = {"columns": ["x", "y"], "target_index": [1], "window": window, "horizon": horizon}
+    prep = ModelCard(
+        "forecast", window, {}, {}, columns=["x", "y"], target_index=[1], horizon=horizon
+    )
     options = data.DataOptions(path=str(csv), target=("y",), time="day", horizon=horizon)
 
     out = _forecast(model, prep, options, scaler)
@@ -132,7 +135,7 @@ def test_classify_gives_a_class_and_probabilities(tmp_path: Path) -> None:
         inputs = keras.Input((4, 2))
         head = keras.layers.Dense(outputs, activation="sigmoid" if outputs == 1 else "softmax")
         model = keras.Model(inputs, head(keras.layers.LSTM(3)(inputs)))
-        prep = {"classes": classes, "window": 4}
+        prep = ModelCard("classify", 4, {}, {}, classes=classes)
         out = _classify(model, prep, options, scaler)
         assert list(out.columns) == ["sequence", "predicted", *[f"p_{c}" for c in classes]]
         probs = out[[f"p_{c}" for c in classes]].to_numpy()

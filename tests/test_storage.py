@@ -90,12 +90,14 @@ def test_unreachable_storage_is_one_line_without_password() -> None:
 
 
 def test_sqlite_claim_lock_serializes(tmp_path) -> None:
+    from tuner.liveness import claim_lock
+
     url = f"sqlite:///{tmp_path}/optuna.db"
     storage = st.make_storage(url, heartbeat=False)
     inside, overlaps = [], []
 
     def hold() -> None:
-        with st.claim_lock(storage, url, "s"):
+        with claim_lock(storage, url, "s"):
             overlaps.append(len(inside))
             inside.append(1)
             time.sleep(0.05)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import optuna
 import pytest
 
+from tuner import records, strategies
 from tuner import study as studies
 from tuner.errors import InputError
+from tuner.records import StudySpec
 from tuner.space import parse_space
 from tuner.storage import make_storage
 
@@ -17,7 +19,7 @@ RAW = {
 
 
 def spec(raw=RAW, fingerprint="sha256:aa"):
-    return {"space": raw, "data": {"file": "d.csv"}, "fingerprint": fingerprint, "max_epochs": None}
+    return StudySpec(space=raw, data={"file": "d.csv"}, fingerprint=fingerprint, max_epochs=None)
 
 
 @pytest.fixture
@@ -25,7 +27,7 @@ def storage(tmp_path):
     return make_storage(f"sqlite:///{tmp_path}/optuna.db", heartbeat=False)
 
 
-@pytest.mark.parametrize("name", list(studies.SAMPLERS))
+@pytest.mark.parametrize("name", list(strategies.SAMPLERS))
 def test_every_sampler_by_name(name: str) -> None:
     raw = {
         "sampler": name,
@@ -38,7 +40,7 @@ def test_every_sampler_by_name(name: str) -> None:
             parse_space(raw, source="s.yaml")
         return
     space = parse_space(raw, source="s.yaml")
-    assert isinstance(studies.make_sampler(space), optuna.samplers.BaseSampler)
+    assert isinstance(space.make_sampler(), optuna.samplers.BaseSampler)
 
 
 @pytest.mark.parametrize(
@@ -55,16 +57,16 @@ def test_every_sampler_by_name(name: str) -> None:
 )
 def test_every_pruner_by_name(conf, cls) -> None:
     space = parse_space({"pruner": conf}, source="s.yaml")
-    assert isinstance(studies.make_pruner(space), cls)
+    assert isinstance(space.make_pruner(), cls)
 
 
 def test_hyperband_s_brackets_fit_the_epoch_cap() -> None:
     """``--max-epochs 15`` on a 30-epoch space: brackets sized for 30 would never reach their
     last rungs."""
     space = parse_space({"epochs": 30, "pruner": "hyperband"}, source="s.yaml")
-    assert studies.make_pruner(space)._max_resource == 30
-    assert studies.make_pruner(space, 15)._max_resource == 15
-    assert studies.make_pruner(space, 60)._max_resource == 30
+    assert space.make_pruner()._max_resource == 30
+    assert space.make_pruner(15)._max_resource == 15
+    assert space.make_pruner(60)._max_resource == 30
 
 
 @pytest.mark.parametrize(
@@ -86,7 +88,7 @@ def test_the_worker_skips_asking_only_where_the_pruner_could_not_prune(conf) -> 
     ``prunes_from`` (so skipping the question changes nothing), and is pruned there. Pruners
     without a warm-up (successive halving, hyperband) are asked from the first epoch (0)."""
     space = parse_space({"pruner": conf}, source="s.yaml")
-    study = optuna.create_study(pruner=studies.make_pruner(space))
+    study = optuna.create_study(pruner=space.make_pruner())
     for _ in range(3):
         done = study.ask()
         for step in range(8):
@@ -97,7 +99,7 @@ def test_the_worker_skips_asking_only_where_the_pruner_could_not_prune(conf) -> 
     for step in range(8):
         trial.report(100.0 + step, step)
         verdicts.append(trial.should_prune())
-    first = studies.prunes_from(space.pruner)
+    first = strategies.prunes_from(space.pruner)
     if first is None:
         assert not any(verdicts)
     else:
@@ -111,10 +113,10 @@ def test_worker_processes_draw_different_random_streams() -> None:
         study = optuna.create_study(sampler=sampler)
         return study.ask().suggest_float("learning_rate", 1e-6, 1.0)
 
-    assert first_draw(studies.make_sampler(space)) == first_draw(studies.make_sampler(space))
-    assert first_draw(studies.make_sampler(space, 1)) != first_draw(studies.make_sampler(space, 2))
+    assert first_draw(space.make_sampler()) == first_draw(space.make_sampler())
+    assert first_draw(space.make_sampler(1)) != first_draw(space.make_sampler(2))
     qmc = parse_space({"sampler": "qmc"}, source="s.yaml")
-    assert studies.make_sampler(qmc, 7)._seed == studies.make_sampler(qmc)._seed
+    assert qmc.make_sampler(7)._seed == qmc.make_sampler()._seed
 
 
 def test_a_worker_s_stream_is_random_not_its_process_id(monkeypatch) -> None:
@@ -124,13 +126,13 @@ def test_a_worker_s_stream_is_random_not_its_process_id(monkeypatch) -> None:
 
     monkeypatch.setattr(os, "getpid", lambda: 1)
     try:
-        streams = {importlib.reload(studies).SAMPLER_STREAM for _ in range(4)}
+        streams = {importlib.reload(strategies).SAMPLER_STREAM for _ in range(4)}
     finally:
-        importlib.reload(studies)
+        importlib.reload(strategies)
     assert len(streams) == 4
     space = parse_space({"seed": 5}, source="s.yaml")
-    assert studies.sampler_seed(space) == (5 + studies.SAMPLER_STREAM) % 2**31
-    assert studies.sampler_seed(parse_space({"seed": 5, "sampler": "qmc"}, source="s")) == 5
+    assert space.sampler_seed() == (5 + strategies.SAMPLER_STREAM) % 2**31
+    assert parse_space({"seed": 5, "sampler": "qmc"}, source="s").sampler_seed() == 5
 
 
 def test_unknown_pruner_lists_the_valid_ones() -> None:
@@ -142,14 +144,14 @@ def test_create_stores_spec_and_enqueues_textbook_trials(storage) -> None:
     space = parse_space(RAW, source="s.yaml")
     study, created = studies.create_or_resume(storage, "s1", space, spec(), target=5)
     assert created
-    assert study.user_attrs[studies.SPEC_ATTR] == spec()
-    assert study.user_attrs[studies.TARGET_ATTR] == 5
+    assert study.user_attrs[records.SPEC] == spec().to_dict()
+    assert study.user_attrs[records.TARGET] == 5
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert [t.system_attrs["fixed_params"] for t in waiting] == [{"layers": 1, "units": 16}]
     assert studies.counts(study)["counted"] == 1
 
     again, created = studies.create_or_resume(storage, "s1", space, spec(), target=8)
-    assert not created and again.user_attrs[studies.TARGET_ATTR] == 8
+    assert not created and again.user_attrs[records.TARGET] == 8
     assert len(again.get_trials()) == 1, "resuming does not enqueue the textbook trials again"
     loaded, stored = studies.load(storage, "s1")
     assert stored == spec() and isinstance(loaded.sampler, optuna.samplers.TPESampler)
@@ -179,7 +181,8 @@ def test_resume_may_change_sampler_and_pruner(storage) -> None:
 def test_cli_lists_every_sampler_and_pruner() -> None:
     from tuner.cli import PRUNER_NAMES, SAMPLER_NAMES
 
-    assert tuple(studies.SAMPLERS) == SAMPLER_NAMES and tuple(studies.PRUNERS) == PRUNER_NAMES
+    assert tuple(strategies.SAMPLERS) == SAMPLER_NAMES
+    assert tuple(strategies.PRUNERS) == PRUNER_NAMES
 
 
 def test_unknown_study_and_only_study(storage) -> None:

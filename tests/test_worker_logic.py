@@ -10,18 +10,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tuner import study as studies
+from tuner import records
+from tuner.liveness import frozen as _frozen
+from tuner.liveness import requeue as _requeue
+from tuner.outcome import same_value
+from tuner.signals import Interrupted, StopRequest
 from tuner.storage import make_storage
-from tuner.worker import (
-    Interrupted,
-    TakenOver,
-    Worker,
-    _deferred_signals,
-    _frozen,
-    _requeue,
-    handling_signals,
-    same_value,
-)
+from tuner.worker import TakenOver, Worker
 
 
 @pytest.fixture
@@ -29,8 +24,8 @@ def worker(tmp_path):
     url = f"sqlite:///{tmp_path}/optuna.db"
     storage = make_storage(url, heartbeat=False)
     study = optuna.create_study(storage=storage, study_name="s")
-    study.set_user_attr(studies.TARGET_ATTR, 2)
-    return Worker(study, storage, url, space=None, spec={}, dataset=None, tracker=None)  # type: ignore[arg-type]
+    study.set_user_attr(records.TARGET, 2)
+    return Worker(study, storage, url, space=None, spec=None, dataset=None, tracker=None)  # type: ignore[arg-type]
 
 
 def test_claims_stop_at_the_target_but_take_requeued_trials(worker) -> None:
@@ -73,8 +68,9 @@ def test_a_nan_attribute_does_not_make_our_own_trial_look_taken_over(worker) -> 
 
 def test_signals_wait_for_the_end_of_a_critical_section() -> None:
     steps = []
-    with handling_signals(), pytest.raises(Interrupted) as info:
-        with _deferred_signals():
+    stop = StopRequest()
+    with stop.handling(), pytest.raises(Interrupted) as info:
+        with stop.held():
             os.kill(os.getpid(), signal.SIGTERM)
             steps.append("finished the critical section")
         steps.append("not reached")
@@ -89,8 +85,8 @@ def test_a_used_up_grid_stops_the_worker_after_recording_the_trial(tmp_path) -> 
     study = optuna.create_study(
         storage=storage, sampler=optuna.samplers.GridSampler({"units": [8]}), study_name="g"
     )
-    study.set_user_attr(studies.TARGET_ATTR, 5)
-    worker = Worker(study, storage, url, space=None, spec={}, dataset=None, tracker=None)  # type: ignore[arg-type]
+    study.set_user_attr(records.TARGET, 5)
+    worker = Worker(study, storage, url, space=None, spec=None, dataset=None, tracker=None)  # type: ignore[arg-type]
     trial = worker._claim()
     trial.suggest_categorical("units", [8])
     worker._tell(trial, TrialState.COMPLETE, 1.0, {"m": 1.0})
@@ -113,8 +109,8 @@ class _Run:
 
 def test_a_signal_while_claiming_fails_and_requeues_the_claimed_trial(worker, monkeypatch) -> None:
     runs = _Run()
-    worker.study.set_user_attr(studies.EXPERIMENT_ATTR, "1")
-    worker.study.set_user_attr(studies.PARENT_RUN_ATTR, "p")
+    worker.study.set_user_attr(records.EXPERIMENT, "1")
+    worker.study.set_user_attr(records.PARENT_RUN, "p")
 
     def open_and_get_signalled(trial):
         os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the claim's critical section
@@ -122,7 +118,7 @@ def test_a_signal_while_claiming_fails_and_requeues_the_claimed_trial(worker, mo
 
     monkeypatch.setattr(worker, "_open", open_and_get_signalled)
     monkeypatch.setattr("tuner.worker._free_memory", lambda: None)
-    with handling_signals(), pytest.raises(Interrupted):
+    with worker.stop.handling(), pytest.raises(Interrupted):
         worker.run()
     trials = worker.study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
@@ -138,8 +134,8 @@ def test_a_trial_that_cannot_be_opened_fails_and_its_heartbeat_stops(tmp_path, m
     url = f"sqlite:///{tmp_path}/optuna.db"
     storage = make_storage(url)  # with heartbeats
     study = optuna.create_study(storage=storage, study_name="s")
-    study.set_user_attr(studies.TARGET_ATTR, 1)
-    w = Worker(study, storage, url, space=None, spec={}, dataset=None, tracker=None)  # type: ignore[arg-type]
+    study.set_user_attr(records.TARGET, 1)
+    w = Worker(study, storage, url, space=None, spec=None, dataset=None, tracker=None)  # type: ignore[arg-type]
 
     def broken(trial):
         raise RuntimeError("sampler exploded at postgresql://u:secret@db/x")
@@ -158,7 +154,7 @@ def test_a_trial_that_cannot_be_opened_fails_and_its_heartbeat_stops(tmp_path, m
 def test_error_text_is_masked_wherever_it_is_shown() -> None:
     """Issue 10: a password inside a driver's error reached the terminal in three places."""
     from tuner.errors import brief
-    from tuner.worker import _trial_error
+    from tuner.outcome import error_text as _trial_error
 
     e = ValueError('cannot connect to "postgresql+psycopg://tuner:s3cr/t:x@db:5432/optuna"\nmore')
     assert brief(e) == 'cannot connect to "postgresql+psycopg://tuner:***@db:5432/optuna"'
@@ -171,7 +167,7 @@ def test_error_text_is_masked_wherever_it_is_shown() -> None:
 def test_an_interrupted_trial_whose_retry_was_lost_is_retried_by_the_next_claim(worker) -> None:
     """Issue 10: killed between recording FAIL and queueing the retry, a trial's retry was lost
     and a new trial with new parameters took its place in the target."""
-    from tuner.worker import INTERRUPTED_ATTR
+    INTERRUPTED_ATTR = records.INTERRUPTED
 
     first = worker._claim()
     first.set_user_attr(INTERRUPTED_ATTR, first.number)

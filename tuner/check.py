@@ -15,10 +15,10 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from tuner import liveness, records
 from tuner import study as studies
-from tuner.tracking import INTERRUPTED_STATUS, ROLE_TAG, RUN_STATUS, Tracker
-
-NOT_STARTED = "could not start: "  # the reason of a trial that failed while being opened
+from tuner.liveness import retried_trial_number
+from tuner.tracking import INTERRUPTED_STATUS, RUN_STATUS, Tracker
 
 
 @dataclass
@@ -48,8 +48,8 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     numbers = sorted(t.number for t in trials)
     if numbers != list(range(len(trials))):
         problems.append(f"trial numbers are not unique and contiguous: {numbers}")
-    storage = studies.rdb(study._storage)
-    gone = set(studies.stale_running(study, storage))
+    storage = liveness.rdb(study._storage)
+    gone = set(liveness.stale_running(study, storage))
     for t in trials:
         if t.state == TrialState.RUNNING:
             why = (
@@ -59,49 +59,53 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
             )
             problems.append(f"trial {t.number} is RUNNING{why}")
 
-    parent = study.user_attrs.get(studies.PARENT_RUN_ATTR)
-    exp_id = study.user_attrs.get(studies.EXPERIMENT_ATTR)
+    parent = study.user_attrs.get(records.PARENT_RUN)
+    exp_id = study.user_attrs.get(records.EXPERIMENT)
     if parent is None or exp_id is None:
         problems.append("the study has no MLflow experiment or parent run")
         return report
     found = tracker.client.search_runs(
-        [exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'", max_results=50_000
+        [exp_id], filter_string=f"tags.`{records.PARENT_RUN_TAG}` = '{parent}'", max_results=50_000
     )
-    runs = [r for r in found if r.data.tags.get(ROLE_TAG) != "retrain"]  # not `tuner retrain`'s
+    runs = [
+        r for r in found if r.data.tags.get(records.ROLE_TAG) != "retrain"
+    ]  # not `tuner retrain`'s
     _other_parents(study, tracker, exp_id, parent, report, repair)
     report.runs = len(runs)
     by_id = {r.info.run_id: r for r in runs}
-    per_number = Counter(r.data.tags.get("optuna.trial_number") for r in runs)
+    per_number = Counter(r.data.tags.get(records.TRIAL_NUMBER_TAG) for r in runs)
     # A trial whose worker died before it could write the run's id is linked by the run's tags.
-    by_number = {r.data.tags.get("optuna.trial_number"): r.info.run_id for r in runs}
+    by_number = {r.data.tags.get(records.TRIAL_NUMBER_TAG): r.info.run_id for r in runs}
     for number, n in per_number.items():
         if n > 1:
             problems.append(f"trial {number} has {n} MLflow runs")
 
     finished = [t for t in trials if t.state.is_finished()]
     # Trials whose worker died or was stopped have a retry that names them.
-    retried = {t.system_attrs.get("failed_trial") for t in trials} - {None}
+    retried = {retried_trial_number(t) for t in trials} - {None}
     linked = set()
     for t in finished:
-        run_id = t.user_attrs.get("mlflow_run_id") or by_number.get(str(t.number))
+        run_id = t.user_attrs.get(records.RUN_ID) or by_number.get(str(t.number))
         run = by_id.get(run_id) if run_id else None
-        reason = str(t.user_attrs.get("reason", ""))
-        if run is None and (reason == studies.ORPHAN_REASON or reason.startswith(NOT_STARTED)):
+        reason = str(t.user_attrs.get(records.REASON, ""))
+        if run is None and (
+            reason == records.ORPHAN_REASON or reason.startswith(records.NOT_STARTED)
+        ):
             continue  # never started (an orphan claim, or opening it failed): no run
         if run is None:
-            lacks = t.user_attrs.get("mlflow_unrecorded")
+            lacks = t.user_attrs.get(records.UNRECORDED)
             why = f" (MLflow was down: it lacks {lacks})" if lacks else ""
             problems.append(f"trial {t.number} ({t.state.name}) has no MLflow run{why}")
             continue
-        if t.user_attrs.get("mlflow_unrecorded"):
-            lacks = t.user_attrs["mlflow_unrecorded"]
+        if t.user_attrs.get(records.UNRECORDED):
+            lacks = t.user_attrs[records.UNRECORDED]
             problems.append(f"trial {t.number}'s run lacks {lacks} (MLflow was down)")
         linked.add(run_id)
-        if run.data.tags.get("optuna.trial_number") != str(t.number):
+        if run.data.tags.get(records.TRIAL_NUMBER_TAG) != str(t.number):
             problems.append(f"run {run_id} does not link back to trial {t.number}")
         expected = _expected_status(t, retried)
         if run.info.status == "RUNNING" and repair:
-            reason = t.user_attrs.get("reason") or "closed by tuner check --repair"
+            reason = t.user_attrs.get(records.REASON) or "closed by tuner check --repair"
             tracker.close_run(run.info.run_id, expected, reason)
             report.repaired.append(f"closed run {run_id} of trial {t.number} as {expected}")
         elif run.info.status != expected:
@@ -111,7 +115,7 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     numbers_known = {str(t.number) for t in trials}
     running = {str(t.number) for t in trials if t.state == TrialState.RUNNING}
     for run in runs:
-        number = run.data.tags.get("optuna.trial_number")
+        number = run.data.tags.get(records.TRIAL_NUMBER_TAG)
         if number not in numbers_known:  # a closed one is history; a RUNNING one, a leak
             if run.info.status == "RUNNING" and repair:
                 tracker.close_run(run.info.run_id, INTERRUPTED_STATUS, "no such trial")
@@ -141,7 +145,7 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
             problems.append(f"parent run {parent} is RUNNING with no trial running")
 
     c = studies.counts(study)
-    target = study.user_attrs.get(studies.TARGET_ATTR)
+    target = study.user_attrs.get(records.TARGET)
     spent = studies.budget_left(study) == 0  # an epoch budget ends a study before its target
     if (
         target is not None
@@ -165,7 +169,7 @@ def _fail_stale(study: Any, report: Report) -> None:
 
     from tuner.retry import seconds_since_outage
 
-    storage = studies.rdb(study._storage)
+    storage = liveness.rdb(study._storage)
     interval = getattr(storage, "heartbeat_interval", None)
     if interval is None or not study.get_trials(states=(TrialState.RUNNING,)):
         return
@@ -175,7 +179,7 @@ def _fail_stale(study: Any, report: Report) -> None:
         time.sleep(wait)
     # read after the wait: a trial that finished meanwhile was not failed by this repair
     running = [t.number for t in study.get_trials(states=(TrialState.RUNNING,))]
-    orphans = studies.sweep(study, storage)
+    orphans = liveness.sweep(study, storage)
     now_running = {t.number for t in study.get_trials(states=(TrialState.RUNNING,))}
     for number in running:
         if number in orphans:
@@ -193,7 +197,7 @@ def _other_parents(
         [exp_id], filter_string="attributes.status = 'RUNNING'", max_results=50_000
     )
     for run in tops:
-        if run.info.run_id == parent or run.data.tags.get(ROLE_TAG) != "study":
+        if run.info.run_id == parent or run.data.tags.get(records.ROLE_TAG) != "study":
             continue  # the study's own, a child, or a run a user made there himself
         if repair:
             tracker.close_run(run.info.run_id, INTERRUPTED_STATUS, "a second parent run")
@@ -208,11 +212,11 @@ def _other_parents(
 def _expected_status(trial: Any, retried: set[Any]) -> str:
     # A trial failed by the heartbeat (its worker died) carries no reason of its own: the dead
     # worker could not write one. Interrupted trials say so. Both map to KILLED.
-    reason = trial.user_attrs.get("reason")
+    reason = trial.user_attrs.get(records.REASON)
     # A worker killed while recording its end may have left its reason on the trial, failed then
     # as stale: the retry tells.
     if trial.state == TrialState.FAIL and (
-        reason is None or reason.startswith("interrupted") or trial.number in retried
+        reason is None or reason.startswith(records.INTERRUPTED_REASON) or trial.number in retried
     ):
         return INTERRUPTED_STATUS
     return RUN_STATUS[trial.state.name]

@@ -10,14 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_TRIALS = 20
-NO_TRIAL_TARGET = 1_000_000  # --budget-epochs without --trials: the budget ends the study
-STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+from tuner.launch import DEFAULT_TRIALS  # light: no Optuna, no framework
+
 # Spelled out so `tuner --help` needs no Optuna import; a test checks them against the registries.
 SAMPLER_NAMES = ("tpe", "random", "grid", "cmaes", "gp", "qmc")
 PRUNER_NAMES = (
@@ -40,7 +38,6 @@ LEAST = {
     "season": 2,
     "horizon": 1,
     "trials_per_process": 0,
-    "errors_in_a_row": 0,
     "gpu": 0,
     "top": 1,
     "seeds": 1,
@@ -49,20 +46,11 @@ LEAST = {
 }
 
 
-def check_study_name(name: str) -> None:
-    from tuner.errors import InputError
-
-    if not STUDY_NAME.fullmatch(name):
-        raise InputError(
-            f"invalid study name {name!r}: letters, digits, '.', '_', '-' (at most 100)",
-            field="--study",
-        )
-
-
 def check_numbers(args: argparse.Namespace) -> None:
     """Refuse a numeric option out of its range (``--trials -1`` once ran nothing and exited 0),
     and a study name tuner could not have made (a NUL in it crashed the worker's supervisor)."""
     from tuner.errors import InputError
+    from tuner.launch import check_study_name
 
     study = getattr(args, "study", None)
     if study is not None:  # tuner never makes a study of another name
@@ -87,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from tuner.errors import FatalError, InputError, mask
+    from tuner.log import log, setup
 
+    setup(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # stdout is ours
@@ -95,31 +85,28 @@ def main(argv: list[str] | None = None) -> int:
         check_numbers(args)
         return int(args.func(args) or 0)
     except InputError as e:
-        print(f"tuner: error: {mask(str(e))}", file=sys.stderr)
+        log.error("error: %s", mask(str(e)))
         return 2
     except FatalError as e:
-        print(f"tuner: fatal: {mask(str(e))}", file=sys.stderr)
+        log.error("fatal: %s", mask(str(e)))
         return 1
     except KeyboardInterrupt:  # `tuner run`: its workers got Ctrl-C too and stopped cleanly
-        print("tuner: stopped by SIGINT; trials in flight were re-queued", file=sys.stderr)
+        log.error("stopped by SIGINT; trials in flight were re-queued")
         return 130
     except BaseException as e:
-        from tuner.worker import Interrupted, pending_signal
+        from tuner.signals import Interrupted
 
-        # A signal that cut an import (a fresh trial process loading the framework) surfaces as
-        # the import's own error: still a stop; a trial it left RUNNING is retried by heartbeat.
-        signame = e.signame if isinstance(e, Interrupted) else pending_signal()
-        if signame is not None:
-            print(f"tuner: stopped by {signame}; a trial in flight is re-queued", file=sys.stderr)
-            code = 130 if signame == "SIGINT" else 0
-            if args.command == "worker":
-                # Everything is recorded; skip the framework's teardown (seconds with
-                # TensorFlow loaded), so that `docker stop` sees the worker go at once.
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-            return code
-        raise
+        if not isinstance(e, Interrupted):
+            raise
+        log.error("stopped by %s; a trial in flight is re-queued", e.signame)
+        code = 130 if e.signame == "SIGINT" else 0
+        if args.command == "worker":
+            # Everything is recorded; skip the framework's teardown (seconds with TensorFlow
+            # loaded), so that `docker stop` sees the worker go at once.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -127,117 +114,79 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(a: argparse.Namespace) -> int:
     """Create or resume a study and run it here, with ``--workers`` local processes."""
+    from tuner import launch
     from tuner.device import setup_device
+    from tuner.processes import run_workers
 
     setup_device(None)
     prepared = _prepare(a)
-    study, stores = _create(prepared, a.trials)
-    from tuner.processes import run_workers
-    from tuner.worker import close_study_if_idle
-
+    j = launch.create(prepared, a.trials)
     try:
-        ran = run_workers(study, stores, prepared["data_path"], a.workers, quiet=a.quiet)
+        ran = run_workers(j.study, j.stores, prepared.data_path, a.workers, quiet=a.quiet)
     finally:
-        close_study_if_idle(study, prepared["storage"], stores.storage, prepared["tracker"])
+        launch.close_if_idle(j.study, j.storage, j.stores.storage, j.tracker)
     if not a.quiet:
-        _print_summary(study, ran)
+        _print_summary(j.study, ran)
     return 0
 
 
 def cmd_create(a: argparse.Namespace) -> int:
     """Create a study (or extend its target) without running trials: for `tuner worker`s."""
-    prepared = _prepare(a)
-    study, stores = _create(prepared, a.trials)
-    from tuner import study as studies
-    from tuner.storage import mask
+    from tuner import launch, records
+    from tuner.errors import mask
 
-    target = study.user_attrs.get(studies.TARGET_ATTR)
-    budget = study.user_attrs.get(studies.BUDGET_ATTR)
-    goal = f"target {target} trials" if target != NO_TRIAL_TARGET else "no trial target"
+    study = launch.create(_prepare(a), a.trials).study
+    target = study.user_attrs.get(records.TARGET)
+    budget = study.user_attrs.get(records.BUDGET)
+    goal = f"target {target} trials" if target != launch.NO_TRIAL_TARGET else "no trial target"
     if budget:
         goal += f", budget {budget} epochs"
-    print(f"study {study.study_name!r} ready in {mask(stores.storage)}: {goal}")
+    print(f"study {study.study_name!r} ready in {mask(_stores(a).storage)}: {goal}")
     print(f"run workers: tuner worker --study {study.study_name} --data {a.data} --storage ...")
     return 0
 
 
 def cmd_worker(a: argparse.Namespace) -> int:
     """Join an existing study and run its trials until its target is reached."""
+    from tuner import launch
     from tuner.device import setup_device
-    from tuner.processes import die_with_parent
+    from tuner.processes import RECYCLED, die_with_parent, supervise
 
     die_with_parent()
     setup_device(a.gpu)
+    stores = _stores(a)
     if a.trials_per_process and not a.trial_process:
-        from tuner.processes import supervise
-        from tuner.storage import resolve
-
-        _require_studies(resolve(a.storage, a.tracking_uri).storage)  # before a child starts
-
+        launch.require_studies(stores.storage)  # before a child starts
         return supervise(
             a.study,
             a.data,
-            resolve(a.storage, a.tracking_uri),
+            stores,
             per_process=a.trials_per_process,
             trials=a.trials,
             timeout=a.timeout,
             gpu=a.gpu,
             quiet=a.quiet,
         )
-    from tuner import data
-    from tuner import study as studies
-    from tuner.errors import brief
-    from tuner.processes import RECYCLED
-    from tuner.retry import retrying
-    from tuner.space import parse_space
-    from tuner.storage import check_connection_budget, check_separate, make_storage, resolve
-    from tuner.tracking import Tracker
-    from tuner.worker import Interrupted, Worker, close_study_if_idle, handling_signals, on_stale
-
-    stores = resolve(a.storage, a.tracking_uri)
-    check_separate(stores.storage, stores.tracking)
-    _require_studies(stores.storage)
-    storage = make_storage(stores.storage, on_stale=on_stale(stores.tracking), create_tables=False)
-    retrying(lambda: check_connection_budget(storage, stores.storage), "checking connections")
-    name = a.study or retrying(lambda: studies.only_study_name(storage), "finding the study")
-    study, spec = retrying(lambda: studies.load(storage, name), "loading the study")
-    space = parse_space(spec["space"], source=f"study {name}")
-    options = data.DataOptions.from_spec(spec["data"], a.data)
-    dataset = data.load(options, _max_window(space))
-    studies.check_fingerprint(spec, dataset.fingerprint(), a.data)
-    tracker = Tracker(stores.tracking)
-    attrs = retrying(lambda: study.user_attrs, "reading the study")
-    try:
-        tracker.open_study(attrs[studies.PARENT_RUN_ATTR], {})
-    except Exception as e:  # MLflow down: trials keep their records until it is back
-        print(f"tuner: MLflow did not answer ({brief(e, 200)}); starting anyway", file=sys.stderr)
-    worker = Worker(study, storage, stores.storage, space, spec, dataset, tracker)
-    worker.errors_in_a_row = a.errors_in_a_row
-    recycled = signalled = False
-    try:
-        with handling_signals():
-            ran = worker.run(max_trials=a.trials, timeout=a.timeout)
-        recycled = a.trial_process and ran == a.trials  # the supervisor wants more
-    except Interrupted:
-        signalled = True  # exit within seconds: the plots wait for the study's next close
-        raise
-    finally:
-        if not recycled:
-            close_study_if_idle(study, storage, stores.storage, tracker, plots=not signalled)
+    joined = launch.join(stores, a.study, a.data)
+    ran = launch.work(joined, trials=a.trials, timeout=a.timeout, share=a.trial_process)
+    if a.trial_process and ran == a.trials:
+        return RECYCLED  # the supervisor wants more
     if not a.quiet:
-        print(f"worker ran {ran} trials of {name!r}")
-    return RECYCLED + worker.errors_in_a_row if recycled else 0
+        print(f"worker ran {ran} trials of {joined.study.study_name!r}")
+    return 0
 
 
 def cmd_status(a: argparse.Namespace) -> int:
+    from tuner import records
     from tuner import study as studies
+    from tuner.launch import NO_TRIAL_TARGET
 
     study = _open_study(a)
     c = studies.counts(study)
     best = studies.best_trial(study)
     out = {
         "study": study.study_name,
-        "target": study.user_attrs.get(studies.TARGET_ATTR),
+        "target": study.user_attrs.get(records.TARGET),
         "complete": c["complete"],
         "pruned": c["pruned"],
         "failed": c["fail"],
@@ -247,7 +196,7 @@ def cmd_status(a: argparse.Namespace) -> int:
         "best_trial": None if best is None else best.number,
         "best_params": None if best is None else best.params,
         "epochs_used": studies.epochs_used(study),
-        "budget_epochs": study.user_attrs.get(studies.BUDGET_ATTR),
+        "budget_epochs": study.user_attrs.get(records.BUDGET),
         "baselines": _baseline_report(study, best),
     }
     if a.json:
@@ -270,18 +219,19 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 def cmd_best(a: argparse.Namespace) -> int:
     from tuner import study as studies
+    from tuner.log import log
 
     study = _open_study(a)
     best = studies.best_trial(study)
     if best is None:
-        print(f"study {study.study_name!r} has no complete trial yet", file=sys.stderr)
+        log.warning("study %r has no complete trial yet", study.study_name)
         return 1
     if a.by_mean:
         from tuner.rerun import best_by_mean
 
         best = best_by_mean(study, study.direction.name.lower())
         if best is None:
-            print("no trial was retrained yet: tuner retrain --top K --seeds S", file=sys.stderr)
+            log.warning("no trial was retrained yet: tuner retrain --top K --seeds S")
             return 1
     out = _best_info(study, best)
     if a.json:
@@ -305,9 +255,11 @@ def cmd_best(a: argparse.Namespace) -> int:
 
 def cmd_reproduce(a: argparse.Namespace) -> int:
     """Train trial N again from its recorded parameters and seed; show both results."""
+    from tuner import launch
     from tuner.rerun import reproduce
 
-    study, space, spec, dataset = _open_with_data(a)
+    study = launch.open_study(_stores(a), a.study)
+    spec, space, dataset = launch.with_data(study, a.data)
     out = reproduce(study, space, spec, dataset, a.trial)
     if a.json:
         print(json.dumps(out, indent=2))
@@ -330,12 +282,13 @@ def cmd_reproduce(a: argparse.Namespace) -> int:
 
 def cmd_retrain(a: argparse.Namespace) -> int:
     """Retrain the K best trials over S new seeds; mean and spread of their errors."""
+    from tuner import launch
     from tuner.rerun import retrain
-    from tuner.storage import resolve
     from tuner.tracking import Tracker
 
-    study, space, spec, dataset = _open_with_data(a)
-    tracker = Tracker(resolve(a.storage, a.tracking_uri).tracking)
+    study = launch.open_study(_stores(a), a.study)
+    spec, space, dataset = launch.with_data(study, a.data)
+    tracker = Tracker(_stores(a).tracking)
     out = retrain(study, space, spec, dataset, tracker, top=a.top, seeds=a.seeds)
     if a.json:
         print(json.dumps(out, indent=2))
@@ -356,31 +309,14 @@ def cmd_retrain(a: argparse.Namespace) -> int:
     return 0
 
 
-def _open_with_data(a: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], Any]:
-    """The study, its space and spec, and its data read from ``--data`` (fingerprint checked)."""
-    from tuner import data
-    from tuner import study as studies
-    from tuner.space import parse_space
-
-    study = _open_study(a)
-    spec = study.user_attrs[studies.SPEC_ATTR]
-    space = parse_space(spec["space"], source=f"study {study.study_name}")
-    options = data.DataOptions.from_spec(spec["data"], a.data)
-    dataset = data.load(options, _max_window(space))
-    studies.check_fingerprint(spec, dataset.fingerprint(), a.data)
-    return study, space, spec, dataset
-
-
 def cmd_check(a: argparse.Namespace) -> int:
     """Check the study invariant (nothing RUNNING, links both ways, target reached)."""
     from tuner.check import check
-    from tuner.storage import resolve
     from tuner.tracking import Tracker
 
-    stores = resolve(a.storage, a.tracking_uri)
     # Heartbeat settings tell a RUNNING trial whose worker is gone; only a repair fails it.
     study = _open_study(a, heartbeat=True)
-    report = check(study, Tracker(stores.tracking), repair=a.repair)
+    report = check(study, Tracker(_stores(a).tracking), repair=a.repair)
     if a.json:
         print(json.dumps(report.__dict__ | {"ok": report.ok}, indent=2))
     else:
@@ -405,11 +341,10 @@ def cmd_export(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     """Predict on a table with the model of the best trial (or of ``--trial N``)."""
     from tuner.predict import predict
-    from tuner.storage import resolve
 
     _check_table_file(a.output)
     study = _open_study(a)
-    table = predict(study, resolve(a.storage, a.tracking_uri).tracking, a.data, a.trial)
+    table = predict(study, _stores(a).tracking, a.data, a.trial)
     _write_table(table, a.output)
     print(f"wrote {len(table)} predictions to {a.output}")
     return 0
@@ -435,7 +370,8 @@ def _write_table(table: Any, output: str) -> None:
 
 def cmd_ui(a: argparse.Namespace) -> int:
     """The MLflow UI on this study's tracking store."""
-    from tuner.storage import mask, resolve
+    from tuner.errors import mask
+    from tuner.storage import resolve
 
     stores = resolve(None, a.tracking_uri)
     if stores.tracking.startswith(("http://", "https://")):
@@ -464,10 +400,11 @@ def cmd_proxy(a: argparse.Namespace) -> int:
     database connections of their own. Runs until stopped."""
     import optuna
 
-    from tuner.storage import make_storage, mask, resolve
-    from tuner.worker import on_stale
+    from tuner.errors import mask
+    from tuner.liveness import on_stale
+    from tuner.storage import make_storage
 
-    stores = resolve(a.storage, a.tracking_uri)
+    stores = _stores(a)
     storage = make_storage(stores.storage, on_stale=on_stale(stores.tracking), create_tables=False)
     print(f"gRPC storage proxy for {mask(stores.storage)} on {a.host}:{a.port}", flush=True)
     optuna.storages.run_grpc_proxy_server(storage, host=a.host, port=a.port)
@@ -476,10 +413,11 @@ def cmd_proxy(a: argparse.Namespace) -> int:
 
 def cmd_db_init(a: argparse.Namespace) -> int:
     """Create the Optuna and MLflow schemas once, before workers start."""
-    from tuner.storage import check_separate, make_storage, mask, resolve
+    from tuner.errors import mask
+    from tuner.storage import check_separate, make_storage
     from tuner.tracking import Tracker
 
-    stores = resolve(a.storage, a.tracking_uri)
+    stores = _stores(a)
     check_separate(stores.storage, stores.tracking)
     make_storage(stores.storage, heartbeat=False)
     Tracker(stores.tracking).client.search_experiments(max_results=1)
@@ -490,20 +428,18 @@ def cmd_db_init(a: argparse.Namespace) -> int:
 # -- shared steps ---------------------------------------------------------------------------
 
 
-def _prepare(a: argparse.Namespace) -> dict[str, Any]:
-    """Validate everything (space, Keras names, data, settings) before anything is written."""
-    from tuner import data
-    from tuner.model import check_names
-    from tuner.space import load_space
-    from tuner.storage import check_separate, resolve
+def _stores(a: argparse.Namespace) -> Any:
+    from tuner.storage import resolve
 
-    space = load_space(a.space, sampler=a.sampler, pruner=a.pruner)
-    if not a.quiet:
-        for line in space.cudnn_warnings():
-            print(f"tuner: note: {line}", file=sys.stderr)
+    return resolve(getattr(a, "storage", None), getattr(a, "tracking_uri", None))
+
+
+def _prepare(a: argparse.Namespace) -> Any:
+    """The study's inputs from the command line, every one checked (``launch.prepare``)."""
+    from tuner import data, launch
+
     options = data.DataOptions(
         path=a.data,
-        task=space.task,
         target=tuple(_names(a.target)),
         features=tuple(_names(a.features)) if a.features else None,
         time=a.time,
@@ -513,151 +449,48 @@ def _prepare(a: argparse.Namespace) -> dict[str, Any]:
         test_fraction=a.test_fraction,
         nan=a.nan,
     )
-    dataset = data.load(options, 1 if space.window_auto else _max_window(space))
-    window_auto = space.window_auto
-    if window_auto:
-        space = _auto_window(space, dataset, a.season, quiet=a.quiet, dataset_path=a.data)
-    check_names(space)  # last: a name outside the common ones imports Keras (seconds)
-    name = a.study or f"{Path(a.space).stem}-{Path(a.data).stem}"
-    check_study_name(name)
-    stores = resolve(a.storage, a.tracking_uri)
-    check_separate(stores.storage, stores.tracking)
-    from tuner.baselines import compute
-
-    baselines = compute(dataset, _max_window(space), a.season)
-    if window_auto:
-        space = _ridge_start_window(space, baselines)
-    spec = {
-        "space": space.raw,
-        "space_file": Path(a.space).name,
-        "data": options.to_spec(),
-        "fingerprint": dataset.fingerprint(),
-        "max_epochs": a.max_epochs,
-        "season": a.season,
-        "budget_epochs": a.budget_epochs,
-        # the range was resolved from the data: a resume keeps the study's own (`window: auto`
-        # may resolve differently after an upgrade)
-        "window_auto": window_auto,
-    }
-    from tuner.storage import check_stores
-
-    check_stores(stores)  # last: nothing is written before every input is checked
-    return {
-        "baselines": baselines,
-        "space": space,
-        "dataset": dataset,
-        "name": name,
-        "stores": stores,
-        "spec": spec,
-        "data_path": str(Path(a.data).resolve()),
-    }
-
-
-def _create(prepared: dict[str, Any], target: int) -> tuple[Any, Any]:
-    """Create or resume the study and its MLflow experiment and parent run."""
-    from tuner import study as studies
-    from tuner.storage import claim_lock, enable_wal, make_storage
-    from tuner.tracking import Tracker
-    from tuner.worker import on_stale
-
-    stores = prepared["stores"]
-    space = prepared["space"]
-    if stores.tracking.startswith("sqlite:///"):
-        enable_wal(stores.tracking)
-    storage = make_storage(stores.storage, on_stale=on_stale(stores.tracking))
-    spec = prepared["spec"]
-    tracker = Tracker(stores.tracking)
-    # Two `tuner create`s of one study racing: the second waits, then resumes what the first
-    # made (once, the loser crashed and a third made a second parent run).
-    with claim_lock(storage, stores.storage, f"create:{prepared['name']}"):
-        study, _ = studies.create_or_resume(
-            storage, prepared["name"], space, spec, target or DEFAULT_TRIALS
-        )
-        # A resume keeps the study's budget unless a new one is given; a budget alone (no
-        # --trials) runs trials until it is spent.
-        budget = spec["budget_epochs"] or study.user_attrs.get(studies.BUDGET_ATTR)
-        if target is None and budget:
-            study.set_user_attr(studies.TARGET_ATTR, NO_TRIAL_TARGET)
-        study.set_user_attr(studies.BUDGET_ATTR, budget)
-        study.set_user_attr(studies.BASELINES_ATTR, prepared["baselines"])
-        exp_id, parent_id = tracker.ensure_study(
-            study.study_name, stores.artifacts, study.user_attrs.get(studies.PARENT_RUN_ATTR)
-        )
-        study.set_user_attr(studies.EXPERIMENT_ATTR, exp_id)
-        study.set_user_attr(studies.PARENT_RUN_ATTR, parent_id)
-    settings = {
-        "space_file": prepared["spec"]["space_file"],
-        "data_file": prepared["spec"]["data"]["file"],
-        "task": space.task,
-        "objective": space.objective,
-        "sampler": space.sampler["name"],
-        "pruner": space.pruner["name"],
-        "epochs": space.epochs,
-        "fingerprint": prepared["spec"]["fingerprint"],
-    }
-    tracker.open_study(parent_id, settings)
-    tracker.log_baselines(parent_id, prepared["baselines"])
-    prepared["storage"] = storage
-    prepared["tracker"] = tracker
-    return study, stores
-
-
-def _require_studies(url: str) -> None:
-    """A SQLite storage must exist already: opening it would create an empty file."""
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        from tuner.errors import InputError
-
-        raise InputError(
-            "no studies here yet; start one with `tuner run` (or `tuner create`)", source=url
-        )
+    return launch.prepare(
+        a.space,
+        options,
+        _stores(a),
+        name=a.study,
+        season=a.season,
+        max_epochs=a.max_epochs,
+        budget_epochs=a.budget_epochs,
+        sampler=a.sampler,
+        pruner=a.pruner,
+    )
 
 
 def _open_study(a: argparse.Namespace, *, heartbeat: bool = False) -> Any:
-    from tuner import study as studies
-    from tuner.storage import make_storage, resolve
+    from tuner import launch
 
-    stores = resolve(a.storage, getattr(a, "tracking_uri", None))
-    url = stores.storage
-    _require_studies(url)
-    stale = None
-    if heartbeat:
-        from tuner.worker import on_stale
-
-        stale = on_stale(stores.tracking)
-    storage = make_storage(url, heartbeat=heartbeat, on_stale=stale, create_tables=False)
-    name = a.study or studies.only_study_name(storage)
-    return studies.load(storage, name)[0]
+    return launch.open_study(_stores(a), a.study, heartbeat=heartbeat)
 
 
 def _best_info(study: Any, best: Any) -> dict[str, Any]:
-    skip = {
-        "mlflow_run_id",
-        "model_uri",
-        "reason",
-        "seed",
-        "sampler_seed",
-        "cudnn_eligible",
-        "interrupted",
-    }
+    from tuner import records
+
+    attrs = best.user_attrs
     return {
         "study": study.study_name,
         "trial": best.number,
         "value": best.value,
         "params": best.params,
-        "metrics": {k: v for k, v in best.user_attrs.items() if k not in skip},
-        "mlflow_run_id": best.user_attrs.get("mlflow_run_id"),
-        "model_uri": best.user_attrs.get("model_uri"),
-        "cudnn_eligible": best.user_attrs.get("cudnn_eligible"),
+        "metrics": {k: v for k, v in attrs.items() if k not in records.NOT_METRICS},
+        "mlflow_run_id": attrs.get(records.RUN_ID),
+        "model_uri": attrs.get(records.MODEL_URI),
+        "cudnn_eligible": attrs.get(records.CUDNN),
         "baselines": _baseline_report(study, best),
-        "retrain": (study.user_attrs.get("tuner_retrain") or {}).get(str(best.number)),
+        "retrain": (study.user_attrs.get(records.RETRAIN) or {}).get(str(best.number)),
     }
 
 
 def _baseline_report(study: Any, best: Any) -> dict[str, Any] | None:
-    from tuner import study as studies
+    from tuner import records
     from tuner.baselines import compare
 
-    b = study.user_attrs.get(studies.BASELINES_ATTR)
+    b = study.user_attrs.get(records.BASELINES)
     return None if not b else compare(b, None if best is None else best.user_attrs)
 
 
@@ -705,62 +538,6 @@ def _print_summary(study: Any, ran: int) -> None:
     print("browse every trial and curve: tuner ui   (then open http://127.0.0.1:5000)")
 
 
-def _auto_window(
-    space: Any, dataset: Any, season: int | None, *, quiet: bool, dataset_path: str
-) -> Any:
-    """Resolve ``window: auto`` from the data: one to three seasons of the first target (the
-    period detected on the training split, or ``--season``), bounded by the splits' lengths."""
-    from tuner.baselines import detect_period, window_range
-    from tuner.data import check_windows_fit
-
-    train, val, test = dataset.splits
-    period = season or detect_period(dataset.values[train, dataset.target_index[0]])
-    h = dataset.horizon
-    rows = min(  # window_range takes a quarter: of the training rows, half of val and test's
-        train.stop - train.start - h,
-        2 * (val.stop - val.start - h),
-        2 * (test.stop - test.start - h),
-    )
-    low, high = window_range(period, rows)
-    if not quiet:
-        found = f"season {period}" if period else "no season found"
-        print(f"tuner: note: window: auto -> {low}..{high} ({found})", file=sys.stderr)
-    resolved = space.with_window(low, high)
-    check_windows_fit(dataset, high, dataset_path)
-    return resolved
-
-
-def _ridge_start_window(space: Any, baselines: dict[str, Any]) -> Any:
-    """``start_with`` entries that start from the ridge (``residual: ridge``) and name no window
-    get the lags the ridge baseline chose on validation, within the resolved range: a hybrid
-    whose window is drawn at random starts from a weaker ridge than the baseline it is compared
-    with (elecdemand: window 68 gave 0.0220 validation MAE where the baseline's 144 lags gave
-    0.0202)."""
-    from optuna.distributions import IntDistribution
-
-    lags = int((baselines.get("scores", {}).get("ridge_ar") or {}).get("lags") or 0)
-    dist = space.searched.get("window")
-    if not lags or not isinstance(dist, IntDistribution):
-        return space
-    window = min(max(lags, dist.low), dist.high)
-    starts = [
-        {**e, "window": window} if e.get("residual") == "ridge" and "window" not in e else e
-        for e in space.raw.get("start_with") or []
-    ]
-    if starts == (space.raw.get("start_with") or []):
-        return space
-    from tuner.space import parse_space
-
-    return parse_space({**space.raw, "start_with": starts}, source=space.source)
-
-
-def _max_window(space: Any) -> int:
-    windows = space.candidates("window")
-    if space.task == "classify" and "window" not in space.searched and "window" not in space.fixed:
-        return 1  # the whole sequence
-    return int(max(windows))
-
-
 def _names(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
@@ -800,7 +577,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--study", help="study name (default: the only study in the storage)")
 
     def quiet(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+        sp.add_argument(
+            "-q", "--quiet", action="store_true", help="no progress bar, summary or notes"
+        )
+        sp.add_argument("--verbose", action="store_true", help="debug messages too")
 
     def define(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("space", help="search space YAML (see search_spaces/)")
@@ -869,7 +649,6 @@ def _parser() -> argparse.ArgumentParser:
         "(10; 1: a fresh process per trial; 0: all in this process)",
     )
     worker.add_argument("--trial-process", action="store_true", help=argparse.SUPPRESS)
-    worker.add_argument("--errors-in-a-row", type=int, default=0, help=argparse.SUPPRESS)
     stores(worker)
     quiet(worker)
     worker.set_defaults(func=cmd_worker)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tuner import data, windowing
+from tuner import data, records, windowing
 from tuner.errors import InputError, brief
 
 if TYPE_CHECKING:
@@ -128,21 +128,21 @@ def predict(
         except Exception as e:  # MLflow raises its own types, or OSError for a missing store
             raise InputError(f"cannot download the model: {brief(e)}", source=model_uri) from None
         try:
-            prep = json.loads((folder / "preprocess.json").read_text())
-        except (OSError, ValueError) as e:
-            raise InputError(f"cannot read preprocess.json: {e}", source=model_uri) from None
-        model = load_model(folder / "model.keras")
-    features = len(prep["columns"]) if prep["task"] != "classify" else len(prep["scaler"]["center"])
-    _check_fits(model, int(prep["window"]), features, model_uri)
-    options = data.DataOptions.from_spec(prep["data"], data_path)
+            text = (folder / records.CARD_FILE).read_text()
+        except OSError as e:
+            raise InputError(f"cannot read {records.CARD_FILE}: {e}", source=model_uri) from None
+        card = records.ModelCard.from_json(text, model_uri)
+        model = load_model(folder / records.MODEL_FILE)
+    _check_fits(model, int(card.window), card.features, model_uri)
+    options = data.DataOptions.from_spec(card.data, data_path)
     scaler = data.Scaler(
-        prep["scaler"]["kind"],
-        np.asarray(prep["scaler"]["center"], dtype=np.float64),
-        np.asarray(prep["scaler"]["scale"], dtype=np.float64),
+        card.scaler["kind"],
+        np.asarray(card.scaler["center"], dtype=np.float64),
+        np.asarray(card.scaler["scale"], dtype=np.float64),
     )
-    if prep["task"] == "classify":
-        return _classify(model, prep, options, scaler)
-    return _forecast(model, prep, options, scaler)
+    if card.task == "classify":
+        return _classify(model, card, options, scaler)
+    return _forecast(model, card, options, scaler)
 
 
 def _check_fits(model: keras.Model, window: int, features: int, src: str) -> None:
@@ -184,7 +184,7 @@ def _model_uri(study: optuna.Study, trial_number: int | None) -> str:
             raise InputError(
                 f"trial {trial_number} is {trial.state.name}, not COMPLETE", field="--trial"
             )
-    uri = trial.user_attrs.get("model_uri")
+    uri = trial.user_attrs.get(records.MODEL_URI)
     if not uri:
         raise InputError(
             f"trial {trial.number} has no saved model (only trials that were the best when they "
@@ -195,14 +195,14 @@ def _model_uri(study: optuna.Study, trial_number: int | None) -> str:
 
 
 def _forecast(
-    model: keras.Model, prep: dict[str, Any], options: data.DataOptions, scaler: data.Scaler
+    model: keras.Model, card: records.ModelCard, options: data.DataOptions, scaler: data.Scaler
 ) -> pd.DataFrame:
     import pandas as pd
 
-    columns: list[str] = list(prep["columns"])
-    target_index: list[int] = list(prep["target_index"])
+    columns: list[str] = list(card.columns)
+    target_index: list[int] = list(card.target_index)
     targets = [columns[i] for i in target_index]
-    window, horizon = int(prep["window"]), int(prep["horizon"])
+    window, horizon = int(card.window), int(card.horizon)
     values, labels = _read_series(options, columns)
     n = len(values)
     if n < window:
@@ -264,12 +264,12 @@ def _read_series(options: data.DataOptions, columns: list[str]) -> tuple[np.ndar
 
 
 def _classify(
-    model: keras.Model, prep: dict[str, Any], options: data.DataOptions, scaler: data.Scaler
+    model: keras.Model, card: records.ModelCard, options: data.DataOptions, scaler: data.Scaler
 ) -> pd.DataFrame:
     import pandas as pd
 
-    classes: list[Any] = list(prep["classes"])
-    window = int(prep["window"])
+    classes: list[Any] = list(card.classes)
+    window = int(card.window)
     x, actual, ids = _read_sequences(options)
     src = options.path
     if x.ndim != 3 or x.shape[1] < window or x.shape[2] != len(scaler.center):

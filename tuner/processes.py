@@ -4,8 +4,10 @@ replaced every few trials so that memory stays flat.
 TensorFlow keeps memory from every model it traced, even after ``clear_session`` (10-30 MB a
 trial, measured by ``scripts/memory.py``), and gives GPU memory back only when its process ends.
 So a `tuner worker` supervises a child that runs ``per_process`` trials and exits with
-``RECYCLED``; the next child carries on. Signals reach the child, and the child dies with its
-worker (Linux), so a killed worker leaves no orphan that would keep a trial's heartbeat alive.
+``RECYCLED``; the next child carries on, under the supervisor's name (``worker_name``), so its
+trials' failure streak continues from the study's records. Signals reach the child, and the
+child dies with its worker (Linux), so a killed worker leaves no orphan that would keep a
+trial's heartbeat alive.
 """
 
 from __future__ import annotations
@@ -18,10 +20,19 @@ import time
 from typing import Any
 
 from tuner.errors import FatalError
+from tuner.storage import STORAGE_ENV, TRACKING_ENV
 
-# A trial process's exit code when it ran its share of trials and should be replaced, plus the
-# number of trial errors in a row it ended with (carried to the next one: RECYCLED..RECYCLED+4).
+# A trial process's exit code when it ran its share of trials and should be replaced.
 RECYCLED = 75
+WORKER_ENV = "TUNER_WORKER"  # the supervising worker's name, for its trial processes
+
+
+def worker_name() -> str:
+    """This worker's name on the trials it runs: ``host:pid`` of the `tuner worker` process
+    (a trial process inherits its supervisor's)."""
+    import socket
+
+    return os.environ.get(WORKER_ENV) or f"{socket.gethostname()}:{os.getpid()}"
 
 
 def worker_command(study_name: str | None, data: str, *extra: str) -> list[str]:
@@ -33,15 +44,19 @@ def worker_command(study_name: str | None, data: str, *extra: str) -> list[str]:
 PARENT_ENV = "TUNER_PARENT_PID"
 
 
-def worker_env(stores: Any) -> dict[str, str]:
+def worker_env(stores: Any, *, name: str | None = None) -> dict[str, str]:
     """URLs travel by environment, so no password is ever in a process's arguments. The child
     learns its parent's pid to die with it (``die_with_parent``)."""
-    return {
+    env = {
         **os.environ,
-        "TUNER_STORAGE": stores.storage,
-        "MLFLOW_TRACKING_URI": stores.tracking,
+        STORAGE_ENV: stores.storage,
+        TRACKING_ENV: stores.tracking,
         PARENT_ENV: str(os.getpid()),
     }
+    env.pop(WORKER_ENV, None)
+    if name is not None:  # a trial process works under its supervisor's name
+        env[WORKER_ENV] = name
+    return env
 
 
 def run_workers(study: Any, stores: Any, data_path: str, n: int, *, quiet: bool) -> int:
@@ -116,7 +131,6 @@ def supervise(
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     started = time.monotonic()
     remaining = trials
-    errors = 0
     try:
         while (remaining is None or remaining > 0) and not stopping:
             share = per_process if remaining is None else min(per_process, remaining)
@@ -124,19 +138,18 @@ def supervise(
             # which closes the study's parent run if it leaves the study idle.
             last = remaining is not None and remaining <= per_process
             role = ["--trials-per-process", "0"] if last else ["--trial-process"]
-            command = [*base, "--trials", str(share), *role, "--errors-in-a-row", str(errors)]
+            command = [*base, "--trials", str(share), *role]
             if timeout is not None:
                 left = timeout - (time.monotonic() - started)
                 if left <= 0:
                     break
                 command += ["--timeout", str(left)]
-            child = subprocess.Popen(command, env=worker_env(stores))
+            child = subprocess.Popen(command, env=worker_env(stores, name=worker_name()))
             code = child.wait()
             if stopping and code in (0, 130, -signal.SIGTERM, -signal.SIGINT):
                 return 130 if stopping[0] == signal.SIGINT else 0  # a clean stop
-            if not RECYCLED <= code < RECYCLED + 5:
+            if code != RECYCLED:
                 return code
-            errors = code - RECYCLED
             if remaining is not None:
                 remaining -= share
         return 130 if stopping and stopping[0] == signal.SIGINT else 0
@@ -164,7 +177,7 @@ class Progress:
     """A live bar: trials done of the target, pruned / failed, current best, elapsed and ETA."""
 
     def __init__(self, study: Any, quiet: bool) -> None:
-        from tuner import study as studies
+        from tuner import records
 
         self.study = study
         self.bar = None
@@ -172,11 +185,11 @@ class Progress:
         if not quiet:
             from tqdm import tqdm
 
-            self.budget = study.user_attrs.get(studies.BUDGET_ATTR)
+            self.budget = study.user_attrs.get(records.BUDGET)
             if self.budget:  # a compute budget: the bar counts epochs
                 self.bar = tqdm(total=int(self.budget), unit="epoch", dynamic_ncols=True)
             else:
-                target = int(study.user_attrs[studies.TARGET_ATTR])
+                target = int(study.user_attrs[records.TARGET])
                 self.bar = tqdm(total=target, unit="trial", dynamic_ncols=True)
             self.update()
 

@@ -13,27 +13,27 @@ from __future__ import annotations
 import statistics
 from typing import TYPE_CHECKING, Any
 
+from tuner import records
 from tuner.config import TrialConfig
 from tuner.errors import InputError
 from tuner.fitting import Fit, fit, shared_test_windows
 from tuner.sampling import sample
-from tuner.study import EPOCHS_ATTR
 
 if TYPE_CHECKING:
     import optuna
 
     from tuner.data import Dataset
+    from tuner.records import StudySpec
     from tuner.space import Space
     from tuner.tracking import Tracker
 
-RETRAIN_ATTR = "tuner_retrain"  # on the study: {"N": {"seeds", "val", "test", ...}} per trial
 SEED_STRIDE = 100_003  # retrain seed i of a trial: its seed + i * SEED_STRIDE (never a trial's)
 
 
 def config_of(
     trial: optuna.trial.FrozenTrial,
     space: Space,
-    spec: dict[str, Any],
+    spec: StudySpec,
     dataset: Dataset,
     seed: int | None = None,
 ) -> TrialConfig:
@@ -46,16 +46,16 @@ def config_of(
     from tuner.data import Sequences
 
     defaults = {"window": dataset.x.shape[1]} if isinstance(dataset, Sequences) else {}
-    recorded = trial.user_attrs.get("seed", space.seed + trial.number)
+    recorded = trial.user_attrs.get(records.SEED, space.seed + trial.number)
     config = sample(
         optuna.trial.FixedTrial(trial.params, trial.number),
         space,
-        max_epochs=spec.get("max_epochs"),
+        max_epochs=spec.max_epochs,
         seed=recorded if seed is None else seed,
         defaults=defaults,
     )
-    if EPOCHS_ATTR in trial.user_attrs:  # what it trained with (a resume may change the cap)
-        config = dataclasses.replace(config, epochs=int(trial.user_attrs[EPOCHS_ATTR]))
+    if records.EPOCHS in trial.user_attrs:  # what it trained with (a resume may change the cap)
+        config = dataclasses.replace(config, epochs=int(trial.user_attrs[records.EPOCHS]))
     return config
 
 
@@ -70,7 +70,7 @@ def scores(done: Fit, config: TrialConfig, last: int | None) -> dict[str, float]
 
 
 def reproduce(
-    study: optuna.Study, space: Space, spec: dict[str, Any], dataset: Dataset, number: int
+    study: optuna.Study, space: Space, spec: StudySpec, dataset: Dataset, number: int
 ) -> dict[str, Any]:
     """Train trial ``number`` again with its seed: ``{"recorded": .., "reproduced": ..}``, the
     recorded figures as the trial holds them."""
@@ -92,7 +92,7 @@ def reproduce(
 def retrain(
     study: optuna.Study,
     space: Space,
-    spec: dict[str, Any],
+    spec: StudySpec,
     dataset: Dataset,
     tracker: Tracker | None,
     *,
@@ -119,7 +119,7 @@ def retrain(
     test_key = "test_mae_original" if dataset.task == "forecast" else "test_accuracy"
     out = []
     for trial in best:
-        base = trial.user_attrs.get("seed", space.seed + trial.number)
+        base = trial.user_attrs.get(records.SEED, space.seed + trial.number)
         runs = []
         for i in range(1, seeds + 1):
             config = config_of(trial, space, spec, dataset, seed=base + i * SEED_STRIDE)
@@ -129,9 +129,9 @@ def retrain(
                 tracker.log_retrain(study, trial.number, config, result)
             runs.append((config.seed, result))
         summary = _summary(trial.number, float(trial.value or 0.0), runs, test_key)
-        stored = dict(study.user_attrs.get(RETRAIN_ATTR) or {})
+        stored = dict(study.user_attrs.get(records.RETRAIN) or {})
         stored[str(trial.number)] = summary
-        study.set_user_attr(RETRAIN_ATTR, stored)
+        study.set_user_attr(records.RETRAIN, stored)
         out.append(summary)
     return sorted(out, key=lambda s: _mean_or_worst(s, reverse), reverse=reverse)
 
@@ -166,7 +166,7 @@ def best_by_mean(study: optuna.Study, direction: str) -> optuna.trial.FrozenTria
     """The retrained trial with the best mean validation value over its new seeds (the search's
     own run left out: it was picked as the best, so it carries the luck retraining removes), or
     None if no trial was retrained. The same order as ``retrain``'s."""
-    retrained = study.user_attrs.get(RETRAIN_ATTR) or {}
+    retrained = study.user_attrs.get(records.RETRAIN) or {}
     candidates = []
     for t in study.get_trials(deepcopy=False):
         r = retrained.get(str(t.number))

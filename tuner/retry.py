@@ -9,12 +9,12 @@ internal storage error; a wrong query or a bad value fails at once.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from tuner.errors import FatalError, brief
+from tuner.log import log
 
 T = TypeVar("T")
 RETRY_ENV = "TUNER_DB_RETRY_SECONDS"
@@ -126,7 +126,7 @@ def retrying(call: Callable[[], T], what: str, *, sleep: Callable[[float], None]
                     f"the storage did not answer for {waited:g} s while {what}: {cause}"
                 ) from e
             message = f"storage error while {what} ({cause[:200]}); retry {attempt} in {delay:g} s"
-            print(f"tuner: {message}", file=sys.stderr, flush=True)
+            log.warning("%s", message)
             sleep(delay)
             waited += delay
             delay = min(delay * 2, 10.0)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import optuna
 import yaml
 from optuna.distributions import (
     BaseDistribution,
@@ -35,6 +36,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from tuner import strategies
 from tuner.config import CUDNN_REQUIRES, PARAMS, ParamSpec
 from tuner.errors import InputError
 
@@ -104,6 +106,47 @@ class Space:
         if isinstance(dist, (IntDistribution, FloatDistribution)):
             return [dist.low, dist.high]
         return [PARAMS[name].default(name)]
+
+    def make_sampler(self, stream: int = 0) -> optuna.samplers.BaseSampler:
+        """The space's sampler on random stream ``stream``: worker processes draw different
+        random numbers (with one seed, parallel workers would propose the same first
+        configurations); QMC and grid samplers share the space's seed."""
+        grid = self.grid() if self.sampler["name"] == "grid" else None
+        seed = strategies.stream_seed(self.sampler, self.seed, stream)
+        return strategies.make_sampler(self.sampler, seed=seed, grid=grid)
+
+    def sampler_seed(self) -> int:
+        """The seed of this process's sampler (what each trial records)."""
+        return strategies.stream_seed(self.sampler, self.seed, strategies.SAMPLER_STREAM)
+
+    def make_pruner(self, max_epochs: int | None = None) -> optuna.pruners.BasePruner:
+        """The space's pruner; ``max_epochs`` (``--max-epochs``) caps the epochs a trial runs,
+        and so Hyperband's largest resource."""
+        epochs = self.epochs if max_epochs is None else min(self.epochs, max_epochs)
+        return strategies.make_pruner(self.pruner, epochs=epochs)
+
+    def grid(self) -> dict[str, list[Any]]:
+        """Every searched parameter's values, for the grid sampler (per-layer units included)."""
+        grid: dict[str, list[Any]] = {}
+        names = dict(self.searched)
+        if "units" in names:
+            for extra in per_layer_names(int(max(self.candidates("layers")))):
+                names[extra] = names["units"]
+        for name, dist in names.items():
+            if isinstance(dist, CategoricalDistribution):
+                grid[name] = list(dist.choices)
+            elif isinstance(dist, IntDistribution) and not dist.log:
+                grid[name] = list(range(dist.low, dist.high + 1, dist.step))
+            elif isinstance(dist, FloatDistribution) and dist.step is not None and not dist.log:
+                n = round((dist.high - dist.low) / dist.step)
+                grid[name] = [dist.low + i * dist.step for i in range(n + 1)]
+            else:
+                raise InputError(
+                    "the grid sampler needs every searched parameter to be a list or a linear "
+                    f"range with a step; {name} is not",
+                    field="name",
+                )
+        return grid
 
     def cudnn_warnings(self) -> list[str]:
         """One line per parameter whose values can leave the cuDNN kernel's conditions."""
@@ -264,11 +307,9 @@ def parse_space(raw: Any, *, source: str, lines: Lines | None = None) -> Space:
     space = replace(space, start_with=checked)
 
     # Sampler and pruner names and arguments are checked by building them (cheap, no trial).
-    from tuner.study import make_pruner, make_sampler
-
-    for key, make in (("sampler", make_sampler), ("pruner", make_pruner)):
+    for key, make in (("sampler", space.make_sampler), ("pruner", space.make_pruner)):
         try:
-            make(space)
+            make()
         except InputError as e:
             raise err((key, *([e.field] if e.field else [])), e.message) from None
     return space

@@ -7,12 +7,9 @@ Embedded default (no flags): a folder ``.tuner/`` (or ``$TUNER_HOME``) holding `
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -346,40 +343,3 @@ def enable_wal(sqlite_url: str) -> None:
         _wal(engine)
     finally:
         engine.dispose()
-
-
-@contextlib.contextmanager
-def claim_lock(storage: Any, url: str, study_name: str) -> Iterator[None]:
-    """Serialize "count the trials, then ask for one" among all workers of a study.
-
-    With it, a study gets exactly its target number of trials however many workers race for
-    the last ones. PostgreSQL: an advisory lock (released if the worker dies). SQLite: a lock
-    file beside the database (the workers share a machine). Others: no lock; the study may
-    overshoot its target by up to (workers - 1) trials.
-    """
-    if url.startswith("postgresql"):
-        from sqlalchemy import text
-
-        key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
-        from sqlalchemy.exc import SQLAlchemyError
-
-        with storage.engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            try:
-                yield
-            finally:
-                try:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    conn.commit()
-                except SQLAlchemyError:
-                    conn.invalidate()  # the session is gone, and its lock with it
-    elif url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///") + ".lock")
-        with open(path, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
-    else:
-        yield

@@ -18,10 +18,8 @@ The trial's run id is the Optuna user attribute ``mlflow_run_id``; the run carri
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import sys
 import tempfile
 import time
 import uuid
@@ -29,7 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner import records
 from tuner.errors import brief
+from tuner.log import log
 
 if TYPE_CHECKING:
     import optuna
@@ -50,7 +50,6 @@ BASELINE_COLUMNS = {
     ),
     "classify": ("val_accuracy", "test_accuracy", "val_loss", "test_loss"),
 }
-ROLE_TAG = "tuner.role"
 
 
 class Tracker:
@@ -72,17 +71,21 @@ class Tracker:
             return exp.experiment_id, known_parent
         if exp is None:
             exp_id = self.client.create_experiment(
-                study_name, artifact_location=artifact_location, tags={"tuner.study": study_name}
+                study_name,
+                artifact_location=artifact_location,
+                tags={records.STUDY_TAG: study_name},
             )
         else:
             exp_id = exp.experiment_id
         runs = self.client.search_runs(
-            [exp_id], filter_string=f"tags.`{ROLE_TAG}` = 'study'", max_results=1
+            [exp_id], filter_string=f"tags.`{records.ROLE_TAG}` = 'study'", max_results=1
         )
         if runs:
             return exp_id, runs[0].info.run_id
         run = self.client.create_run(
-            exp_id, run_name=study_name, tags={ROLE_TAG: "study", "optuna.study_name": study_name}
+            exp_id,
+            run_name=study_name,
+            tags={records.ROLE_TAG: "study", records.STUDY_NAME_TAG: study_name},
         )
         return exp_id, run.info.run_id
 
@@ -131,19 +134,22 @@ class Tracker:
         parent, tagged ``tuner.role = retrain`` (so ``tuner check`` does not count it a trial's)."""
         from mlflow.entities import Metric, Param, RunTag
 
-        exp_id = study.user_attrs["mlflow_experiment_id"]
-        parent = study.user_attrs["mlflow_parent_run_id"]
+        exp_id = study.user_attrs[records.EXPERIMENT]
+        parent = study.user_attrs[records.PARENT_RUN]
         run = self.client.create_run(
             exp_id,
             run_name=f"trial-{number}-seed-{config.seed}",
-            tags={"mlflow.parentRunId": parent, ROLE_TAG: "retrain"},
+            tags={records.PARENT_RUN_TAG: parent, records.ROLE_TAG: "retrain"},
         )
         now = _now()
         self.client.log_batch(
             run.info.run_id,
             metrics=[Metric(k, v, now, 0) for k, v in scores.items() if math.isfinite(v)],
             params=[Param(k, _param(v)) for k, v in config.as_params().items()],
-            tags=[RunTag("tuner.retrain_of", str(number)), RunTag("tuner.seed", str(config.seed))],
+            tags=[
+                RunTag(records.RETRAIN_OF_TAG, str(number)),
+                RunTag(records.SEED_TAG, str(config.seed)),
+            ],
         )
         self.client.set_terminated(run.info.run_id, "FINISHED")
         return run.info.run_id
@@ -160,7 +166,7 @@ class Tracker:
         ``plots`` is False: a worker stopping on a signal has seconds), then close the run."""
         from mlflow.entities import Metric
 
-        from tuner.study import BASELINES_ATTR, best_trial, counts
+        from tuner.study import best_trial, counts
 
         c = counts(study)
         now = _now()
@@ -174,7 +180,7 @@ class Tracker:
         if best is not None and best.value is not None:
             if metrics:
                 metrics.append(Metric("best_value", best.value, now, step))
-            baselines = study.user_attrs.get(BASELINES_ATTR)
+            baselines = study.user_attrs.get(records.BASELINES)
             if metrics and baselines:
                 from tuner.baselines import skill
 
@@ -183,7 +189,7 @@ class Tracker:
                         metrics.append(Metric(f"best_{key}", value, now, step))
             self.client.set_tag(parent_run_id, "best_trial_number", str(best.number))
             self.client.set_tag(
-                parent_run_id, "best_run_id", best.user_attrs.get("mlflow_run_id", "")
+                parent_run_id, "best_run_id", best.user_attrs.get(records.RUN_ID, "")
             )
         if metrics:
             self.client.log_batch(parent_run_id, metrics=metrics)
@@ -216,9 +222,9 @@ class Tracker:
         linked is found by its tags; one killed before its run existed gets a closed one."""
         from mlflow.entities import Param
 
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        exp_id = study.user_attrs.get("mlflow_experiment_id")
-        parent = study.user_attrs.get("mlflow_parent_run_id")
+        run_id = trial.user_attrs.get(records.RUN_ID)
+        exp_id = study.user_attrs.get(records.EXPERIMENT)
+        parent = study.user_attrs.get(records.PARENT_RUN)
         if run_id is None and exp_id is not None:
             found = self.client.search_runs(
                 [exp_id],
@@ -233,9 +239,9 @@ class Tracker:
                     exp_id,
                     run_name=f"trial-{trial.number}",
                     tags={
-                        "mlflow.parentRunId": parent,
-                        "optuna.study_name": study.study_name,
-                        "optuna.trial_number": str(trial.number),
+                        records.PARENT_RUN_TAG: parent,
+                        records.STUDY_NAME_TAG: study.study_name,
+                        records.TRIAL_NUMBER_TAG: str(trial.number),
                     },
                 ).info.run_id
                 params = [Param(k, _param(v)) for k, v in trial.params.items()]
@@ -250,17 +256,17 @@ class Tracker:
         """Close a run left RUNNING by a trial that died (idempotent for closed runs)."""
         if only_running and self.client.get_run(run_id).info.status != "RUNNING":
             return
-        self.client.set_tag(run_id, "optuna.state", "FAIL")
-        self.client.set_tag(run_id, "tuner.reason", reason)
+        self.client.set_tag(run_id, records.STATE_TAG, "FAIL")
+        self.client.set_tag(run_id, records.REASON_TAG, reason)
         self.client.set_terminated(run_id, status)
 
-    def log_model(self, run_id: str, model: Any, preprocess: dict[str, Any]) -> str:
+    def log_model(self, run_id: str, model: Any, card: records.ModelCard) -> str:
         """The trained model (``.keras``) and what it needs to predict, under ``model/``."""
         with tempfile.TemporaryDirectory() as tmp:
-            model.save(Path(tmp) / "model.keras")
-            (Path(tmp) / "preprocess.json").write_text(json.dumps(preprocess, indent=2))
-            self.client.log_artifacts(run_id, tmp, "model")
-        return f"runs:/{run_id}/model"
+            model.save(Path(tmp) / records.MODEL_FILE)
+            (Path(tmp) / records.CARD_FILE).write_text(card.to_json())
+            self.client.log_artifacts(run_id, tmp, records.MODEL_DIR)
+        return f"runs:/{run_id}/{records.MODEL_DIR}"
 
     def download(self, artifact_uri: str, folder: str) -> Path:
         """An artifact folder (e.g. ``runs:/ID/model``) downloaded into ``folder``."""
@@ -306,11 +312,11 @@ class TrialRun:
         self.run_id: str | None = None
         self.log_id = uuid.uuid4().hex
         self.tags = {
-            "mlflow.parentRunId": parent_run_id,
-            "optuna.study_name": study_name,
-            "optuna.trial_number": str(trial_number),
-            "optuna.state": "RUNNING",
-            "tuner.log_id": self.log_id,
+            records.PARENT_RUN_TAG: parent_run_id,
+            records.STUDY_NAME_TAG: study_name,
+            records.TRIAL_NUMBER_TAG: str(trial_number),
+            records.STATE_TAG: "RUNNING",
+            records.LOG_ID_TAG: self.log_id,
             **tags,
         }
         self._params = [Param(k, _param(v)) for k, v in params.items()]
@@ -361,11 +367,11 @@ class TrialRun:
                 self._end = None
         except Exception as e:  # the server is down or answered with an error
             if not self._down:
-                print(
-                    f"tuner: MLflow did not answer for trial {self.number} ({brief(e)}); "
-                    "training goes on and its records are sent when MLflow is back",
-                    file=sys.stderr,
-                    flush=True,
+                log.warning(
+                    "MLflow did not answer for trial %d (%s); training goes on and its records "
+                    "are sent when MLflow is back",
+                    self.number,
+                    brief(e),
                 )
             self._down = True
             self._next_try = time.monotonic() + self._delay
@@ -375,7 +381,7 @@ class TrialRun:
             if created is not None and self.on_created is not None:
                 self.on_created(created)
         if self._down:
-            print(f"tuner: MLflow is back; trial {self.number} caught up", file=sys.stderr)
+            log.warning("MLflow is back; trial %d caught up", self.number)
         self._down, self._delay = False, 1.0
         self._sent = time.monotonic()
         return True
@@ -438,18 +444,18 @@ class TrialRun:
         from mlflow.entities import Metric, RunTag
 
         now = _now()
-        tags = [RunTag("optuna.state", state)]
+        tags = [RunTag(records.STATE_TAG, state)]
         if reason:
-            tags.append(RunTag("tuner.reason", reason[:5000]))
+            tags.append(RunTag(records.REASON_TAG, reason[:5000]))
         self._metrics += [Metric(k, v, now, 0) for k, v in metrics.items()]
         self._end = (tags, status or RUN_STATUS[state])
         left = self.catch_up(seconds)
         if left:
-            print(
-                f"tuner: MLflow is still down; trial {self.number}'s run is missing "
-                f"{', '.join(left)} (`tuner check --repair` closes a run left RUNNING)",
-                file=sys.stderr,
-                flush=True,
+            log.warning(
+                "MLflow is still down; trial %d's run is missing %s (`tuner check --repair` "
+                "closes a run left RUNNING)",
+                self.number,
+                ", ".join(left),
             )
         return left
 

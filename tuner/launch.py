@@ -1,0 +1,352 @@
+"""A study's life outside its trials, as the CLI and the benchmarks run it: ``prepare`` (check
+every input, write nothing), ``create`` (the study, its MLflow experiment and parent run),
+``join`` (what a worker needs: the study, its space and data), ``work`` (one worker's trials)
+and ``close_if_idle`` (the parent run, when no trial runs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner import records
+from tuner.errors import InputError
+from tuner.log import log
+from tuner.records import StudySpec
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tuner.data import DataOptions, Dataset
+    from tuner.space import Space
+    from tuner.storage import Stores
+    from tuner.tracking import Tracker
+
+DEFAULT_TRIALS = 20
+NO_TRIAL_TARGET = 1_000_000  # --budget-epochs without --trials: the budget ends the study
+
+
+@dataclass
+class Prepared:
+    """A study's inputs, checked: nothing is written before all of them are."""
+
+    name: str
+    space: Space
+    dataset: Dataset
+    spec: StudySpec
+    stores: Stores
+    baselines: dict[str, Any]
+    data_path: str  # absolute: local workers read it from another directory
+
+
+@dataclass
+class Joined:
+    """A study as a worker (or a command that trains) holds it."""
+
+    study: optuna.Study
+    storage: Any
+    stores: Stores
+    tracker: Tracker
+    spec: StudySpec = field(default=None)  # type: ignore[assignment]
+    space: Space = field(default=None)  # type: ignore[assignment]
+    dataset: Dataset = field(default=None)  # type: ignore[assignment]
+
+
+def max_window(space: Space) -> int:
+    """The longest window a trial of ``space`` can draw (classify without a window: 1, the whole
+    sequence)."""
+    if space.task == "classify" and "window" not in space.searched and "window" not in space.fixed:
+        return 1
+    return int(max(space.candidates("window")))
+
+
+def prepare(
+    space_path: str,
+    options: DataOptions,
+    stores: Stores,
+    *,
+    name: str | None = None,
+    season: int | None = None,
+    max_epochs: int | None = None,
+    budget_epochs: int | None = None,
+    sampler: str | None = None,
+    pruner: str | None = None,
+) -> Prepared:
+    """Validate everything (space, Keras names, data, settings, both stores) before anything is
+    written; compute the baselines."""
+    from dataclasses import replace
+
+    from tuner import data
+    from tuner.baselines import compute
+    from tuner.model import check_names
+    from tuner.space import load_space
+    from tuner.storage import check_separate, check_stores
+
+    space = load_space(space_path, sampler=sampler, pruner=pruner)
+    for line in space.cudnn_warnings():
+        log.info("note: %s", line)
+    options = replace(options, task=space.task)
+    dataset = data.load(options, 1 if space.window_auto else max_window(space))
+    window_auto = space.window_auto
+    if window_auto:
+        space = _auto_window(space, dataset, season, dataset_path=options.path)
+    check_names(space)  # last: a name outside the common ones imports Keras (seconds)
+    name = name or f"{Path(space_path).stem}-{Path(options.path).stem}"
+    check_study_name(name)
+    check_separate(stores.storage, stores.tracking)
+    baselines = compute(dataset, max_window(space), season)
+    if window_auto:
+        space = _ridge_start_window(space, baselines)
+    spec = StudySpec(
+        space=space.raw,
+        space_file=Path(space_path).name,
+        data=options.to_spec(),
+        fingerprint=dataset.fingerprint(),
+        max_epochs=max_epochs,
+        season=season,
+        budget_epochs=budget_epochs,
+        window_auto=window_auto,
+    )
+    check_stores(stores)  # last: nothing is written before every input is checked
+    return Prepared(
+        name, space, dataset, spec, stores, baselines, str(Path(options.path).resolve())
+    )
+
+
+STUDY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+def check_study_name(name: str) -> None:
+    import re
+
+    if not re.fullmatch(STUDY_NAME_PATTERN, name):
+        raise InputError(
+            f"invalid study name {name!r}: letters, digits, '.', '_', '-' (at most 100)",
+            field="--study",
+        )
+
+
+def create(prepared: Prepared, target: int | None) -> Joined:
+    """Create or resume the study and its MLflow experiment and parent run."""
+    from tuner import study as studies
+    from tuner.liveness import claim_lock, on_stale
+    from tuner.storage import enable_wal, make_storage
+    from tuner.tracking import Tracker
+
+    stores, space, spec = prepared.stores, prepared.space, prepared.spec
+    if stores.tracking.startswith("sqlite:///"):
+        enable_wal(stores.tracking)
+    storage = make_storage(stores.storage, on_stale=on_stale(stores.tracking))
+    tracker = Tracker(stores.tracking)
+    # Two `tuner create`s of one study racing: the second waits, then resumes what the first
+    # made (once, the loser crashed and a third made a second parent run).
+    with claim_lock(storage, stores.storage, f"create:{prepared.name}"):
+        study, _ = studies.create_or_resume(
+            storage, prepared.name, space, spec, target or DEFAULT_TRIALS
+        )
+        # A resume keeps the study's budget unless a new one is given; a budget alone (no
+        # --trials) runs trials until it is spent.
+        budget = spec.budget_epochs or study.user_attrs.get(records.BUDGET)
+        if target is None and budget:
+            study.set_user_attr(records.TARGET, NO_TRIAL_TARGET)
+        study.set_user_attr(records.BUDGET, budget)
+        study.set_user_attr(records.BASELINES, prepared.baselines)
+        exp_id, parent_id = tracker.ensure_study(
+            study.study_name, stores.artifacts, study.user_attrs.get(records.PARENT_RUN)
+        )
+        study.set_user_attr(records.EXPERIMENT, exp_id)
+        study.set_user_attr(records.PARENT_RUN, parent_id)
+    settings = {
+        "space_file": spec.space_file,
+        "data_file": spec.data["file"],
+        "task": space.task,
+        "objective": space.objective,
+        "sampler": space.sampler["name"],
+        "pruner": space.pruner["name"],
+        "epochs": space.epochs,
+        "fingerprint": spec.fingerprint,
+    }
+    tracker.open_study(parent_id, settings)
+    tracker.log_baselines(parent_id, prepared.baselines)
+    return Joined(study, storage, stores, tracker, spec, space, prepared.dataset)
+
+
+def require_studies(url: str) -> None:
+    """A SQLite storage must exist already: opening it would create an empty file."""
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise InputError(
+            "no studies here yet; start one with `tuner run` (or `tuner create`)", source=url
+        )
+
+
+def open_study(stores: Stores, name: str | None, *, heartbeat: bool = False) -> optuna.Study:
+    """An existing study (``name`` None: the storage's only one). ``heartbeat``: with the
+    heartbeat settings that tell a RUNNING trial whose worker is gone (``tuner check``)."""
+    from tuner import study as studies
+    from tuner.liveness import on_stale
+    from tuner.storage import make_storage
+
+    require_studies(stores.storage)
+    stale = on_stale(stores.tracking) if heartbeat else None
+    storage = make_storage(stores.storage, heartbeat=heartbeat, on_stale=stale, create_tables=False)
+    return studies.load(storage, name or studies.only_study_name(storage))[0]
+
+
+def with_data(study: optuna.Study, data_path: str) -> tuple[StudySpec, Space, Dataset]:
+    """The study's spec and space, and its data read from ``data_path`` (fingerprint checked:
+    every worker must read the same data)."""
+    from tuner import data
+    from tuner import study as studies
+    from tuner.space import parse_space
+
+    spec = StudySpec.from_dict(study.user_attrs[records.SPEC])
+    space = parse_space(spec.space, source=f"study {study.study_name}")
+    dataset = data.load(data.DataOptions.from_spec(spec.data, data_path), max_window(space))
+    studies.check_fingerprint(spec, dataset.fingerprint(), data_path)
+    return spec, space, dataset
+
+
+def join(stores: Stores, name: str | None, data_path: str) -> Joined:
+    """What a worker needs: the study (with its sampler, pruner and heartbeats), its space and
+    data, and its MLflow parent run marked RUNNING (if MLflow answers: else later)."""
+    from tuner import study as studies
+    from tuner.errors import brief
+    from tuner.liveness import on_stale
+    from tuner.retry import retrying
+    from tuner.storage import check_connection_budget, check_separate, make_storage
+    from tuner.tracking import Tracker
+
+    check_separate(stores.storage, stores.tracking)
+    require_studies(stores.storage)
+    storage = make_storage(stores.storage, on_stale=on_stale(stores.tracking), create_tables=False)
+    retrying(lambda: check_connection_budget(storage, stores.storage), "checking connections")
+    name = name or retrying(lambda: studies.only_study_name(storage), "finding the study")
+    study, _ = retrying(lambda: studies.load(storage, name), "loading the study")
+    spec, space, dataset = with_data(study, data_path)
+    tracker = Tracker(stores.tracking)
+    attrs = retrying(lambda: study.user_attrs, "reading the study")
+    try:
+        tracker.open_study(attrs[records.PARENT_RUN], {})
+    except Exception as e:  # MLflow down: trials keep their records until it is back
+        log.warning("MLflow did not answer (%s); starting anyway", brief(e, 200))
+    return Joined(study, storage, stores, tracker, spec, space, dataset)
+
+
+def work(
+    joined: Joined,
+    *,
+    trials: int | None = None,
+    timeout: float | None = None,
+    share: bool = False,
+) -> int:
+    """Run the study's trials in this process until it (or ``trials``, ``timeout``) is done,
+    then close the parent run if no trial is left running. ``share``: this is a trial process
+    whose supervisor starts another once it ran its ``trials``; then the run stays open.
+    Returns how many trials ran. A stop signal ends it with ``signals.Interrupted`` (the trial
+    in flight re-queued)."""
+    from tuner.signals import Interrupted
+    from tuner.worker import Worker
+
+    j = joined
+    worker = Worker(j.study, j.storage, j.stores.storage, j.space, j.spec, j.dataset, j.tracker)
+    signalled = False
+    try:
+        with worker.stop.handling():
+            return worker.run(max_trials=trials, timeout=timeout)
+    except Interrupted:
+        signalled = True  # exit within seconds: the plots wait for the study's next close
+        raise
+    except BaseException as e:
+        if worker.stop.pending is None:
+            raise
+        # A signal that cut an import (a fresh trial process loading the framework) surfaces
+        # as the import's own error: still a stop; a trial it left RUNNING is retried.
+        signalled = True
+        raise Interrupted(worker.stop.pending) from e
+    finally:
+        if signalled or not (share and worker.ran == trials):
+            close_if_idle(j.study, j.storage, j.stores.storage, j.tracker, plots=not signalled)
+
+
+def close_if_idle(
+    study: optuna.Study, storage: Any, storage_url: str, tracker: Tracker, *, plots: bool = True
+) -> str | None:
+    """When no trial of the study is running, log the study-level results on the parent run and
+    close it: FINISHED if the target is reached, else KILLED (a resume reopens it).
+
+    Serialized by the claim lock, so of several workers stopping at once one closes it and the
+    others find nothing to do. Returns the status set, or None.
+    """
+    from tuner import study as studies
+    from tuner.errors import brief
+    from tuner.liveness import claim_lock
+    from tuner.retry import retrying
+    from tuner.tracking import INTERRUPTED_STATUS
+
+    def close() -> str | None:
+        with claim_lock(storage, storage_url, study.study_name):
+            c = studies.counts(study)
+            parent = study.user_attrs.get(records.PARENT_RUN)
+            if c["running"] or parent is None:
+                return None
+            status = "FINISHED" if studies.target_reached(study, c) else INTERRUPTED_STATUS
+            try:
+                if tracker.client.get_run(parent).info.status == status:
+                    return None  # closed already, as it should be, by another worker
+                tracker.finish_study(parent, study, status, plots=plots)
+            except Exception as e:  # MLflow down: the next worker to stop, or a repair, closes it
+                log.warning(
+                    "the study's parent run was not closed: MLflow: %s; `tuner check --repair` "
+                    "closes it",
+                    brief(e, 500),
+                )
+                return None
+            return status
+
+    return retrying(close, "closing the study's parent run")
+
+
+def _auto_window(space: Space, dataset: Any, season: int | None, *, dataset_path: str) -> Space:
+    """Resolve ``window: auto`` from the data: one to three seasons of the first target (the
+    period detected on the training split, or ``--season``), bounded by the splits' lengths."""
+    from tuner.baselines import detect_period, window_range
+    from tuner.data import check_windows_fit
+
+    train, val, test = dataset.splits
+    period = season or detect_period(dataset.values[train, dataset.target_index[0]])
+    h = dataset.horizon
+    rows = min(  # window_range takes a quarter: of the training rows, half of val and test's
+        train.stop - train.start - h,
+        2 * (val.stop - val.start - h),
+        2 * (test.stop - test.start - h),
+    )
+    low, high = window_range(period, rows)
+    found = f"season {period}" if period else "no season found"
+    log.info("note: window: auto -> %d..%d (%s)", low, high, found)
+    resolved = space.with_window(low, high)
+    check_windows_fit(dataset, high, dataset_path)
+    return resolved
+
+
+def _ridge_start_window(space: Space, baselines: dict[str, Any]) -> Space:
+    """``start_with`` entries that start from the ridge (``residual: ridge``) and name no window
+    get the lags the ridge baseline chose on validation, within the resolved range: a hybrid
+    whose window is drawn at random starts from a weaker ridge than the baseline it is compared
+    with (elecdemand: window 68 gave 0.0220 validation MAE where the baseline's 144 lags gave
+    0.0202)."""
+    from optuna.distributions import IntDistribution
+
+    lags = int((baselines.get("scores", {}).get("ridge_ar") or {}).get("lags") or 0)
+    dist = space.searched.get("window")
+    if not lags or not isinstance(dist, IntDistribution):
+        return space
+    window = min(max(lags, dist.low), dist.high)
+    starts = [
+        {**e, "window": window} if e.get("residual") == "ridge" and "window" not in e else e
+        for e in space.raw.get("start_with") or []
+    ]
+    if starts == (space.raw.get("start_with") or []):
+        return space
+    from tuner.space import parse_space
+
+    return parse_space({**space.raw, "start_with": starts}, source=space.source)

@@ -1,0 +1,37 @@
+"""tuner's messages: one ``logging`` logger, ``tuner``, set up once by the CLI.
+
+Lines read ``tuner: <message>`` on standard error; ``-q`` shows warnings only, ``--verbose``
+adds debug lines. Used as a library, tuner leaves handlers to the application (Python's last
+resort handler shows warnings)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+log = logging.getLogger("tuner")
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is emitted (tests capture it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
+def setup(*, quiet: bool = False, verbose: bool = False) -> None:
+    """One handler on the ``tuner`` logger (idempotent); its level from ``-q`` / ``--verbose``."""
+    if not any(isinstance(h, _Stderr) for h in log.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("tuner: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)

@@ -1,0 +1,153 @@
+"""What the stores hold, named once: every Optuna attribute and MLflow tag tuner writes, the
+study's spec (``StudySpec``) and the card saved beside each model (``ModelCard``).
+
+Optuna (study and trial user attributes):
+
+======================  =====  ===============================================================
+attribute               on     holds
+======================  =====  ===============================================================
+``tuner_spec``          study  the ``StudySpec``: space, data options, data fingerprint, caps
+``tuner_target_trials`` study  trials that count towards the target (COMPLETE/PRUNED/RUNNING)
+``tuner_budget_epochs`` study  the compute budget: epochs of every trial together
+``tuner_baselines``     study  the baselines' scores (``tuner.baselines.compute``)
+``tuner_retrain``       study  ``tuner retrain``'s summary per trial number
+``mlflow_experiment_id`` study the MLflow experiment of the study
+``mlflow_parent_run_id`` study the study's parent run
+``mlflow_run_id``       trial  the trial's run
+``mlflow_unrecorded``   trial  what MLflow lacks of the trial (it was down too long)
+``model_uri``           trial  the model of a trial that was the best when it completed
+``reason``              trial  why a trial is FAIL or PRUNED
+``error``               trial  the exception type of a trial's own error (the failure streak)
+``worker``              trial  the worker that ran it (host:pid of its ``tuner worker``)
+``seed``, ``sampler_seed``, ``cudnn_eligible``, ``epochs``, ``epochs_run``, ``interrupted``
+======================  =====  ===============================================================
+
+MLflow: runs carry ``optuna.study_name``, ``optuna.trial_number``, ``optuna.state`` and the
+``tuner.*`` tags below; a trial's run is a child (``mlflow.parentRunId``) of the study's run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuner.errors import InputError
+
+# -- study attributes --------------------------------------------------------------------------
+SPEC = "tuner_spec"
+TARGET = "tuner_target_trials"
+BUDGET = "tuner_budget_epochs"
+BASELINES = "tuner_baselines"
+RETRAIN = "tuner_retrain"
+EXPERIMENT = "mlflow_experiment_id"
+PARENT_RUN = "mlflow_parent_run_id"
+
+# -- trial attributes --------------------------------------------------------------------------
+RUN_ID = "mlflow_run_id"
+UNRECORDED = "mlflow_unrecorded"
+MODEL_URI = "model_uri"
+REASON = "reason"
+ERROR = "error"
+WORKER = "worker"
+SEED = "seed"
+SAMPLER_SEED = "sampler_seed"
+CUDNN = "cudnn_eligible"
+EPOCHS = "epochs"  # the epochs a trial trains (reserved at its claim under a budget)
+EPOCHS_RUN = "epochs_run"  # the epochs it trained
+INTERRUPTED = "interrupted"  # the number of a trial stopped by a signal (to be retried)
+# A trial's attributes that describe it rather than measure it (the rest are metrics).
+NOT_METRICS = (RUN_ID, MODEL_URI, REASON, ERROR, WORKER, SEED, SAMPLER_SEED, CUDNN, INTERRUPTED)
+
+# -- reasons (the start of a trial's ``reason``) ------------------------------------------------
+INTERRUPTED_REASON = "interrupted by "  # + the signal's name: the trial is retried as it was
+NOT_STARTED = "could not start: "  # a claimed trial its worker could not open
+ORPHAN_REASON = "orphan: claimed, but its worker never started it (the claim's answer was lost)"
+STALE_REASON = "worker died (heartbeat stale); trial retried"
+
+# -- MLflow tags -------------------------------------------------------------------------------
+ROLE_TAG = "tuner.role"  # study (the parent run) or retrain; trials' runs have none
+REASON_TAG = "tuner.reason"
+CUDNN_TAG = "tuner.cudnn_eligible"
+RETRY_OF_TAG = "tuner.retry_of"
+RETRAIN_OF_TAG = "tuner.retrain_of"
+SEED_TAG = "tuner.seed"
+STUDY_TAG = "tuner.study"  # on the experiment
+LOG_ID_TAG = "tuner.log_id"  # a run created while MLflow was flaky: found again by this id
+STUDY_NAME_TAG = "optuna.study_name"
+TRIAL_NUMBER_TAG = "optuna.trial_number"
+STATE_TAG = "optuna.state"
+PARENT_RUN_TAG = "mlflow.parentRunId"
+
+# -- files -------------------------------------------------------------------------------------
+MODEL_DIR = "model"
+MODEL_FILE = "model.keras"
+CARD_FILE = "preprocess.json"
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What a worker anywhere needs besides the storage URL, the study name and the data file:
+    the resolved space, the data options, the data's fingerprint and the study's caps."""
+
+    space: dict[str, Any]  # the space as parsed (``Space.raw``), window range resolved
+    data: dict[str, Any]  # ``DataOptions.to_spec()``
+    fingerprint: str
+    space_file: str = ""
+    max_epochs: int | None = None
+    season: int | None = None
+    budget_epochs: int | None = None
+    # the window range was resolved from the data: a resume keeps the study's own
+    window_auto: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StudySpec:
+        """A stored spec; keys a newer version added are ignored, missing ones take defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+    def with_max_epochs(self, max_epochs: int | None) -> StudySpec:
+        return dataclasses.replace(self, max_epochs=max_epochs)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What ``tuner predict`` needs besides the model file (``preprocess.json``, plain JSON):
+    the task, the window, the scaler and data options, and the columns (forecast) or the
+    classes (classify)."""
+
+    task: str
+    window: int
+    scaler: dict[str, Any]  # ``Scaler.to_json()``: kind, center, scale
+    data: dict[str, Any]  # ``DataOptions.to_spec()``
+    columns: list[str] = field(default_factory=list)
+    target_index: list[int] = field(default_factory=list)
+    horizon: int = 1
+    classes: list[Any] = field(default_factory=list)
+
+    @property
+    def features(self) -> int:
+        return len(self.columns) if self.task != "classify" else len(self.scaler["center"])
+
+    def to_json(self) -> str:
+        out = dataclasses.asdict(self)
+        if self.task == "classify":
+            for key in ("columns", "target_index", "horizon"):
+                del out[key]
+        else:
+            del out["classes"]
+        return json.dumps(out, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> ModelCard:
+        try:
+            raw = json.loads(text)
+            card = cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name in raw})
+            _ = card.features, int(card.window)
+        except (ValueError, TypeError, KeyError) as e:
+            raise InputError(f"cannot read {CARD_FILE}: {e}", source=source) from None
+        return card
