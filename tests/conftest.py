@@ -27,6 +27,19 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def tuner_logger():
+    """The ``tuner`` logger as a library leaves it: a test that runs the CLI in-process gets the
+    CLI's handler (its lines on the captured stderr) for that test only; others use caplog."""
+    from tuner.log import log
+
+    yield log
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+    log.propagate = True
+    log.setLevel("NOTSET")
+
+
 @pytest.fixture
 def co2_csv(tmp_path: Path) -> Path:
     """The first 300 weeks of the bundled CO2 series (real data, 9 missing weeks)."""

@@ -25,13 +25,14 @@ def flaky(failures: int, error: Exception):
 LOST = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
 
 
-def test_transient_errors_are_retried_with_backoff_and_a_message(capsys) -> None:
+def test_transient_errors_are_retried_with_backoff_and_a_message(caplog) -> None:
     call, calls = flaky(3, LOST)
     waits: list[float] = []
-    assert retrying(call, "reporting epoch 2", sleep=waits.append) == "ok"
+    with caplog.at_level("WARNING", logger="tuner"):
+        assert retrying(call, "reporting epoch 2", sleep=waits.append) == "ok"
     assert len(calls) == 4 and waits == [0.5, 1.0, 2.0]
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 3 and err[0].startswith("tuner: storage error while reporting epoch 2")
+    err = [r.getMessage() for r in caplog.records if r.name == "tuner"]
+    assert len(err) == 3 and err[0].startswith("storage error while reporting epoch 2")
 
 
 def test_past_the_limit_the_worker_stops_with_a_clear_error(monkeypatch) -> None:
@@ -81,3 +82,54 @@ def test_a_lost_connection_is_found_inside_optunas_own_error() -> None:
             ) from e
     except optuna.exceptions.StorageInternalError as outer:
         assert lost_connection(outer)
+
+
+class _Flaky:
+    """A storage whose named calls fail with a lost connection ``failures`` times first."""
+
+    def __init__(self, inner, failures: dict[str, int]) -> None:
+        self.inner, self.failures, self.calls = inner, dict(failures), []
+
+    def __getattr__(self, name):
+        method = getattr(self.inner, name)
+
+        def call(*args, **kwargs):
+            self.calls.append(name)
+            if self.failures.get(name, 0) > 0:
+                self.failures[name] -= 1
+                raise LOST
+            return method(*args, **kwargs)
+
+        return call
+
+
+def test_the_storage_edge_retries_each_call_so_the_loop_reads_as_plain_calls(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    """Issue 9: one retrying storage instead of a retrying(lambda ...) at every call site; the
+    claim lock's section is retried whole (``unretried``), and the heartbeat never waits."""
+    import optuna
+
+    from tuner import retry
+    from tuner.retry import RetryingStorage, unretried
+    from tuner.storage import make_storage
+
+    waits: list[float] = []
+    monkeypatch.setattr(retry.clock, "sleep", waits.append)
+    rdb = make_storage(f"sqlite:///{tmp_path}/optuna.db")
+    flaky = _Flaky(optuna.storages.get_storage(rdb), {"set_trial_user_attr": 2})
+    storage = RetryingStorage(flaky, rdb)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    trial.set_user_attr("k", 1)  # fails twice, then goes through
+    assert study.trials[0].user_attrs == {"k": 1} and waits == [0.5, 1.0]
+    assert "storage error while storage call set trial user attr" in caplog.text
+    assert storage.engine is rdb.engine and storage.heartbeat_interval == rdb.heartbeat_interval
+
+    flaky.failures["set_trial_user_attr"] = 1
+    with pytest.raises(sqlalchemy.exc.OperationalError), unretried(storage):
+        trial.set_user_attr("k", 2)
+    flaky.failures["record_heartbeat"] = 1
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        storage.record_heartbeat(trial._trial_id)  # its thread beats again on its own
+    assert waits == [0.5, 1.0], "neither was retried"

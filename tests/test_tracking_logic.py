@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tuner import retry
 from tuner.tracking import Tracker, TrialRun
 
 
@@ -61,7 +62,7 @@ class FakeClient:
 
 @pytest.fixture
 def client(monkeypatch) -> FakeClient:
-    monkeypatch.setattr("tuner.tracking.time.sleep", lambda s: None)
+    monkeypatch.setattr(retry.clock, "sleep", lambda s: None)
     return FakeClient()
 
 
@@ -95,7 +96,7 @@ class Calls(FakeClient):
 
 def test_epoch_points_are_sent_in_batches_and_all_of_them_at_the_end(monkeypatch) -> None:
     clock = [100.0]
-    monkeypatch.setattr("tuner.tracking.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr(retry.clock, "monotonic", lambda: clock[0])
     client = Calls()
     run = trial_run(client, flush_seconds=5.0)
     for epoch in range(10):  # one epoch a second
@@ -125,7 +126,7 @@ def test_a_long_curve_is_sent_within_mlflows_batch_limits() -> None:
     assert stored["tags"]["optuna.state"] == "COMPLETE"
 
 
-def test_an_outage_mid_trial_is_caught_up_with_nothing_lost_or_doubled(client, capsys) -> None:
+def test_an_outage_mid_trial_is_caught_up_with_nothing_lost_or_doubled(client, caplog) -> None:
     run = trial_run(client)
     run.log_epoch(0, {"loss": 1.0})
     client.down = True
@@ -143,7 +144,7 @@ def test_an_outage_mid_trial_is_caught_up_with_nothing_lost_or_doubled(client, c
         ("best_loss", 0),
     ]
     assert stored["status"] == "FINISHED" and stored["tags"]["optuna.state"] == "COMPLETE"
-    err = capsys.readouterr().err
+    err = caplog.text
     assert err.count("MLflow did not answer for trial 7") == 1 and "caught up" in err
 
 
@@ -157,10 +158,10 @@ def test_a_run_created_while_the_answer_was_lost_is_found_not_duplicated(client)
     assert client.runs["r0"]["params"][0].key == "units"
 
 
-def test_a_server_down_past_the_bound_leaves_a_list_of_what_is_missing(client, capsys) -> None:
+def test_a_server_down_past_the_bound_leaves_a_list_of_what_is_missing(client, caplog) -> None:
     client.down = True
     run = trial_run(client)
     run.log_epoch(0, {"loss": 1.0})
     assert run.end("PRUNED", {}, "pruned at epoch 0", seconds=0.0) == ["the run (MLflow was down)"]
     assert client.runs == {}
-    assert "MLflow is still down; trial 7's run is missing the run" in capsys.readouterr().err
+    assert "MLflow is still down; trial 7's run is missing the run" in caplog.text

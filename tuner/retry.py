@@ -8,10 +8,16 @@ internal storage error; a wrong query or a bad value fails at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from optuna.storages import BaseStorage
+from optuna.storages._heartbeat import BaseHeartbeat  # public in use (fail_stale_trials), not named
 
 from tuner.errors import FatalError, brief
 from tuner.log import log
@@ -82,6 +88,36 @@ def _lost(orig: BaseException) -> bool:
     return any(m in text for m in _LOST_MESSAGES)
 
 
+@dataclass
+class Clock:
+    """Time as retries and backoffs see it; a test replaces its functions."""
+
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+clock = Clock()
+
+
+@dataclass
+class Backoff:
+    """Waits that double from ``first`` up to ``cap``; ``reset`` after a success."""
+
+    first: float = 0.5
+    cap: float = 10.0
+    delay: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.delay = self.first
+
+    def next(self) -> float:
+        wait, self.delay = self.delay, min(self.delay * 2, self.cap)
+        return wait
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
 class _Outage:
     # time.monotonic() of the last storage error this process saw. A process that just started
     # cannot know whether the storage was down a moment ago: it counts as having seen one.
@@ -89,7 +125,7 @@ class _Outage:
 
 
 def note_outage() -> None:
-    _Outage.last = time.monotonic()
+    _Outage.last = clock.monotonic()
 
 
 def seconds_since_outage() -> float:
@@ -98,7 +134,7 @@ def seconds_since_outage() -> float:
     After an outage every worker's heartbeats are old, through no fault of theirs; a worker
     waits a grace period before it judges other trials stale (see ``study.sweep``).
     """
-    return time.monotonic() - _Outage.last
+    return clock.monotonic() - _Outage.last
 
 
 def limit() -> float:
@@ -106,12 +142,15 @@ def limit() -> float:
     return float(raw) if raw else DEFAULT_LIMIT
 
 
-def retrying(call: Callable[[], T], what: str, *, sleep: Callable[[float], None] = time.sleep) -> T:
+def retrying(
+    call: Callable[[], T], what: str, *, sleep: Callable[[float], None] | None = None
+) -> T:
     """``call()``, retried on transient storage errors until the time limit."""
 
     transient = transient_errors()
     budget = limit()
-    waited, delay, attempt = 0.0, 0.5, 0
+    backoff = Backoff(0.5, 10.0)
+    waited, attempt = 0.0, 0
     while True:
         try:
             return call()
@@ -121,12 +160,80 @@ def retrying(call: Callable[[], T], what: str, *, sleep: Callable[[float], None]
             cause = brief(e, 10_000)
             if getattr(getattr(e, "orig", None), "sqlstate", None) == TOO_MANY_CONNECTIONS:
                 cause += _LIMIT_HINT
+            delay = backoff.next()
             if waited + delay > budget:
                 raise FatalError(
                     f"the storage did not answer for {waited:g} s while {what}: {cause}"
                 ) from e
             message = f"storage error while {what} ({cause[:200]}); retry {attempt} in {delay:g} s"
             log.warning("%s", message)
-            sleep(delay)
+            (sleep or clock.sleep)(delay)
             waited += delay
-            delay = min(delay * 2, 10.0)
+
+
+def retrying_storage(storage: Any) -> Any:
+    """``storage`` (an RDB storage from ``storage.make_storage``) behind Optuna's trial cache,
+    with every call retried through transient errors: what a study loaded on it does reads as
+    plain calls. Attributes other than the storage API (``engine``, the heartbeat settings) are
+    the RDB storage's."""
+    import optuna
+
+    # the API's methods are set on the class below, from Optuna's base classes
+    return RetryingStorage(optuna.storages.get_storage(storage), storage)  # type: ignore[abstract]
+
+
+class _Unretried(threading.local):
+    depth = 0
+
+
+@contextlib.contextmanager
+def unretried(storage: Any) -> Iterator[None]:
+    """Calls on ``storage`` from this thread fail at once inside the block, for a caller that
+    retries the whole block: a section under the claim lock, whose lock went with the
+    connection the error cut, must take the lock again rather than go on without it."""
+    flag = getattr(storage, "_unretried", None)
+    if flag is None:  # not a retrying storage: nothing to switch off
+        yield
+        return
+    flag.depth += 1
+    try:
+        yield
+    finally:
+        flag.depth -= 1
+
+
+class RetryingStorage(BaseStorage, BaseHeartbeat):
+    """A storage whose every call is retried through transient errors (``retrying``), except
+    the heartbeat (its thread beats again on its own) and calls made inside ``unretried``."""
+
+    def __init__(self, inner: Any, rdb: Any) -> None:
+        self._inner = inner
+        self._backend = rdb  # what ``liveness.rdb`` unwraps to
+        self._unretried = _Unretried()
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("_inner", "_backend", "_unretried"):
+            raise AttributeError(name)
+        return getattr(self._backend, name)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self._inner.record_heartbeat(trial_id)
+
+
+def _forward(name: str) -> Callable[..., Any]:
+    what = name.removeprefix("_").replace("_", " ")
+
+    def call(self: RetryingStorage, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(self._inner, name)
+        if self._unretried.depth:
+            return method(*args, **kwargs)
+        return retrying(lambda: method(*args, **kwargs), f"storage call {what}")
+
+    call.__name__ = name
+    return call
+
+
+for _name, _value in [*vars(BaseStorage).items(), *vars(BaseHeartbeat).items()]:
+    if callable(_value) and not _name.startswith("__") and _name != "record_heartbeat":
+        setattr(RetryingStorage, _name, _forward(_name))
+RetryingStorage.__abstractmethods__ = frozenset()

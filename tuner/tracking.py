@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from tuner import records
 from tuner.errors import brief
 from tuner.log import log
+from tuner.retry import Backoff, clock
 
 if TYPE_CHECKING:
     import optuna
@@ -324,11 +325,11 @@ class TrialRun:
         self._end: tuple[list[Any], str] | None = None
         self._tried_create = False
         self._next_try = 0.0
-        self._delay = 1.0
+        self._backoff = Backoff(1.0, 30.0)
         self._down = False
         raw = os.environ.get(FLUSH_ENV)
         self.flush_seconds = float(raw) if raw else DEFAULT_FLUSH_SECONDS
-        self._sent = time.monotonic()
+        self._sent = clock.monotonic()
         self.sync()
 
     def log_epoch(self, epoch: int, logs: dict[str, float]) -> None:
@@ -336,12 +337,12 @@ class TrialRun:
 
         now = _now()
         self._metrics += [Metric(k, v, now, epoch) for k, v in logs.items()]
-        if self.run_id is None or time.monotonic() - self._sent >= self.flush_seconds:
+        if self.run_id is None or clock.monotonic() - self._sent >= self.flush_seconds:
             self.sync()
 
     def sync(self, *, force: bool = False) -> bool:
         """Send what is pending, once (unless backing off); True when nothing is left."""
-        if time.monotonic() < self._next_try and not force:
+        if clock.monotonic() < self._next_try and not force:
             return False
         created = None
         try:
@@ -374,16 +375,16 @@ class TrialRun:
                     brief(e),
                 )
             self._down = True
-            self._next_try = time.monotonic() + self._delay
-            self._delay = min(self._delay * 2, 30.0)
+            self._next_try = clock.monotonic() + self._backoff.next()
             return False
         finally:
             if created is not None and self.on_created is not None:
                 self.on_created(created)
         if self._down:
             log.warning("MLflow is back; trial %d caught up", self.number)
-        self._down, self._delay = False, 1.0
-        self._sent = time.monotonic()
+        self._down = False
+        self._backoff.reset()
+        self._sent = clock.monotonic()
         return True
 
     def _create(self) -> str:
@@ -407,16 +408,16 @@ class TrialRun:
         if seconds is None:
             raw = os.environ.get(RETRY_ENV)
             seconds = float(raw) if raw else DEFAULT_RETRY_SECONDS
-        deadline = time.monotonic() + seconds
+        deadline = clock.monotonic() + seconds
         while not self.sync():
-            left = deadline - time.monotonic()
+            left = deadline - clock.monotonic()
             if left <= 0:
                 break
             if self._next_try >= deadline:  # the backoff would pass the bound: a last try
-                time.sleep(left)
+                clock.sleep(left)
                 self.sync(force=True)
                 break
-            time.sleep(max(self._next_try - time.monotonic(), 0.05))
+            clock.sleep(max(self._next_try - clock.monotonic(), 0.05))
         return self.unrecorded()
 
     def unrecorded(self) -> list[str]:

@@ -35,7 +35,7 @@ from tuner.log import log
 from tuner.outcome import Outcome
 from tuner.processes import worker_name
 from tuner.records import StudySpec
-from tuner.retry import retrying
+from tuner.retry import retrying, unretried
 from tuner.sampling import sample
 from tuner.signals import Interrupted, StopRequest
 from tuner.space import Space
@@ -78,8 +78,8 @@ class Worker:
                 # A signal arriving from here to the start of training is held, then raised
                 # inside run_trial, whose handler fails and re-queues the trial.
                 with self.stop.held(raise_at_end=False):
-                    retrying(lambda: liveness.sweep(self.study, self.storage), "failing stale")
-                    trial = retrying(self._claim, "claiming a trial")
+                    liveness.sweep(self.study, self.storage)
+                    trial = retrying(self._claim, "claiming a trial")  # lock and all
                     if trial is not None:
                         # From here a dead worker's trial is found by its stale heartbeat.
                         claimed.enter_context(liveness.Heartbeat(self.storage, trial._trial_id))
@@ -110,32 +110,31 @@ class Worker:
         interval = getattr(self.storage, "heartbeat_interval", None)
         if interval is None:
             return False
-        running = retrying(lambda: studies.counts(self.study)["running"], "counting trials")
-        if not running:
+        if not studies.counts(self.study)["running"]:
             return False
         self.stop.raise_pending()
         time.sleep(interval)
         return True
 
     def _claim(self) -> optuna.Trial | None:
-        """The next trial (a re-queued one first), or None when the study has its target."""
-        with liveness.claim_lock(self.storage, self.storage_url, self.study.study_name):
+        """The next trial (a re-queued one first), or None when the study has its target.
+
+        Retried as a whole by the caller, the lock taken again: an error that cut the storage
+        may have taken the lock's connection with it."""
+        lock = liveness.claim_lock(self.storage, self.storage_url, self.study.study_name)
+        with lock, unretried(self.storage):
             # An epoch budget is shared: the epochs this trial may use are reserved under the
             # lock, so workers racing for the last epochs cannot overshoot it. Read before
             # `ask`: a call that fails after it would re-run the claim and leave an orphan.
-            retrying(lambda: liveness.requeue_lost(self.study), "re-queueing lost retries")
+            liveness.requeue_lost(self.study)
             left = studies.budget_left(self.study)
             if studies.target_reached(self.study, left=left):
                 return None
             trial = self.study.ask()
-            self.reserved = None if left is None else min(left, self._epoch_cap())
-            if self.reserved is not None:
-                reserved = self.reserved
-                retrying(  # on its own: a retry must not claim a second trial
-                    lambda: trial.set_user_attr(records.EPOCHS, reserved),
-                    "reserving the trial's epochs",
-                )
-            return trial
+        self.reserved = None if left is None else min(left, self._epoch_cap())
+        if self.reserved is not None:  # after the claim: a retry must not claim a second trial
+            trial.set_user_attr(records.EPOCHS, self.reserved)
+        return trial
 
     def _epoch_cap(self) -> int:
         cap = self.spec.max_epochs
@@ -143,16 +142,13 @@ class Worker:
 
     def _open(self, trial: optuna.Trial) -> tuple[TrialRun, Any]:
         """Sample the trial and open its MLflow run (if MLflow answers; else later)."""
-        frozen = retrying(lambda: liveness.frozen(self.study, trial.number), "reading the trial")
+        frozen = liveness.frozen(self.study, trial.number)
         retry_of = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
         seed = outcome.trial_seed(self.space.seed, trial.number, retry_of)
         ds = self.dataset
         defaults = {"window": ds.x.shape[1]} if isinstance(ds, Sequences) else {}
-        config = retrying(
-            lambda: sample(
-                trial, self.space, max_epochs=self.spec.max_epochs, seed=seed, defaults=defaults
-            ),
-            "sampling",
+        config = sample(
+            trial, self.space, max_epochs=self.spec.max_epochs, seed=seed, defaults=defaults
         )
         if self.reserved is not None and self.reserved < config.epochs:  # the budget's last
             config = dataclasses.replace(config, epochs=max(1, self.reserved))
@@ -166,11 +162,11 @@ class Worker:
             records.EPOCHS: config.epochs,  # what `tuner reproduce` runs it with again
             records.WORKER: self.name,
         }
-        retrying(lambda: _set_attrs(trial, attrs), "recording the trial's settings")
+        _set_attrs(trial, attrs)
 
         def link(run_id: str) -> None:  # at once, or when MLflow is back
             try:
-                retrying(lambda: trial.set_user_attr(records.RUN_ID, run_id), "linking the run")
+                trial.set_user_attr(records.RUN_ID, run_id)
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # failed as stale meanwhile: on_stale found the run by its tags
 
@@ -225,7 +221,7 @@ class Worker:
                 self._tell(trial, TrialState.FAIL, None, attrs)
             except TakenOver:
                 raise e from None  # the stale path re-queued it, closed its run
-            retrying(lambda: liveness.requeue(self.study, trial.number), "re-queueing the trial")
+            liveness.requeue(self.study, trial.number)
 
     def _close(self, trial: optuna.Trial, run: TrialRun, result: Outcome) -> TrialState:
         missing = run.end(result.state.name, result.metrics, result.reason)  # waits for MLflow
@@ -238,13 +234,11 @@ class Worker:
         if result.error:
             self._check_streak(result.reason)
         if self.on_trial_end is not None:
-            self.on_trial_end(
-                retrying(lambda: liveness.frozen(self.study, trial.number), "reading")
-            )
+            self.on_trial_end(liveness.frozen(self.study, trial.number))
         return result.state
 
     def _check_streak(self, reason: str | None) -> None:
-        trials = retrying(lambda: self.study.get_trials(deepcopy=False), "reading the trials")
+        trials = self.study.get_trials(deepcopy=False)
         if outcome.failure_streak(trials, self.name) >= outcome.MAX_CONSECUTIVE_ERRORS:
             raise FatalError(
                 f"{outcome.MAX_CONSECUTIVE_ERRORS} trials in a row failed; the last: {reason}"
@@ -253,7 +247,8 @@ class Worker:
     def _tell(
         self, trial: optuna.Trial, state: TrialState, value: float | None, attrs: dict[str, Any]
     ) -> None:
-        """Attributes, then the final state; safe to retry (a finished trial is skipped)."""
+        """Attributes, then the final state; safe to repeat (a finished trial is skipped).
+        Raises ``TakenOver`` when another worker finished the trial first."""
 
         def ours() -> bool:
             frozen = liveness.frozen(self.study, trial.number)
@@ -261,34 +256,33 @@ class Worker:
                 outcome.same_value(frozen.user_attrs.get(k), v) for k, v in attrs.items()
             )
 
-        def tell() -> None:
-            try:
-                _set_attrs(trial, attrs)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                # Finished already: by our own earlier try that lost its answer, or by another
-                # worker that found this trial stale (then our attributes are not on it).
-                if not ours():
-                    raise TakenOver() from None
-                return
-            try:
-                if state == TrialState.COMPLETE:
-                    self.study.tell(trial, value, skip_if_finished=True)
-                else:
-                    self.study.tell(trial, state=state, skip_if_finished=True)
-            except RuntimeError:
-                # The grid sampler calls study.stop() once its grid is used up; outside
-                # Study.optimize that raises, after the trial is recorded.
-                sampler = self.study.sampler
-                if not (
-                    isinstance(sampler, optuna.samplers.GridSampler)
-                    and sampler.is_exhausted(self.study)
-                ):
-                    raise
-                self.exhausted = True
-            if not ours():  # finished by another worker between our attributes and tell
-                raise TakenOver()
-
-        retrying(tell, f"recording trial {trial.number} as {state.name}")
+        try:
+            _set_attrs(trial, attrs)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Finished already: by our own earlier call that lost its answer, or by another
+            # worker that found this trial stale (then our attributes are not on it).
+            if not ours():
+                raise TakenOver() from None
+            return
+        try:
+            if state == TrialState.COMPLETE:
+                self.study.tell(trial, value, skip_if_finished=True)
+            else:
+                self.study.tell(trial, state=state, skip_if_finished=True)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # our state went through but its answer was lost; the retry found it finished
+        except RuntimeError:
+            # The grid sampler calls study.stop() once its grid is used up; outside
+            # Study.optimize that raises, after the trial is recorded.
+            sampler = self.study.sampler
+            if not (
+                isinstance(sampler, optuna.samplers.GridSampler)
+                and sampler.is_exhausted(self.study)
+            ):
+                raise
+            self.exhausted = True
+        if not ours():  # finished by another worker between our attributes and tell
+            raise TakenOver()
 
     def _train(self, trial: optuna.Trial, config: Any, run: TrialRun) -> Outcome:
         """Train; trial errors become a FAIL outcome here."""
@@ -309,12 +303,12 @@ class Worker:
             if value is None or not math.isfinite(value):
                 return False
             try:
-                retrying(lambda: trial.report(value, epoch), f"reporting epoch {epoch}")
+                trial.report(value, epoch)
             except optuna.exceptions.UpdateFinishedTrialError:
                 raise TakenOver() from None
             if prune_from is None or epoch < prune_from:
                 return False  # the pruner cannot prune yet (or ever): not worth a round trip
-            return retrying(trial.should_prune, "asking the pruner")
+            return trial.should_prune()
 
         try:
             done = fit(
@@ -332,9 +326,7 @@ class Worker:
         # scores (best_{objective} among them) are that epoch's: no second pass. Summary metrics
         # get names of their own, so they never add points to an epoch curve.
         result = outcome.of_training(done.result, done.summary())
-        if result.value is None or not retrying(
-            lambda: self._is_best(result.value), "reading the best trial"
-        ):
+        if result.value is None or not self._is_best(result.value):
             return result
         # The test split is evaluated for the trials that were best when they completed, and
         # recorded; it is never reported to Optuna, so it never steers the search.
@@ -345,7 +337,7 @@ class Worker:
         uri = self._log_model(run, done.model, card)
         try:
             if uri is not None:
-                retrying(lambda: trial.set_user_attr(records.MODEL_URI, uri), "recording the model")
+                trial.set_user_attr(records.MODEL_URI, uri)
         except optuna.exceptions.UpdateFinishedTrialError:
             raise TakenOver() from None
         return result
