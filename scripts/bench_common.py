@@ -137,20 +137,10 @@ def scratch(name: str) -> Iterator[Path]:
 @contextmanager
 def pg_databases(*names: str, admin: str = PG_ADMIN) -> Iterator[list[str]]:
     """Fresh databases ``bench_<name>_<pid>`` on the server; dropped afterwards."""
-    import psycopg
+    from tuner.testing import databases
 
-    dbs = [f"bench_{n}_{os.getpid()}" for n in names]
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for db in dbs:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{db}"')
-    base = admin.rsplit("/", 1)[0]
-    try:
-        yield [f"{base}/{db}" for db in dbs]
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            for db in dbs:
-                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    with databases(admin, *(f"bench_{n}_{os.getpid()}" for n in names)) as urls:
+        yield urls
 
 
 def _pg_binary(name: str) -> str:
@@ -167,7 +157,7 @@ def private_postgres(max_connections: int) -> Iterator[tuple[str, int]]:
     otherwise (fsync, synchronous commit). Yields an admin URL and the server's process id;
     stopped and removed afterwards.
     As root, it runs as the ``postgres`` user (the server refuses root)."""
-    import socket
+    from tuner.testing import free_port
 
     folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))
     # As root, the server's own processes run as postgres (Popen's user=, no wrapper process, so
@@ -177,9 +167,7 @@ def private_postgres(max_connections: int) -> Iterator[tuple[str, int]]:
         as_user = {"user": "postgres", "group": "postgres"}
         shutil.chown(folder, "postgres", "postgres")
     data = folder / "data"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     server = None
     try:
         subprocess.run(

@@ -16,7 +16,6 @@ it; every stage reaches it directly, as ``tuner worker`` does by default.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -40,18 +39,14 @@ from bench_common import (
     tuner_cli,
 )
 
+from tuner.testing import free_port
+
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"workers": [2], "wait": 0.5, "rounds": 3, "epochs": 4},
     "quick": {"workers": [4, 8], "wait": 2.0, "rounds": 4, "epochs": 5},
     # 17 rounds of 120 workers in all: 2,040 trials in one study, which grows stage by stage
     "full": {"workers": [8, 16, 32, 64], "wait": 10.0, "rounds": 17, "epochs": 10},
 }
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
@@ -80,7 +75,7 @@ def bench(size: str) -> list[Figure]:
             csv = elecdemand_csv(folder)
             env = nice_env()
             run(tuner_cli("db", "init", "--storage", optuna_db, "--tracking-uri", ml_db), env)
-            port = _port()
+            port = free_port()
             log(f"B4: mlflow server on port {port}")
             ml_server = subprocess.Popen(
                 niced(

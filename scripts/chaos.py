@@ -49,17 +49,26 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tuner import records
+from tuner.liveness import retried_trial_number
+from tuner.testing import (
+    MlflowServer,
+    group_alive,
+    kill_group,
+    sqlalchemy_url,
+    start,
+    tail,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CO2 = ROOT / "examples" / "co2_weekly.csv"
@@ -142,127 +151,7 @@ class Postgres:
         self.query(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS {str(allow).lower()}')
 
 
-def sqlalchemy_url(url: str) -> str:
-    return "postgresql+psycopg://" + url.split("://", 1)[1]
-
-
 # -- processes -------------------------------------------------------------------------------
-
-
-def start(command: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A process in its own session (process group), stdout and stderr to ``log_path``."""
-    with open(log_path, "ab") as out:
-        return subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-
-
-def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-
-
-def group_alive(pgid: int) -> list[int]:
-    """Pids still alive in a process group (zombies excluded)."""
-    alive = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        state, pgrp = fields[0], int(fields[2])
-        if pgrp == pgid and state != "Z":
-            alive.append(int(entry.name))
-    return alive
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tail(path: Path, lines: int = 20) -> list[str]:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return []
-    return [line[:400] for line in text[-lines:]]
-
-
-class MlflowServer:
-    def __init__(self, backend: str, artifacts: Path, logs: Path) -> None:
-        self.backend = backend
-        self.artifacts = artifacts
-        self.logs = logs
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self, timeout: float = 180) -> float:
-        """Start the server and wait for /health; returns the seconds it took."""
-        self.starts += 1
-        bin_dir = Path(sys.executable).parent
-        command = [
-            str(bin_dir / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            self.backend,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--artifacts-destination",
-            str(self.artifacts),
-            "--workers",
-            "1",
-        ]
-        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
-        began = time.monotonic()
-        for attempt in range(3):  # the port may linger for a moment after a kill
-            log_path = self.logs / f"mlflow-{self.starts}-{attempt}.log"
-            self.proc = start(command, log_path, env)
-            while time.monotonic() - began < timeout:
-                if self.proc.poll() is not None:
-                    break
-                if self.healthy():
-                    return time.monotonic() - began
-                time.sleep(0.3)
-            else:
-                raise RuntimeError(f"mlflow server not healthy after {timeout} s: {log_path}")
-            log(f"mlflow server exited with {self.proc.returncode}; see {log_path}; retrying")
-            time.sleep(2)
-        raise RuntimeError(f"mlflow server would not start; logs in {self.logs}")
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is None:
-            return
-        kill_group(self.proc, sig)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            kill_group(self.proc)
-            self.proc.wait(timeout=15)
-        # Children of the server (uvicorn workers) may outlive its main process.
-        deadline = time.monotonic() + 10
-        while group_alive(self.proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        kill_group(self.proc)
 
 
 @dataclass
@@ -436,8 +325,8 @@ class Chaos:
         log(f"databases {self.optuna_db}, {self.mlflow_db}")
         mlflow_url = self.pg.url(self.mlflow_db)
         self.tuner("db", "init", "--storage", self.storage, "--tracking-uri", mlflow_url)
-        self.server = MlflowServer(sqlalchemy_url(mlflow_url), self.work / "artifacts", self.work)
-        took = self.server.start()
+        self.server = MlflowServer(mlflow_url, self.work / "artifacts", logs=self.work)
+        took = self.server.start(attempts=3)
         log(f"mlflow server {self.server.url} up in {took:.1f} s")
         data = self.work / "co2.csv"
         data.write_text("".join(CO2.read_text().splitlines(keepends=True)[: self.args.rows + 1]))
@@ -612,7 +501,7 @@ class Chaos:
         began = time.monotonic()
         self.server.stop(sig)
         self.workers.wait(seconds)
-        startup = self.server.start()
+        startup = self.server.start(attempts=3)
         fault.detail.update(
             signal=signal.Signals(sig).name,
             down_s=seconds,
@@ -815,7 +704,7 @@ class Local:
             else [
                 r
                 for r in client.search_runs([exp.experiment_id])
-                if "mlflow.parentRunId" not in r.data.tags
+                if records.PARENT_RUN_TAG not in r.data.tags
             ]
         )
         self.events.append(
@@ -883,7 +772,7 @@ def audit(chaos: Chaos, stop: dict[str, Any]) -> dict[str, Any]:
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id], max_results=50_000)
     by_id = {r.info.run_id: r for r in runs}
-    children = [r for r in runs if r.data.tags.get("tuner.role") != "study"]
+    children = [r for r in runs if r.data.tags.get(records.ROLE_TAG) != "study"]
     stop_at = dt.datetime.fromisoformat(stop["at"])
 
     states = Counter(t.state.name for t in trials)
@@ -891,7 +780,7 @@ def audit(chaos: Chaos, stop: dict[str, Any]) -> dict[str, Any]:
     lost: list[dict[str, Any]] = []
     victims_without_run = []
     for t in trials:
-        run_id = t.user_attrs.get("mlflow_run_id")
+        run_id = t.user_attrs.get(records.RUN_ID)
         if t.state.name == "RUNNING":
             lost.append({"trial": t.number, "why": "RUNNING after the workers stopped"})
             continue
@@ -904,7 +793,7 @@ def audit(chaos: Chaos, stop: dict[str, Any]) -> dict[str, Any]:
                 lost.append({"trial": t.number, "state": t.state.name, "why": "no MLflow run"})
         if t.state.name != "FAIL":
             continue
-        reason = t.user_attrs.get("reason")
+        reason = t.user_attrs.get(records.REASON)
         finished = t.datetime_complete
         if reason is None:
             if t.number in chaos.victims:
@@ -946,28 +835,28 @@ def audit(chaos: Chaos, stop: dict[str, Any]) -> dict[str, Any]:
     for r in runs:
         if r.info.status != "RUNNING":
             continue
-        number = r.data.tags.get("optuna.trial_number")
+        number = r.data.tags.get(records.TRIAL_NUMBER_TAG)
         trial = by_number.get(int(number)) if number is not None else None
         item: dict[str, Any] = {"run": r.info.run_id, "trial": number or "parent"}
         if trial is not None:
             ended = trial.datetime_complete
             item.update(
                 trial_state=trial.state.name,
-                linked=trial.user_attrs.get("mlflow_run_id") == r.info.run_id,
+                linked=trial.user_attrs.get(records.RUN_ID) == r.info.run_id,
                 trial_finished=str(ended),
-                unrecorded=trial.user_attrs.get("mlflow_unrecorded"),
+                unrecorded=trial.user_attrs.get(records.UNRECORDED),
                 faults_soon_after=overlapping(
                     chaos, ended, ended + dt.timedelta(seconds=30) if ended else None
                 ),
             )
         running_runs.append(item)
-    per_number = Counter(r.data.tags.get("optuna.trial_number") for r in children)
+    per_number = Counter(r.data.tags.get(records.TRIAL_NUMBER_TAG) for r in children)
     duplicated_runs = {str(n): c for n, c in per_number.items() if c > 1}
-    linked = {t.user_attrs.get("mlflow_run_id") for t in trials}
+    linked = {t.user_attrs.get(records.RUN_ID) for t in trials}
     orphan_runs = [
         {
             "run": r.info.run_id,
-            "trial": r.data.tags.get("optuna.trial_number"),
+            "trial": r.data.tags.get(records.TRIAL_NUMBER_TAG),
             "status": r.info.status,
         }
         for r in children
@@ -982,13 +871,13 @@ def audit(chaos: Chaos, stop: dict[str, Any]) -> dict[str, Any]:
                     duplicated_points.append(
                         {
                             "run": r.info.run_id,
-                            "trial": r.data.tags.get("optuna.trial_number", "parent"),
+                            "trial": r.data.tags.get(records.TRIAL_NUMBER_TAG, "parent"),
                             "key": key,
                             "step": step,
                             "times": n,
                         }
                     )
-    retried = [t for t in trials if "failed_trial" in t.system_attrs]
+    retried = [t for t in trials if retried_trial_number(t) is not None]
     kills = [f for f in chaos.faults if f.scenario == 3 and "skipped" not in f.detail]
     return {
         "states": dict(states),

@@ -128,11 +128,17 @@ def pg(pg_admin, request):
     """Two fresh databases (Optuna, MLflow) for one test, dropped afterwards."""
     import uuid
 
+    from tuner.testing import databases
+
     tag = uuid.uuid4().hex[:8]
-    names = (f"tuner_optuna_{tag}", f"tuner_mlflow_{tag}")
-    for name in names:
-        pg_admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN.rsplit("/", 1)[0]
-    yield tuple(f"{base}/{name}" for name in names)
-    for name in names:
-        pg_admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with databases(PG_ADMIN, f"tuner_optuna_{tag}", f"tuner_mlflow_{tag}") as urls:
+        yield tuple(urls)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def storage_url(request, tmp_path) -> str:
+    """An empty Optuna storage of each kind the product supports, as a URL (in the manner of
+    Optuna's ``StorageSupplier``): the logic tests that take it run on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/optuna.db"
+    return request.getfixturevalue("pg")[0]

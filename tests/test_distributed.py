@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from tuner.check import check
 from tuner.cli import main
 from tuner.storage import normalize
+from tuner.testing import MlflowServer, free_port, wait_for
 from tuner.tracking import Tracker
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -99,77 +100,8 @@ def finish(procs, timeout: float = 300) -> list[tuple[int, str]]:
     return out
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def load(storage: str) -> optuna.Study:
     return optuna.load_study(study_name="d", storage=normalize(storage))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MlflowServer:
-    """A real `mlflow server` on a local port, its backend the test's MLflow database; it can be
-    stopped and started again on the same port."""
-
-    def __init__(
-        self,
-        backend: str,
-        artifacts: Path,
-        command: tuple[str, ...] = ("mlflow", "server"),
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.backend, self.artifacts = backend, artifacts
-        self.command, self.env = list(command), env or {}
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [*self.command, "--backend-store-uri", normalize(self.backend)]
-            + ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
-            + ["--artifacts-destination", str(self.artifacts)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # its own process group, so stop() ends its web workers too
-            env={
-                **os.environ,
-                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-                **self.env,
-            },
-        )
-        wait_for(self.healthy, 90, "mlflow server /health")
-
-    def healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"mlflow server exited: {self.proc.stderr.read()[-2000:]}")
-        try:
-            return urllib.request.urlopen(f"{self.url}/health", timeout=2).status == 200
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
 
 
 @pytest.fixture
@@ -177,7 +109,7 @@ def mlflow_server(pg, tmp_path):
     # The schemas first, by tuner db init, as in docker-compose: a server starting on an empty
     # database while another client creates the schema races it ("already exists").
     assert main(["db", "init", "--storage", pg[0], "--tracking-uri", pg[1]]) == 0
-    server = MlflowServer(pg[1], tmp_path / "served")
+    server = MlflowServer(pg[1], tmp_path / "served", logs=tmp_path)
     server.start()
     yield server
     server.stop()
@@ -315,7 +247,9 @@ def test_cut_connections_are_retried_and_fail_no_trial(pg, pg_admin, space_file,
     assert code == 0, err[-3000:]
     assert cuts >= 3, f"the test cut live connections several times, not {cuts}: {err[-2000:]}"
     study = load(storage)
-    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 3, err[-3000:]
+    reasons = [t.user_attrs.get("reason") for t in study.get_trials()]
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.COMPLETE] * 3, f"{reasons}\n{err[-3000:]}"
     assert check(study, Tracker(normalize(tracking))).ok
 
 
@@ -558,6 +492,7 @@ def test_a_study_through_the_compose_file_s_authenticated_mlflow_server(
     server = MlflowServer(
         backend,
         tmp_path / "served",
+        logs=tmp_path,
         command=("sh", str(script)),
         env={
             **admin,

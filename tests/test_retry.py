@@ -123,7 +123,7 @@ def test_the_storage_edge_retries_each_call_so_the_loop_reads_as_plain_calls(
     trial = study.ask()
     trial.set_user_attr("k", 1)  # fails twice, then goes through
     assert study.trials[0].user_attrs == {"k": 1} and waits == [0.5, 1.0]
-    assert "storage error while storage call set trial user attr" in caplog.text
+    assert "storage error while calling set_trial_user_attr" in caplog.text
     assert storage.engine is rdb.engine and storage.heartbeat_interval == rdb.heartbeat_interval
 
     flaky.failures["set_trial_user_attr"] = 1

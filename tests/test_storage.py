@@ -43,10 +43,10 @@ def test_same_database_is_refused_and_two_are_fine(tmp_path) -> None:
             "postgresql://u:pw@localhost:5432/db", "postgresql://u:pw@127.0.0.1:5432/db"
         )
     st.check_separate("postgresql://u@h/optuna", "postgresql://u@h/mlflow")
-    with pytest.raises(InputError):  # the default port is the same port
+    with pytest.raises(InputError, match="same database"):  # the default port is the same
         st.check_separate("postgresql://u@h/db", "postgresql://u@h:5432/db")
     st.check_separate("postgresql://u@h/optuna", "http://h:5000")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="same database"):
         st.check_separate(
             f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/../{tmp_path.name}/a.db"
         )

@@ -23,8 +23,8 @@ def spec(raw=RAW, fingerprint="sha256:aa"):
 
 
 @pytest.fixture
-def storage(tmp_path):
-    return make_storage(f"sqlite:///{tmp_path}/optuna.db", heartbeat=False)
+def storage(storage_url):
+    return make_storage(storage_url, heartbeat=False)
 
 
 @pytest.mark.parametrize("name", list(strategies.SAMPLERS))

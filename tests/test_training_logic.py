@@ -29,6 +29,11 @@ def test_output_scale_is_step_major() -> None:
     assert output_scale(scaler, [2, 1], horizon=2).tolist() == [3.0, 2.0, 3.0, 2.0]
 
 
-def test_state_mapping_is_one_to_one() -> None:
-    assert RUN_STATUS == {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
-    assert len(set(RUN_STATUS.values())) == len(RUN_STATUS)
+def test_every_finished_state_maps_to_its_own_terminal_mlflow_status() -> None:
+    from mlflow.entities import RunStatus
+    from optuna.trial import TrialState
+
+    assert set(RUN_STATUS) == {s.name for s in TrialState if s.is_finished()}
+    assert len(set(RUN_STATUS.values())) == len(RUN_STATUS), "one-to-one"
+    statuses = [RunStatus.from_string(v) for v in RUN_STATUS.values()]
+    assert all(RunStatus.is_terminated(s) for s in statuses)

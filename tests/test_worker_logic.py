@@ -11,17 +11,18 @@ import pytest
 from optuna.trial import TrialState
 
 from tuner import records
+from tuner.liveness import TakenOver
 from tuner.liveness import frozen as _frozen
 from tuner.liveness import requeue as _requeue
 from tuner.outcome import same_value
 from tuner.signals import Interrupted, StopRequest
 from tuner.storage import make_storage
-from tuner.worker import TakenOver, Worker
+from tuner.worker import Worker
 
 
 @pytest.fixture
-def worker(tmp_path):
-    url = f"sqlite:///{tmp_path}/optuna.db"
+def worker(storage_url):
+    url = storage_url
     storage = make_storage(url, heartbeat=False)
     study = optuna.create_study(storage=storage, study_name="s")
     study.set_user_attr(records.TARGET, 2)

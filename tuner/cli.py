@@ -218,6 +218,7 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 
 def cmd_best(a: argparse.Namespace) -> int:
+    from tuner import records
     from tuner import study as studies
     from tuner.log import log
 
@@ -240,8 +241,8 @@ def cmd_best(a: argparse.Namespace) -> int:
     print(f"best trial {best.number} of study {study.study_name!r}: value {best.value:.6g}")
     print("  params:  " + _params_line(best.params))
     print("  metrics: " + _params_line(out["metrics"]))
-    print(f"  mlflow run: {out['mlflow_run_id']}")
-    print(f"  model: {out['model_uri'] or 'not logged'}")
+    print(f"  mlflow run: {out[records.RUN_ID]}")
+    print(f"  model: {out[records.MODEL_URI] or 'not logged'}")
     r = out["retrain"]
     if r and r["val_mean"] is not None:
         print(
@@ -256,6 +257,7 @@ def cmd_best(a: argparse.Namespace) -> int:
 def cmd_reproduce(a: argparse.Namespace) -> int:
     """Train trial N again from its recorded parameters and seed; show both results."""
     from tuner import launch
+    from tuner.records import EPOCHS_RUN
     from tuner.rerun import reproduce
 
     study = launch.open_study(_stores(a), a.study)
@@ -265,10 +267,10 @@ def cmd_reproduce(a: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     rec, rep = out["recorded"], out["reproduced"]
-    keys = [k for k in ("value", *sorted(rep)) if k in rec and k in rep and k != "epochs_run"]
+    keys = [k for k in ("value", *sorted(rep)) if k in rec and k in rep and k != EPOCHS_RUN]
     print(f"trial {out['trial']} of {study.study_name!r}, seed {out['seed']}:")
     print(f"  {'':28} {'recorded':>12} {'reproduced':>12}")
-    for k in ["epochs_run", *keys]:
+    for k in [EPOCHS_RUN, *keys]:
         if k in rec and k in rep:
             print(f"  {k:28} {rec[k]:12.6g} {rep[k]:12.6g}")
     same = all(abs(rec[k] - rep[k]) <= 1e-6 * max(1.0, abs(rec[k])) for k in keys)
@@ -478,9 +480,9 @@ def _best_info(study: Any, best: Any) -> dict[str, Any]:
         "value": best.value,
         "params": best.params,
         "metrics": {k: v for k, v in attrs.items() if k not in records.NOT_METRICS},
-        "mlflow_run_id": attrs.get(records.RUN_ID),
-        "model_uri": attrs.get(records.MODEL_URI),
-        "cudnn_eligible": attrs.get(records.CUDNN),
+        records.RUN_ID: attrs.get(records.RUN_ID),
+        records.MODEL_URI: attrs.get(records.MODEL_URI),
+        records.CUDNN: attrs.get(records.CUDNN),
         "baselines": _baseline_report(study, best),
         "retrain": (study.user_attrs.get(records.RETRAIN) or {}).get(str(best.number)),
     }
@@ -520,6 +522,7 @@ def _baseline_lines(report: dict[str, Any] | None) -> list[str]:
 
 
 def _print_summary(study: Any, ran: int) -> None:
+    from tuner import records
     from tuner import study as studies
 
     c = studies.counts(study)
@@ -532,7 +535,7 @@ def _print_summary(study: Any, ran: int) -> None:
         info = _best_info(study, best)
         print(f"best trial {best.number}: {_params_line({'value': best.value, **info['metrics']})}")
         print("  params: " + _params_line(best.params))
-        print(f"  model:  {info['model_uri'] or 'not logged'}")
+        print(f"  model:  {info[records.MODEL_URI] or 'not logged'}")
     for line in _baseline_lines(_baseline_report(study, best)):
         print(line)
     print("browse every trial and curve: tuner ui   (then open http://127.0.0.1:5000)")

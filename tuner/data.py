@@ -134,9 +134,6 @@ class Series:
     def fingerprint(self) -> str:
         return _digest(self.values, self.columns, self.target_index, self.horizon)
 
-    def min_split_rows(self) -> int:
-        return min(s.stop - s.start for s in self.splits)
-
     def ridge(self, scaler: str, window: int) -> Ridge:
         """The closed-form ridge autoregression of the training windows (scaled units; its lag
         count chosen on validation), which a ``residual: ridge`` trial starts from; cached."""

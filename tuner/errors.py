@@ -1,9 +1,10 @@
-"""The three kinds of error that steer the CLI and the worker loop.
+"""The two kinds of error that steer the CLI and the worker loop, and how errors are shown.
 
 - ``InputError``: the user's input is wrong (space, data, settings). One line naming the file, the
   field and the value; the CLI exits 2 and nothing has been written to any store.
-- ``TrialError``: this trial cannot go on (diverged, out of memory, a runtime config error).
-  The trial is FAIL with the reason, the worker goes on.
+- A trial's own error (diverged, out of memory, a runtime config error) is any other exception
+  raised by its training: the trial is FAIL with the reason (``outcome.of_error``), the worker
+  goes on.
 - ``FatalError``: the worker is useless (storage gone after retries, data that does not match the
   study). It stops with the message and exit code 1, leaving nothing RUNNING that it could close.
 """
@@ -36,10 +37,6 @@ class InputError(Exception):
             where = f"{where}:{self.line}"
         parts = [p for p in (where, self.field) if p]
         return ": ".join([*parts, self.message])
-
-
-class TrialError(Exception):
-    """This trial fails; the worker continues with the next one."""
 
 
 class FatalError(Exception):

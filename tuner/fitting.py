@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tuner.data import Dataset, Series
-from tuner.records import ModelCard
+from tuner.records import EPOCHS_RUN, ModelCard
 from tuner.training import Report, TrainResult
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class Fit:
     def summary(self) -> dict[str, float]:
         """``epochs_run``, and for a run that ended well ``best_epoch`` and the best epoch's
         validation scores as ``best_val_*`` (the model holds that epoch's weights)."""
-        out = {"epochs_run": float(len(self.result.history))}
+        out = {EPOCHS_RUN: float(len(self.result.history))}
         if self.result.best_epoch is not None and self.result.stopped is None:
             out["best_epoch"] = float(self.result.best_epoch)
             best = self.result.history[self.result.best_epoch]

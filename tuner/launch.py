@@ -212,21 +212,20 @@ def join(stores: Stores, name: str | None, data_path: str) -> Joined:
     from tuner import study as studies
     from tuner.errors import brief
     from tuner.liveness import on_stale
-    from tuner.retry import retrying
+    from tuner.retry import retrying, retrying_storage
     from tuner.storage import check_connection_budget, check_separate, make_storage
     from tuner.tracking import Tracker
 
     check_separate(stores.storage, stores.tracking)
     require_studies(stores.storage)
-    storage = make_storage(stores.storage, on_stale=on_stale(stores.tracking), create_tables=False)
-    retrying(lambda: check_connection_budget(storage, stores.storage), "checking connections")
-    name = name or retrying(lambda: studies.only_study_name(storage), "finding the study")
-    study, _ = retrying(lambda: studies.load(storage, name), "loading the study")
+    rdb = make_storage(stores.storage, on_stale=on_stale(stores.tracking), create_tables=False)
+    retrying(lambda: check_connection_budget(rdb, stores.storage), "checking connections")
+    storage = retrying_storage(rdb)  # from here every storage call is retried
+    study, _ = studies.load(storage, name or studies.only_study_name(storage))
     spec, space, dataset = with_data(study, data_path)
     tracker = Tracker(stores.tracking)
-    attrs = retrying(lambda: study.user_attrs, "reading the study")
     try:
-        tracker.open_study(attrs[records.PARENT_RUN], {})
+        tracker.open_study(study.user_attrs[records.PARENT_RUN], {})
     except Exception as e:  # MLflow down: trials keep their records until it is back
         log.warning("MLflow did not answer (%s); starting anyway", brief(e, 200))
     return Joined(study, storage, stores, tracker, spec, space, dataset)

@@ -26,6 +26,11 @@ from tuner import records
 from tuner.retry import note_outage, seconds_since_outage
 
 
+class TakenOver(Exception):
+    """The trial was finished by someone else: another worker found its heartbeat stale (this
+    worker stalled past the grace period), failed it and queued a retry. Its result is dropped."""
+
+
 class Heartbeat:
     """Records the trial's heartbeat every interval while the block runs (Optuna's RDB
     heartbeat API); an outage is noted and the next beat sent as soon as the storage is back."""
@@ -214,3 +219,50 @@ def frozen(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     """Trial ``number`` as stored now (two reads, not the whole study)."""
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     return study._storage.get_trial(trial_id)
+
+
+def record_end(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    state: TrialState,
+    value: float | None,
+    attrs: dict[str, Any],
+) -> bool:
+    """A trial's attributes, then its final state; safe to repeat (a finished trial is skipped).
+    Raises ``TakenOver`` when another worker finished it first. Returns whether the study's
+    grid sampler has used up its grid."""
+    from tuner.outcome import same_value
+
+    def ours() -> bool:
+        now = frozen(study, trial.number)
+        return now.state == state and all(
+            same_value(now.user_attrs.get(k), v) for k, v in attrs.items()
+        )
+
+    try:
+        for key, v in attrs.items():
+            trial.set_user_attr(key, v)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # Finished already: by our own earlier call that lost its answer, or by another
+        # worker that found this trial stale (then our attributes are not on it).
+        if not ours():
+            raise TakenOver() from None
+        return False
+    exhausted = False
+    try:
+        if state == TrialState.COMPLETE:
+            study.tell(trial, value, skip_if_finished=True)
+        else:
+            study.tell(trial, state=state, skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # our state went through but its answer was lost; the retry found it finished
+    except RuntimeError:
+        # The grid sampler calls study.stop() once its grid is used up; outside
+        # Study.optimize that raises, after the trial is recorded.
+        sampler = study.sampler
+        if not (isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)):
+            raise
+        exhausted = True
+    if not ours():  # finished by another worker between our attributes and tell
+        raise TakenOver()
+    return exhausted

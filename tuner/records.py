@@ -79,6 +79,8 @@ STUDY_NAME_TAG = "optuna.study_name"
 TRIAL_NUMBER_TAG = "optuna.trial_number"
 STATE_TAG = "optuna.state"
 PARENT_RUN_TAG = "mlflow.parentRunId"
+BEST_TRIAL_TAG = "best_trial_number"  # on the parent run
+BEST_RUN_TAG = "best_run_id"
 
 # -- files -------------------------------------------------------------------------------------
 MODEL_DIR = "model"

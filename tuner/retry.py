@@ -221,13 +221,13 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
 
 
 def _forward(name: str) -> Callable[..., Any]:
-    what = name.removeprefix("_").replace("_", " ")
+    what = f"calling {name}"
 
     def call(self: RetryingStorage, *args: Any, **kwargs: Any) -> Any:
         method = getattr(self._inner, name)
         if self._unretried.depth:
             return method(*args, **kwargs)
-        return retrying(lambda: method(*args, **kwargs), f"storage call {what}")
+        return retrying(lambda: method(*args, **kwargs), what)
 
     call.__name__ = name
     return call

@@ -188,9 +188,9 @@ class Tracker:
                 for key, value in skill(baselines, best.user_attrs).items():
                     if math.isfinite(value):
                         metrics.append(Metric(f"best_{key}", value, now, step))
-            self.client.set_tag(parent_run_id, "best_trial_number", str(best.number))
+            self.client.set_tag(parent_run_id, records.BEST_TRIAL_TAG, str(best.number))
             self.client.set_tag(
-                parent_run_id, "best_run_id", best.user_attrs.get(records.RUN_ID, "")
+                parent_run_id, records.BEST_RUN_TAG, best.user_attrs.get(records.RUN_ID, "")
             )
         if metrics:
             self.client.log_batch(parent_run_id, metrics=metrics)
@@ -306,6 +306,7 @@ class TrialRun:
     ) -> None:
         from mlflow.entities import Param
 
+        self.tracker = tracker
         self.client = tracker.client
         self.on_created = on_created
         self.experiment_id = experiment_id
@@ -431,6 +432,19 @@ class TrialRun:
         if self._end is not None:
             out.append("the run's end")
         return out
+
+    def log_model(self, model: Any, card: records.ModelCard) -> str | None:
+        """The model's artifacts; None (with a message) if MLflow is down: a missing model file
+        does not fail a trial that trained well."""
+        if self.run_id is None:
+            self.catch_up()
+        if self.run_id is None:
+            return None
+        try:
+            return self.tracker.log_model(str(self.run_id), model, card)
+        except Exception as e:
+            log.warning("the model of trial %d was not recorded: %s", self.number, brief(e, 500))
+            return None
 
     def end(
         self,

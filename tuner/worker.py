@@ -31,6 +31,7 @@ from tuner import liveness, outcome, records
 from tuner import study as studies
 from tuner.data import Dataset, Sequences
 from tuner.errors import FatalError, brief
+from tuner.liveness import TakenOver
 from tuner.log import log
 from tuner.outcome import Outcome
 from tuner.processes import worker_name
@@ -45,11 +46,6 @@ from tuner.tracking import INTERRUPTED_STATUS, Tracker, TrialRun
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 # We run our own loop (claim lock, signals) and our own heartbeat thread, not Study.optimize.
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-
-
-class TakenOver(Exception):
-    """The trial was finished by someone else: another worker found its heartbeat stale (this
-    worker stalled past the grace period), failed it and queued a retry. Its result is dropped."""
 
 
 @dataclass
@@ -247,42 +243,10 @@ class Worker:
     def _tell(
         self, trial: optuna.Trial, state: TrialState, value: float | None, attrs: dict[str, Any]
     ) -> None:
-        """Attributes, then the final state; safe to repeat (a finished trial is skipped).
-        Raises ``TakenOver`` when another worker finished the trial first."""
-
-        def ours() -> bool:
-            frozen = liveness.frozen(self.study, trial.number)
-            return frozen.state == state and all(
-                outcome.same_value(frozen.user_attrs.get(k), v) for k, v in attrs.items()
-            )
-
-        try:
-            _set_attrs(trial, attrs)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            # Finished already: by our own earlier call that lost its answer, or by another
-            # worker that found this trial stale (then our attributes are not on it).
-            if not ours():
-                raise TakenOver() from None
-            return
-        try:
-            if state == TrialState.COMPLETE:
-                self.study.tell(trial, value, skip_if_finished=True)
-            else:
-                self.study.tell(trial, state=state, skip_if_finished=True)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # our state went through but its answer was lost; the retry found it finished
-        except RuntimeError:
-            # The grid sampler calls study.stop() once its grid is used up; outside
-            # Study.optimize that raises, after the trial is recorded.
-            sampler = self.study.sampler
-            if not (
-                isinstance(sampler, optuna.samplers.GridSampler)
-                and sampler.is_exhausted(self.study)
-            ):
-                raise
+        """Record the trial's end (``liveness.record_end``: ``TakenOver`` if another worker
+        finished it first); a used-up grid stops this worker."""
+        if liveness.record_end(self.study, trial, state, value, attrs):
             self.exhausted = True
-        if not ours():  # finished by another worker between our attributes and tell
-            raise TakenOver()
 
     def _train(self, trial: optuna.Trial, config: Any, run: TrialRun) -> Outcome:
         """Train; trial errors become a FAIL outcome here."""
@@ -321,6 +285,7 @@ class Worker:
         except (FatalError, TakenOver):
             raise
         except Exception as e:  # a trial's own error: OOM, bad runtime config, ...
+            log.debug("trial %d failed", trial.number, exc_info=True)
             return outcome.of_error(e)
         # The model ends with the best epoch's weights (restore_best_weights), so its validation
         # scores (best_{objective} among them) are that epoch's: no second pass. Summary metrics
@@ -334,26 +299,13 @@ class Worker:
             done.test(config.batch_size, shared_test_windows(self.dataset, self.space))
         )
         card = model_card(self.dataset, config, done.arrays.scaler, self.spec.data)
-        uri = self._log_model(run, done.model, card)
+        uri = run.log_model(done.model, card)
         try:
             if uri is not None:
                 trial.set_user_attr(records.MODEL_URI, uri)
         except optuna.exceptions.UpdateFinishedTrialError:
             raise TakenOver() from None
         return result
-
-    def _log_model(self, run: TrialRun, model: Any, card: records.ModelCard) -> str | None:
-        """The model's artifacts, or None (with a message) if MLflow is down: a missing model
-        file does not fail a trial that trained well."""
-        if run.run_id is None:
-            run.catch_up()
-        if run.run_id is None:
-            return None
-        try:
-            return self.tracker.log_model(str(run.run_id), model, card)
-        except Exception as e:
-            log.warning("the model of trial %d was not recorded: %s", run.number, brief(e, 500))
-            return None
 
     def _is_best(self, value: float | None) -> bool:
         best = studies.best_trial(self.study)
