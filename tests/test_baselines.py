@@ -11,6 +11,7 @@ import pytest
 from tuner import baselines as b
 from tuner import windowing
 from tuner.data import Sequences, Series
+from tuner.ridge import fit_ridge, fit_ridge_ar
 
 
 def series(values: np.ndarray, horizon: int = 1, targets: list[int] | None = None) -> Series:
@@ -63,7 +64,7 @@ def test_ridge_fit_matches_least_squares_when_the_penalty_is_small() -> None:
     x = rng.normal(size=(500, 4, 2))
     w = rng.normal(size=(8, 3))
     y = x.reshape(500, -1) @ w + 0.5
-    ridge = b.fit_ridge(x, y)
+    ridge = fit_ridge(x, y)
     assert ridge.coef.shape == (8, 3) and ridge.intercept.shape == (3,)
     np.testing.assert_allclose(ridge.predict(x), y, atol=1e-2)
 
@@ -73,10 +74,10 @@ def test_ridge_ar_picks_its_lags_on_validation_and_reads_whole_windows() -> None
     x = rng.normal(size=(230, 8, 2))
     y = x[:, -1, :1] * 2.0 + rng.normal(0, 0.5, (230, 1))  # only the last row matters
     # 30 noisy training windows: all 8 rows (16 inputs) overfit, a short lag does not
-    ridge = b.fit_ridge_ar(x[:30], y[:30], x[30:], y[30:], np.ones(1))
+    ridge = fit_ridge_ar(x[:30], y[:30], x[30:], y[30:], np.ones(1))
     assert ridge.lags in (1, 2) and ridge.coef.shape == (16, 1)
     assert not ridge.coef[: (8 - ridge.lags) * 2].any()  # the older rows' coefficients are 0
-    full = b.fit_ridge(x[:30], y[:30])
+    full = fit_ridge(x[:30], y[:30])
     err = lambda r: np.mean(np.abs(r.predict(x[30:]) - y[30:]))  # noqa: E731
     assert err(ridge) < err(full)
 

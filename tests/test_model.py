@@ -198,7 +198,7 @@ def test_residual_mean_starts_at_the_window_mean() -> None:
 
 
 def test_residual_ridge_starts_at_the_ridge_and_trains_only_the_network() -> None:
-    from tuner.baselines import fit_ridge
+    from tuner.ridge import fit_ridge
 
     x, _ = forecast_inputs()
     y = x[:, -1, :2] * 0.7 + 0.1

@@ -22,7 +22,7 @@ from tuner import windowing
 from tuner.errors import InputError
 
 if TYPE_CHECKING:
-    from tuner.baselines import Ridge
+    from tuner.ridge import Ridge
 
 NAN_POLICIES = ("fail", "drop", "interpolate")
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -139,7 +139,7 @@ class Series:
         count chosen on validation), which a ``residual: ridge`` trial starts from; cached."""
         key = (scaler, window)
         if key not in self._ridges:
-            from tuner.baselines import fit_ridge_ar
+            from tuner.ridge import fit_ridge_ar
 
             a = self.arrays(scaler, window)
             scale = np.tile(a.scaler.scale[self.target_index], self.horizon)

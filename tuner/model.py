@@ -15,7 +15,7 @@ from tuner.errors import InputError
 if TYPE_CHECKING:
     import keras
 
-    from tuner.baselines import Ridge
+    from tuner.ridge import Ridge
     from tuner.space import Space
 
 

@@ -1,0 +1,82 @@
+"""The closed-form ridge autoregression: the study's strongest simple baseline, and what a
+``residual: ridge`` trial starts from (the network learns its residual). Pure numpy and
+scikit-learn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+RIDGE_MAX_ROWS = 20_000  # windows a ridge is fitted on, at most
+RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
+
+
+@dataclass(frozen=True)
+class Ridge:
+    """``y = x.reshape(n, -1) @ coef + intercept``: a ridge autoregression in scaled units."""
+
+    coef: np.ndarray  # (window * features, outputs)
+    intercept: np.ndarray  # (outputs,)
+    alpha: float
+    lags: int = 0  # rows of the window it reads (the older rows' coefficients are 0); 0: all
+
+    def predict(self, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """Predictions for windows ``x`` (a view is flattened a chunk at a time, not at once)."""
+        parts = [
+            x[i : i + chunk].reshape(len(x[i : i + chunk]), -1) @ self.coef + self.intercept
+            for i in range(0, len(x), chunk)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.intercept)))
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray) -> Ridge:
+    """Ridge regression on the flattened windows, the penalty chosen by efficient leave-one-out
+    cross-validation on the same training windows (scikit-learn's ``RidgeCV``)."""
+    from sklearn.linear_model import RidgeCV
+
+    if len(x) > RIDGE_MAX_ROWS:  # evenly spaced windows: the closed form stays small and fast
+        keep = np.linspace(0, len(x) - 1, RIDGE_MAX_ROWS).round().astype(np.int64)
+        x, y = x[keep], y[keep]
+    flat = np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float64)
+    model = RidgeCV(alphas=RIDGE_ALPHAS).fit(flat, np.asarray(y, dtype=np.float64))
+    coef = np.atleast_2d(model.coef_).T.astype(np.float32)  # (features, outputs)
+    intercept = np.atleast_1d(model.intercept_).astype(np.float32)
+    return Ridge(coef, intercept, float(model.alpha_))
+
+
+def fit_ridge_ar(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    output_scale: np.ndarray,
+) -> Ridge:
+    """The ridge autoregression of a window: fitted on the last ``lags`` rows of the training
+    windows for each of ``ridge_lags(window)``; the fewest lags whose validation MAE
+    (``output_scale`` turns errors into the targets' units) is within 1% of the lowest is
+    kept. A long window overfits a short series; the choice is made on validation, as every
+    hyperparameter is. The result reads whole windows: the older rows' coefficients are 0."""
+    window, features = x_train.shape[1], x_train.shape[2]
+
+    def error(lags: int, ridge: Ridge) -> float:
+        pred = ridge.predict(x_val[:, -lags:])
+        return float(np.mean(np.abs((pred - y_val) * output_scale)))
+
+    fits = {lags: fit_ridge(x_train[:, -lags:], y_train) for lags in ridge_lags(window)}
+    errors = {n: error(n, fit) for n, fit in fits.items()}
+    # the fewest lags within 1% of the best: validation noise does not buy longer memories
+    lags = min(n for n in fits if errors[n] <= 1.01 * min(errors.values()))
+    best = fits[lags]
+    coef = np.zeros((window * features, best.coef.shape[1]), dtype=np.float32)
+    coef[(window - lags) * features :] = best.coef
+    return Ridge(coef, best.intercept, best.alpha, lags)
+
+
+def ridge_lags(window: int) -> list[int]:
+    """The lag counts a ridge baseline tries: the window, a half and a quarter of it, and 1.
+
+    >>> ridge_lags(48)
+    [1, 12, 24, 48]
+    """
+    return sorted({max(1, window // d) for d in (1, 2, 4)} | {1})
