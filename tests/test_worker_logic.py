@@ -181,3 +181,24 @@ def test_an_interrupted_trial_whose_retry_was_lost_is_retried_by_the_next_claim(
     assert frozen.user_attrs[INTERRUPTED_ATTR] != retry.number  # its copied mark is not its own
     third = worker._claim()
     assert _frozen(worker.study, third.number).system_attrs.get("failed_trial") is None
+
+
+def test_queued_trials_a_spent_budget_can_never_run_are_failed_with_the_reason(worker) -> None:
+    """Issue 11: a budget spent before the textbook starts ran left them WAITING for good."""
+    from tuner.records import StudySpec
+    from tuner.space import parse_space
+
+    worker.space = parse_space({"epochs": 5}, source="s.yaml")
+    worker.spec = StudySpec(space={}, data={}, fingerprint="-")
+    worker.study.set_user_attr(records.BUDGET, 3)
+    worker.study.set_user_attr(records.TARGET, 10)
+    for units in (8, 16):
+        worker.study.enqueue_trial({"units": units})
+    first = worker._claim()
+    assert first is not None and worker.reserved == 3
+    first.set_user_attr(records.EPOCHS_RUN, 3)
+    worker.study.tell(first, 1.0)
+    assert worker._claim() is None, "the budget is spent"
+    states = {t.number: t.state for t in worker.study.get_trials()}
+    assert states == {0: TrialState.COMPLETE, 1: TrialState.FAIL}
+    assert _frozen(worker.study, 1).user_attrs["reason"] == records.BUDGET_SPENT_REASON

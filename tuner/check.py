@@ -88,10 +88,9 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
         run_id = t.user_attrs.get(records.RUN_ID) or by_number.get(str(t.number))
         run = by_id.get(run_id) if run_id else None
         reason = str(t.user_attrs.get(records.REASON, ""))
-        if run is None and (
-            reason == records.ORPHAN_REASON or reason.startswith(records.NOT_STARTED)
-        ):
-            continue  # never started (an orphan claim, or opening it failed): no run
+        never_started = (records.ORPHAN_REASON, records.BUDGET_SPENT_REASON)
+        if run is None and (reason in never_started or reason.startswith(records.NOT_STARTED)):
+            continue  # never started (an orphan claim, opening it failed, no budget): no run
         if run is None:
             lacks = t.user_attrs.get(records.UNRECORDED)
             why = f" (MLflow was down: it lacks {lacks})" if lacks else ""

@@ -65,6 +65,7 @@ INTERRUPTED_REASON = "interrupted by "  # + the signal's name: the trial is retr
 NOT_STARTED = "could not start: "  # a claimed trial its worker could not open
 ORPHAN_REASON = "orphan: claimed, but its worker never started it (the claim's answer was lost)"
 STALE_REASON = "worker died (heartbeat stale); trial retried"
+BUDGET_SPENT_REASON = "not run: the study's epoch budget was spent first"
 
 # -- MLflow tags -------------------------------------------------------------------------------
 ROLE_TAG = "tuner.role"  # study (the parent run) or retrain; trials' runs have none

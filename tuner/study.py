@@ -182,6 +182,19 @@ def budget_left(study: optuna.Study) -> int | None:
     return max(0, int(budget) - epochs_used(study))
 
 
+def fail_waiting(study: optuna.Study, reason: str) -> list[int]:
+    """Fail every queued (WAITING) trial with ``reason``; returns their numbers."""
+    storage, failed = study._storage, []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            storage.set_trial_user_attr(t._trial_id, records.REASON, reason)
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # claimed and finished meanwhile: not ours to fail
+        failed.append(t.number)
+    return failed
+
+
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     try:
         return study.best_trial

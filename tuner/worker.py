@@ -125,6 +125,8 @@ class Worker:
             liveness.requeue_lost(self.study)
             left = studies.budget_left(self.study)
             if studies.target_reached(self.study, left=left):
+                if left == 0:  # queued trials can never run: say so rather than strand them
+                    studies.fail_waiting(self.study, records.BUDGET_SPENT_REASON)
                 return None
             trial = self.study.ask()
         self.reserved = None if left is None else min(left, self._epoch_cap())
