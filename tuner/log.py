@@ -28,7 +28,14 @@ class _Stderr(logging.StreamHandler):
 
 
 def setup(*, quiet: bool = False, verbose: bool = False) -> None:
-    """One handler on the ``tuner`` logger (idempotent); its level from ``-q`` / ``--verbose``."""
+    """One handler on the ``tuner`` logger (idempotent); its level from ``-q`` / ``--verbose``.
+    Warnings about what tuner does on purpose are not the user's to read: Optuna's heartbeat
+    API is experimental (tuner relies on it and pins Optuna's major version), and tuner runs
+    its own trial loop rather than ``Study.optimize``."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*(is|are) (an )?experimental")
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     if not any(isinstance(h, _Stderr) for h in log.handlers):
         handler = _Stderr()
         handler.setFormatter(logging.Formatter("tuner: %(message)s"))

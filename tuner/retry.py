@@ -178,6 +178,8 @@ def retrying_storage(storage: Any) -> Any:
     the RDB storage's."""
     import optuna
 
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        return storage  # a gRPC proxy client: no database errors to retry here, no heartbeat
     # the API's methods are set on the class below, from Optuna's base classes
     return RetryingStorage(optuna.storages.get_storage(storage), storage)  # type: ignore[abstract]
 

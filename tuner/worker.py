@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,10 +41,6 @@ from tuner.signals import Interrupted, StopRequest
 from tuner.space import Space
 from tuner.strategies import prunes_from
 from tuner.tracking import INTERRUPTED_STATUS, Tracker, TrialRun
-
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-# We run our own loop (claim lock, signals) and our own heartbeat thread, not Study.optimize.
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 
 @dataclass
