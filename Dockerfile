@@ -21,6 +21,8 @@ WORKDIR /opt/tuner
 COPY pyproject.toml README.md ./
 COPY tuner ./tuner
 RUN pip install . && rm -rf build ./*.egg-info
+# the shipped spaces, for `tuner create /opt/tuner/search_spaces/...` (deploy/k8s's init Job)
+COPY search_spaces ./search_spaces
 
 COPY scripts/launch_workers.sh docker/entrypoint.sh docker/mlflow-server.sh /usr/local/bin/
 RUN chmod 0755 /usr/local/bin/launch_workers.sh /usr/local/bin/entrypoint.sh \

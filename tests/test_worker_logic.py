@@ -202,3 +202,15 @@ def test_queued_trials_a_spent_budget_can_never_run_are_failed_with_the_reason(w
     states = {t.number: t.state for t in worker.study.get_trials()}
     assert states == {0: TrialState.COMPLETE, 1: TrialState.FAIL}
     assert _frozen(worker.study, 1).user_attrs["reason"] == records.BUDGET_SPENT_REASON
+
+
+def test_the_worker_marks_itself_alive_for_a_liveness_probe(worker, tmp_path, monkeypatch) -> None:
+    """Kubernetes restarts a worker whose main loop stopped: it touches $TUNER_ALIVE_FILE at
+    every claim and epoch (deploy/k8s/workers.yaml's probe reads its age)."""
+    from tuner.liveness import ALIVE_ENV
+
+    alive = tmp_path / "alive"
+    monkeypatch.setenv(ALIVE_ENV, str(alive))
+    worker.study.set_user_attr(records.TARGET, 0)  # nothing to run: one pass of the loop
+    assert worker.run() == 0
+    assert alive.exists()

@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import fcntl
 import hashlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +25,18 @@ from optuna.trial import TrialState
 
 from tuner import records
 from tuner.retry import note_outage, seconds_since_outage
+
+ALIVE_ENV = "TUNER_ALIVE_FILE"  # touched at every claim and epoch: a liveness probe reads it
+
+
+def mark_alive() -> None:
+    """Touch ``$TUNER_ALIVE_FILE`` (if set): the worker's main loop is making progress. A
+    container's liveness probe restarts a worker whose file has not changed for longer than an
+    epoch can take (Kubernetes: ``deploy/k8s/workers.yaml``)."""
+    path = os.environ.get(ALIVE_ENV)
+    if path:
+        with contextlib.suppress(OSError):
+            Path(path).touch()
 
 
 class TakenOver(Exception):

@@ -65,6 +65,7 @@ class Worker:
         while (max_trials is None or self.ran < max_trials) and not self.exhausted:
             if timeout is not None and time.monotonic() - started >= timeout:
                 break
+            liveness.mark_alive()
             with contextlib.ExitStack() as claimed:
                 # A signal arriving from here to the start of training is held, then raised
                 # inside run_trial, whose handler fails and re-queues the trial.
@@ -259,6 +260,7 @@ class Worker:
                 return ask(epoch, logs)
 
         def ask(epoch: int, logs: dict[str, float]) -> bool:
+            liveness.mark_alive()
             run.log_epoch(epoch, logs)  # never raises: kept and sent later if MLflow is down
             value = logs.get(objective)
             if value is None or not math.isfinite(value):
