@@ -23,8 +23,12 @@ def test_co2_with_interpolation(co2_csv: Path) -> None:
 
 
 def test_nan_policies(co2_csv: Path) -> None:
-    with pytest.raises(InputError, match=r"co2.csv: co2: NaN at row \d+ \(use --nan drop"):
+    with pytest.raises(InputError, match=r"co2.csv: co2: NaN at line \d+ \(use --nan drop") as e:
         load(opts(co2_csv), max_window=16)
+    # issue 14: the line a user opens the file at (the header is line 1), not a 0-based row
+    line = int(str(e.value).split("NaN at line ")[1].split()[0])
+    date, co2 = co2_csv.read_text().splitlines()[line - 1].split(",")
+    assert co2 == "", (line, date, co2)
     dropped = load(opts(co2_csv, nan="drop"), max_window=16)
     assert len(dropped.values) == 300 - pd.read_csv(co2_csv)["co2"].isna().sum()
     with pytest.raises(InputError, match="--nan: unknown NaN policy 'zero'"):
@@ -166,3 +170,13 @@ def test_classify_interpolation_with_nothing_to_interpolate_from(tmp_path: Path)
     np.savez(path, X=x, y=np.arange(30) % 2)
     with pytest.raises(InputError, match=r"gaps.npz: X: sequence 3 has a feature with no value"):
         load(DataOptions(str(path), task="classify", nan="interpolate"), max_window=5)
+
+
+def test_a_directory_or_another_separator_is_named(tmp_path: Path) -> None:
+    """Issue 14: `--data DIR` said "no such file"; a ;-separated file only listed one column."""
+    with pytest.raises(InputError, match=r": is a directory; name the data file in it$"):
+        load(opts(tmp_path), max_window=4)
+    semi = tmp_path / "semi.csv"
+    semi.write_text("date;co2\n2020-01-01;1.0\n2020-01-08;2.0\n")
+    with pytest.raises(InputError, match=r"looks ';'-separated; tuner reads comma-separated"):
+        load(opts(semi), max_window=4)

@@ -78,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     from tuner.log import log, setup
 
     setup(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    verbose = getattr(args, "verbose", False)
+    # the frameworks' own chatter (TensorFlow's C++ logs, MLflow's INFO lines) only on --verbose
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # stdout is ours
     try:
@@ -335,6 +338,8 @@ def cmd_export(a: argparse.Namespace) -> int:
     _check_table_file(a.output)
     study = _open_study(a)
     table = study.trials_dataframe()
+    # Optuna's bookkeeping (fixed_params, failed_trial, ...) is not the user's: attributes only
+    table = table.drop(columns=[c for c in table.columns if c.startswith("system_attrs_")])
     _write_table(table, a.output)
     print(f"wrote {len(table)} trials to {a.output}")
     return 0
@@ -526,9 +531,10 @@ def _print_summary(study: Any, ran: int) -> None:
     from tuner import study as studies
 
     c = studies.counts(study)
+    now = f"{ran} run now" if ran else "none run now: the study had reached its target"
     print(
         f"\nstudy {study.study_name!r}: {c['complete']} complete, {c['pruned']} pruned, "
-        f"{c['fail']} failed ({ran} run now)"
+        f"{c['fail']} failed ({now})"
     )
     best = studies.best_trial(study)
     if best is not None:
@@ -659,7 +665,7 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="trials done / pruned / failed and the best so far")
     study_arg(status)
     stores(status, tracking=False)
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(func=cmd_status)
 
     best = sub.add_parser("best", help="the best trial: params, metrics, model")
@@ -670,7 +676,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the retrained trial with the best mean validation value over its seeds",
     )
-    best.add_argument("--json", action="store_true")
+    best.add_argument("--json", action="store_true", help="print the best trial as JSON")
     best.set_defaults(func=cmd_best)
 
     rep = sub.add_parser("reproduce", help="train trial N again from its parameters and seed")
@@ -701,13 +707,15 @@ def _parser() -> argparse.ArgumentParser:
         help="fail trials whose worker is gone and queue their retries (after waiting one "
         "heartbeat grace period), then close MLflow runs left RUNNING and a second parent run",
     )
-    check.add_argument("--json", action="store_true")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(func=cmd_check)
 
     export = sub.add_parser("export", help="every trial as a table (.csv or .parquet)")
     study_arg(export)
     stores(export, tracking=False)
-    export.add_argument("-o", "--output", required=True)
+    export.add_argument(
+        "-o", "--output", required=True, help="the table to write: .csv or .parquet"
+    )
     export.set_defaults(func=cmd_export)
 
     pred = sub.add_parser("predict", help="predict on a table with the best trial's model")
@@ -719,9 +727,12 @@ def _parser() -> argparse.ArgumentParser:
     pred.set_defaults(func=cmd_predict)
 
     ui = sub.add_parser("ui", help="open the MLflow UI on this study's store")
-    ui.add_argument("--tracking-uri")
-    ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else SQLite under ./.tuner)",
+    )
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000, help="port (5000)")
     ui.set_defaults(func=cmd_ui)
 
     proxy = sub.add_parser("proxy", help="serve the storage to many workers over gRPC")

@@ -223,6 +223,8 @@ def read_table(path: str) -> Any:
     import pandas as pd
 
     p = Path(path)
+    if p.is_dir():
+        raise InputError("is a directory; name the data file in it", source=path)
     if not p.is_file():
         raise InputError("no such file", source=path)
     suffix = p.suffix.lower()
@@ -356,6 +358,8 @@ def _load_sequences(options: DataOptions, max_window: int) -> Sequences:
 
 
 def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
+    if Path(path).is_dir():
+        raise InputError("is a directory; name the data file in it", source=path)
     if not Path(path).is_file():
         raise InputError("no such file", source=path)
     try:
@@ -430,11 +434,28 @@ def _stratified_split(
 def _require_columns(df: Any, names: list[str | None], src: str) -> None:
     for name in names:
         if name is not None and name not in df.columns:
+            hint = ""
+            if len(df.columns) == 1:
+                sep = next((c for c in ";\t|" if c in str(df.columns[0])), None)
+                if sep is not None:
+                    hint = (
+                        f" (the file looks {sep!r}-separated; tuner reads comma-separated CSV: "
+                        f"convert it, e.g. pandas.read_csv(path, sep={sep!r}).to_csv(new_path))"
+                    )
             raise InputError(
-                f"no such column; columns: {', '.join(map(str, df.columns))}",
+                f"no such column; columns: {', '.join(map(str, df.columns))}{hint}",
                 source=src,
                 field=name,
             )
+
+
+def _where(df: Any, position: int, src: str) -> str:
+    """Where the table's row at ``position`` (after sorting) is in the file: its line in a CSV
+    (the header is line 1), its 1-based row in a Parquet file."""
+    label = df.index[position]
+    if isinstance(label, (int, np.integer)):
+        return f"line {int(label) + 2}" if src.lower().endswith(".csv") else f"row {label + 1}"
+    return f"row {position + 1}"
 
 
 def _is_numeric(column: Any) -> bool:
@@ -451,7 +472,9 @@ def _apply_nan_policy(df: Any, policy: str, src: str, splits: tuple[slice, ...])
     if policy == "fail":
         row, col = np.argwhere(missing.to_numpy())[0]
         raise InputError(
-            f"NaN at row {row} (use --nan drop or --nan interpolate)", source=src, field=cols[col]
+            f"NaN at {_where(df, row, src)} (use --nan drop or --nan interpolate)",
+            source=src,
+            field=cols[col],
         )
     if policy == "drop":
         return df.dropna(subset=cols).reset_index(drop=True)

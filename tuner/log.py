@@ -1,7 +1,8 @@
 """tuner's messages: one ``logging`` logger, ``tuner``, set up once by the CLI.
 
 Lines read ``tuner: <message>`` on standard error; ``-q`` shows warnings only, ``--verbose``
-adds debug lines. Used as a library, tuner leaves handlers to the application (Python's last
+adds debug lines. Optuna's logger goes through the same handler (warnings only unless
+``--verbose``). Used as a library, tuner leaves handlers to the application (Python's last
 resort handler shows warnings)."""
 
 from __future__ import annotations
@@ -42,3 +43,14 @@ def setup(*, quiet: bool = False, verbose: bool = False) -> None:
         log.addHandler(handler)
         log.propagate = False
     log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    # Optuna's messages through the same handler, warnings only unless --verbose (its INFO
+    # lines, "A new study created ...", are not the user's business)
+    import optuna.logging
+
+    optuna.logging.disable_default_handler()
+    library = logging.getLogger("optuna")
+    if not any(isinstance(h, _Stderr) for h in library.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("tuner: optuna: %(message)s"))
+        library.addHandler(handler)
+    library.setLevel(logging.DEBUG if verbose else logging.WARNING)

@@ -251,28 +251,7 @@ class Worker:
         from tuner.fitting import fit, model_card, shared_test_windows
 
         objective = self.space.objective
-        prune_from = prunes_from(self.space.pruner)
-
-        def report(epoch: int, logs: dict[str, float]) -> bool:
-            # A stop signal is held while the storage is written (raised inside the driver it
-            # would break the call into a storage error and a retry), then raised at the end.
-            with self.stop.held():
-                return ask(epoch, logs)
-
-        def ask(epoch: int, logs: dict[str, float]) -> bool:
-            liveness.mark_alive()
-            run.log_epoch(epoch, logs)  # never raises: kept and sent later if MLflow is down
-            value = logs.get(objective)
-            if value is None or not math.isfinite(value):
-                return False
-            try:
-                trial.report(value, epoch)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                raise TakenOver() from None
-            if prune_from is None or epoch < prune_from:
-                return False  # the pruner cannot prune yet (or ever): not worth a round trip
-            return trial.should_prune()
-
+        report = EpochReport(trial, run, objective, prunes_from(self.space.pruner), self.stop)
         try:
             done = fit(
                 self.dataset,
@@ -310,6 +289,38 @@ class Worker:
         best = studies.best_trial(self.study)
         assert value is not None
         return outcome.is_better(value, None if best is None else best.value, self.space.direction)
+
+
+@dataclass
+class EpochReport:
+    """What each epoch of a trial tells the world (training's ``report`` callback): a liveness
+    mark, the MLflow curve point, the objective to Optuna, and the pruner's answer."""
+
+    trial: optuna.Trial
+    run: TrialRun
+    objective: str
+    prune_from: int | None  # the first epoch the pruner could prune at (None: never)
+    stop: StopRequest
+
+    def __call__(self, epoch: int, logs: dict[str, float]) -> bool:
+        # A stop signal is held while the storage is written (raised inside the driver it
+        # would break the call into a storage error and a retry), then raised at the end.
+        with self.stop.held():
+            return self._report(epoch, logs)
+
+    def _report(self, epoch: int, logs: dict[str, float]) -> bool:
+        liveness.mark_alive()
+        self.run.log_epoch(epoch, logs)  # never raises: kept and sent later if MLflow is down
+        value = logs.get(self.objective)
+        if value is None or not math.isfinite(value):
+            return False
+        try:
+            self.trial.report(value, epoch)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise TakenOver() from None
+        if self.prune_from is None or epoch < self.prune_from:
+            return False  # the pruner cannot prune yet (or ever): not worth a round trip
+        return bool(self.trial.should_prune())
 
 
 def _abandon(study: optuna.Study, trial: optuna.Trial, error: BaseException) -> None:
