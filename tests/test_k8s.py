@@ -102,20 +102,39 @@ def test_the_pods_run_tuner_s_own_commands() -> None:
     assert a.storage == "postgresql+psycopg://tuner@postgres:5432/optuna"
     assert a.tracking_uri == "http://mlflow:5000"
 
+    [deployment] = [d for d in documents("mlflow.yaml") if d["kind"] == "Deployment"]
+    [schemas] = deployment["spec"]["template"]["spec"]["initContainers"]
+    db = _parser().parse_args([expand(x, env) for x in schemas["args"]])
+    assert (db.command, db.db_command) == ("db", "init"), "schemas before the server starts"
+
     [job] = documents("init-job.yaml")
-    pod = job["spec"]["template"]["spec"]
-    schemas = [expand(x, env) for x in pod["initContainers"][0]["args"]]
-    assert _parser().parse_args(schemas).command == "db"
-    create = pod["containers"][0]
+    create = job["spec"]["template"]["spec"]["containers"][0]
     assert create["command"] == ["entrypoint.sh", "sh", "-c"]
-    line = re.sub(r"\$(\w+)", lambda m: env[m.group(1)], create["args"][0])
-    argv = shlex.split(line)
-    assert argv[:2] == ["exec", "tuner"]
-    b = _parser().parse_args(argv[2:])
+    argv = shell_argv(create["args"][0], env)
+    assert argv[0] == "tuner"
+    b = _parser().parse_args(argv[1:])
     assert b.command == "create" and b.study == env["TUNER_STUDY"] and b.trials == 200
     assert (
         b.space == env["TUNER_SPACE"] and Path(ROOT, b.space.removeprefix("/opt/tuner/")).exists()
     )
+
+    [job] = [d for d in documents("workers.yaml") if d["kind"] == "Job"]
+    [wait] = job["spec"]["template"]["spec"]["initContainers"]
+    argv = shell_argv(wait["args"][0], env)
+    assert argv[0] == "tuner"
+    status = _parser().parse_args(argv[1:])
+    assert status.command == "status" and status.study == env["TUNER_STUDY"]
+    assert status.storage == a.storage, "it waits for the study the workers join"
+
+
+def shell_argv(line: str, env: dict[str, str]) -> list[str]:
+    """The first command of a ``sh -c`` line (until ``;`` or a redirection), $VARs expanded."""
+    line = re.sub(r"\$(\w+)", lambda m: env[m.group(1)], line)
+    words = shlex.split(line)
+    words = words[1:] if words[0] == "until" else words
+    end = next((i for i, w in enumerate(words) if w.startswith(">") or w.endswith(";")), None)
+    out = words[:end]
+    return out[1:] if out[0] == "exec" else out
 
 
 @pytest.mark.parametrize("name", ["mlflow.yaml", "init-job.yaml", "workers.yaml"])

@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tuner import records
+from tuner import study as studies
 from tuner.liveness import TakenOver
 from tuner.liveness import frozen as _frozen
 from tuner.liveness import requeue as _requeue
@@ -214,3 +215,52 @@ def test_the_worker_marks_itself_alive_for_a_liveness_probe(worker, tmp_path, mo
     worker.study.set_user_attr(records.TARGET, 0)  # nothing to run: one pass of the loop
     assert worker.run() == 0
     assert alive.exists()
+
+
+def test_a_budget_reservation_is_on_the_trial_before_the_claim_lock_is_released(
+    worker, monkeypatch
+) -> None:
+    """Another worker takes the lock the moment it is released: the claimed trial's reserved
+    epochs must already count against the budget, or both reserve the last epochs."""
+    import contextlib
+
+    from tuner import liveness
+    from tuner.records import StudySpec
+    from tuner.space import parse_space
+
+    worker.space = parse_space({"epochs": 5}, source="s.yaml")
+    worker.spec = StudySpec(space={}, data={}, fingerprint="-")
+    worker.study.set_user_attr(records.BUDGET, 8)
+    seen_at_release: list[int] = []
+    real_lock = liveness.claim_lock
+
+    @contextlib.contextmanager
+    def watched(*args):
+        with real_lock(*args):
+            yield
+            seen_at_release.append(studies.budget_left(worker.study))
+
+    monkeypatch.setattr(liveness, "claim_lock", watched)
+    first = worker._claim()
+    assert first is not None and worker.reserved == 5
+    assert seen_at_release == [3], "the 5 epochs were reserved while the lock was held"
+
+
+def test_queued_trials_wait_while_a_running_trial_may_give_epochs_back(worker) -> None:
+    """A running trial's reservation can come back (pruned, interrupted): the queued trials are
+    failed only once nothing runs and the budget is still spent."""
+    from tuner.records import StudySpec
+    from tuner.space import parse_space
+
+    worker.space = parse_space({"epochs": 5}, source="s.yaml")
+    worker.spec = StudySpec(space={}, data={}, fingerprint="-")
+    worker.study.set_user_attr(records.BUDGET, 5)
+    worker.study.set_user_attr(records.TARGET, 10)
+    running = worker._claim()  # reserves all 5 epochs
+    worker.study.enqueue_trial({"units": 8})
+    assert worker._claim() is None
+    assert [t.state for t in worker.study.get_trials()][-1] == TrialState.WAITING
+    running.set_user_attr(records.EPOCHS_RUN, 2)  # pruned after 2: 3 epochs come back
+    worker.study.tell(running, state=TrialState.PRUNED)
+    queued = worker._claim()
+    assert queued is not None and worker.reserved == 3, "the queued trial runs"

@@ -85,12 +85,14 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     retried = {retried_trial_number(t) for t in trials} - {None}
     linked = set()
     for t in finished:
-        run_id = t.user_attrs.get(records.RUN_ID) or by_number.get(str(t.number))
-        run = by_id.get(run_id) if run_id else None
         reason = str(t.user_attrs.get(records.REASON, ""))
         never_started = (records.ORPHAN_REASON, records.BUDGET_SPENT_REASON)
-        if run is None and (reason in never_started or reason.startswith(records.NOT_STARTED)):
-            continue  # never started (an orphan claim, opening it failed, no budget): no run
+        if reason in never_started or reason.startswith(records.NOT_STARTED):
+            # never started (an orphan claim, opening it failed, no budget): no run of its own;
+            # a retry's copied attributes name its original's run, which is not this trial's
+            continue
+        run_id = t.user_attrs.get(records.RUN_ID) or by_number.get(str(t.number))
+        run = by_id.get(run_id) if run_id else None
         if run is None:
             lacks = t.user_attrs.get(records.UNRECORDED)
             why = f" (MLflow was down: it lacks {lacks})" if lacks else ""

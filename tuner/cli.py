@@ -125,7 +125,9 @@ def cmd_run(a: argparse.Namespace) -> int:
     prepared = _prepare(a)
     j = launch.create(prepared, a.trials)
     try:
-        ran = run_workers(j.study, j.stores, prepared.data_path, a.workers, quiet=a.quiet)
+        ran = run_workers(
+            j.study, j.stores, prepared.data_path, a.workers, quiet=a.quiet, verbose=a.verbose
+        )
     finally:
         launch.close_if_idle(j.study, j.storage, j.stores.storage, j.tracker)
     if not a.quiet:
@@ -169,6 +171,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
             timeout=a.timeout,
             gpu=a.gpu,
             quiet=a.quiet,
+            verbose=a.verbose,
         )
     joined = launch.join(stores, a.study, a.data)
     ran = launch.work(joined, trials=a.trials, timeout=a.timeout, share=a.trial_process)

@@ -243,6 +243,7 @@ def work(
     whose supervisor starts another once it ran its ``trials``; then the run stays open.
     Returns how many trials ran. A stop signal ends it with ``signals.Interrupted`` (the trial
     in flight re-queued)."""
+    from tuner.errors import FatalError
     from tuner.signals import Interrupted
     from tuner.worker import Worker
 
@@ -256,8 +257,8 @@ def work(
         signalled = True  # exit within seconds: the plots wait for the study's next close
         raise
     except BaseException as e:
-        if worker.stop.pending is None:
-            raise
+        if worker.stop.pending is None or isinstance(e, (FatalError, InputError)):
+            raise  # a fault or bad input is reported as such, signal or not
         # A signal that cut an import (a fresh trial process loading the framework) surfaces
         # as the import's own error: still a stop; a trial it left RUNNING is retried.
         signalled = True

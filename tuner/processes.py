@@ -59,12 +59,16 @@ def worker_env(stores: Any, *, name: str | None = None) -> dict[str, str]:
     return env
 
 
-def run_workers(study: Any, stores: Any, data_path: str, n: int, *, quiet: bool) -> int:
+def run_workers(
+    study: Any, stores: Any, data_path: str, n: int, *, quiet: bool, verbose: bool = False
+) -> int:
     """``n`` `tuner worker` processes on the study, with a live progress bar; returns the
     number of finished trials."""
     from tuner import study as studies
 
     command = worker_command(study.study_name, data_path, "--quiet")
+    if verbose:  # a worker's debug lines (a trial's traceback) show through the bar
+        command.append("--verbose")
     procs = [subprocess.Popen(command, env=worker_env(stores)) for _ in range(n)]
 
     stopping: list[int] = []
@@ -110,6 +114,7 @@ def supervise(
     timeout: float | None,
     gpu: int | None,
     quiet: bool,
+    verbose: bool = False,
 ) -> int:
     """Run the worker's trials in child processes of ``per_process`` trials each.
 
@@ -120,6 +125,8 @@ def supervise(
         base += ["--gpu", str(gpu)]
     if quiet:
         base.append("--quiet")
+    if verbose:
+        base.append("--verbose")
     child: subprocess.Popen[bytes] | None = None
     stopping: list[int] = []  # the signal that asked us to stop, if any
 

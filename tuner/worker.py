@@ -70,7 +70,8 @@ class Worker:
                 # A signal arriving from here to the start of training is held, then raised
                 # inside run_trial, whose handler fails and re-queues the trial.
                 with self.stop.held(raise_at_end=False):
-                    liveness.sweep(self.study, self.storage)
+                    # retried whole, as the claim: a queued retry must not be queued twice
+                    retrying(self._sweep, "failing stale trials")
                     trial = retrying(self._claim, "claiming a trial")  # lock and all
                     if trial is not None:
                         # From here a dead worker's trial is found by its stale heartbeat.
@@ -108,6 +109,10 @@ class Worker:
         time.sleep(interval)
         return True
 
+    def _sweep(self) -> None:
+        with unretried(self.storage):
+            liveness.sweep(self.study, self.storage)
+
     def _claim(self) -> optuna.Trial | None:
         """The next trial (a re-queued one first), or None when the study has its target.
 
@@ -121,13 +126,19 @@ class Worker:
             liveness.requeue_lost(self.study)
             left = studies.budget_left(self.study)
             if studies.target_reached(self.study, left=left):
-                if left == 0:  # queued trials can never run: say so rather than strand them
+                # Queued trials can never run once the budget is spent and no running trial
+                # can give epochs back (a pruned or interrupted one uses less than it reserved).
+                if left == 0 and not studies.counts(self.study)["running"]:
                     studies.fail_waiting(self.study, records.BUDGET_SPENT_REASON)
                 return None
             trial = self.study.ask()
-        self.reserved = None if left is None else min(left, self._epoch_cap())
-        if self.reserved is not None:  # after the claim: a retry must not claim a second trial
-            trial.set_user_attr(records.EPOCHS, self.reserved)
+            self.reserved = None if left is None else min(left, self._epoch_cap())
+            if self.reserved is not None:
+                reserved = self.reserved
+                retrying(  # on its own: a retry must not claim a second trial
+                    lambda: trial.set_user_attr(records.EPOCHS, reserved),
+                    "reserving the trial's epochs",
+                )
         return trial
 
     def _epoch_cap(self) -> int:
