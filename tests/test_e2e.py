@@ -66,6 +66,8 @@ def test_forecast_study_end_to_end_then_resume(space_file, co2_csv, capsys) -> N
     exp = client.get_experiment_by_name("s")
     parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["tuner.role"] == "study"
+    settings = parent.data.params  # issue 14: what the study ran with, not only the space
+    assert (settings["target"], settings["horizon"], settings["nan"]) == ("co2", "1", "interpolate")
     parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"plots", "trials.csv"} <= parent_files
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
@@ -88,6 +90,10 @@ def test_forecast_study_end_to_end_then_resume(space_file, co2_csv, capsys) -> N
     model_files = {a.path for a in client.list_artifacts(best.user_attrs["mlflow_run_id"], "model")}
     assert model_files == {"model/model.keras", "model/preprocess.json"}
     assert "test_mae_original" in best.user_attrs
+    # issue 14: exactly one run carries the best mark and the name that says so
+    marked = client.search_runs([exp.experiment_id], "tags.`tuner.best` = 'true'")
+    assert [r.info.run_id for r in marked] == [best.user_attrs["mlflow_run_id"]]
+    assert marked[0].info.run_name == f"trial-{best.number} (best)"
 
     # resume: the same command with a higher target adds trials, never restarts
     assert main(run_args(space, co2_csv, "--trials", "5")) == 0

@@ -163,9 +163,16 @@ def create(prepared: Prepared, target: int | None) -> Joined:
         "objective": space.objective,
         "sampler": space.sampler["name"],
         "pruner": space.pruner["name"],
-        "epochs": space.epochs,
+        # what trials actually get: the space's epochs capped by --max-epochs (issue 14: the
+        # parent showed the space's 30 for a study run with --max-epochs 10)
+        "epochs": space.epochs if spec.max_epochs is None else min(space.epochs, spec.max_epochs),
+        "target": ",".join(spec.data["target"]) or None,
+        "horizon": spec.data["horizon"],
+        "nan": spec.data["nan"],
+        "budget_epochs": spec.budget_epochs,
         "fingerprint": spec.fingerprint,
     }
+    settings = {k: v for k, v in settings.items() if v is not None}
     tracker.open_study(parent_id, settings)
     tracker.log_baselines(parent_id, prepared.baselines)
     return Joined(study, storage, stores, tracker, spec, space, prepared.dataset)

@@ -27,6 +27,7 @@ class Outcome:
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
     error: str | None = None  # the exception type of the trial's own error
+    best: bool = False  # the study's best when it completed (its model and test scores kept)
 
     def attrs(self) -> dict[str, Any]:
         """The trial attributes that record this outcome."""

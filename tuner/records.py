@@ -80,6 +80,7 @@ STUDY_NAME_TAG = "optuna.study_name"
 TRIAL_NUMBER_TAG = "optuna.trial_number"
 STATE_TAG = "optuna.state"
 PARENT_RUN_TAG = "mlflow.parentRunId"
+BEST_TAG = "tuner.best"  # "true" on the run of the study's best trial (one at a time)
 BEST_TRIAL_TAG = "best_trial_number"  # on the parent run
 BEST_RUN_TAG = "best_run_id"
 

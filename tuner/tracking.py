@@ -189,14 +189,38 @@ class Tracker:
                     if math.isfinite(value):
                         metrics.append(Metric(f"best_{key}", value, now, step))
             self.client.set_tag(parent_run_id, records.BEST_TRIAL_TAG, str(best.number))
-            self.client.set_tag(
-                parent_run_id, records.BEST_RUN_TAG, best.user_attrs.get(records.RUN_ID, "")
-            )
+            best_run = best.user_attrs.get(records.RUN_ID, "")
+            self.client.set_tag(parent_run_id, records.BEST_RUN_TAG, best_run)
+            if best_run:
+                self.mark_best(parent_run_id, best_run)
         if metrics:
             self.client.log_batch(parent_run_id, metrics=metrics)
         if plots:
             self._log_plots(parent_run_id, study)
         self.client.set_terminated(parent_run_id, status)
+
+    def mark_best(self, parent_run_id: str, run_id: str) -> None:
+        """Tag the run of the study's best trial ``tuner.best = true`` and name it
+        ``trial-N (best)``, so it stands out in the runs table; the mark leaves the run that had
+        it (searched by tag, so two workers finishing best trials at once end with one mark
+        after the next call)."""
+        run = self.client.get_run(run_id)
+        exp_id = run.info.experiment_id
+        marked = self.client.search_runs(
+            [exp_id],
+            filter_string=f"tags.`{records.BEST_TAG}` = 'true' and "
+            f"tags.`{records.PARENT_RUN_TAG}` = '{parent_run_id}'",
+            max_results=100,
+        )
+        for other in marked:
+            if other.info.run_id != run_id:
+                self.client.delete_tag(other.info.run_id, records.BEST_TAG)
+                number = other.data.tags.get(records.TRIAL_NUMBER_TAG)
+                self.client.update_run(other.info.run_id, name=f"trial-{number}")
+        if run.data.tags.get(records.BEST_TAG) != "true":
+            self.client.set_tag(run_id, records.BEST_TAG, "true")
+            number = run.data.tags.get(records.TRIAL_NUMBER_TAG)
+            self.client.update_run(run_id, name=f"trial-{number} (best)")
 
     def _log_plots(self, parent_run_id: str, study: optuna.Study) -> None:
         import optuna

@@ -236,6 +236,11 @@ class Worker:
         if missing:  # MLflow stayed down past the bound: say what its records lack
             attrs[records.UNRECORDED] = "; ".join(missing)
         self._tell(trial, result.state, result.value, attrs)
+        if result.best and run.run_id is not None and not missing:
+            try:  # the UI's mark moves to this run; a study's close settles any race
+                self.tracker.mark_best(self.study.user_attrs[records.PARENT_RUN], run.run_id)
+            except Exception as e:
+                log.warning("trial %d's run was not marked best: %s", trial.number, brief(e))
         if result.error:
             self._check_streak(result.reason)
         if self.on_trial_end is not None:
@@ -282,6 +287,7 @@ class Worker:
         result = outcome.of_training(done.result, done.summary())
         if result.value is None or not self._is_best(result.value):
             return result
+        result.best = True
         # The test split is evaluated for the trials that were best when they completed, and
         # recorded; it is never reported to Optuna, so it never steers the search.
         result.metrics.update(
