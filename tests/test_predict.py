@@ -113,7 +113,18 @@ def test_forecast_rows_align_with_time_and_original_units(tmp_path: Path) -> Non
     options = data.DataOptions(path=str(csv), target=("y",), time="day", horizon=horizon)
 
     out = _forecast(model, prep, options, scaler)
-    assert list(out.columns) == ["origin", "step", "day", "y_pred", "y_actual"]
+    assert list(out.columns) == [
+        "origin",
+        "step",
+        "day",
+        "split",
+        "y_pred",
+        "y_actual",
+        "y_interpolated",
+    ]
+    # 8 rows: train 0-5, val 6, test 7 (0.15 each, rounded); past the table: future
+    assert out["split"].tolist()[:4] == ["train"] * 4 and out["split"].iloc[-1] == "future"
+    assert not out["y_interpolated"].any()
     assert len(out) == (8 - window + 1) * horizon
     first, last = out.iloc[0], out.iloc[-1]
     assert (first["origin"], first["step"], first["day"]) == ("d02", 1, "d03")
@@ -193,3 +204,29 @@ def test_a_model_of_another_input_shape_is_refused_in_one_line() -> None:
         message = str(info.value)
         assert message.startswith("runs:/x/model: the model takes inputs of shape (None, 4, 2)")
         assert f"{window} steps x {features} features" in message and "\n" not in message
+
+
+def test_predictions_say_their_split_what_was_filled_in_and_when_the_future_is(
+    tmp_path: Path,
+) -> None:
+    """Issue 14: no split column, interpolated actuals not flagged, no date past the table."""
+    import keras
+
+    window, horizon = 2, 2
+    csv = tmp_path / "daily.csv"
+    days = pd.date_range("2026-01-01", periods=10, freq="D").strftime("%Y-%m-%d")
+    y = np.arange(10.0)
+    y[4] = np.nan  # filled in by --nan interpolate
+    pd.DataFrame({"date": days, "y": y}).to_csv(csv, index=False)
+    inputs = keras.Input((window, 1))
+    model = keras.Model(inputs, keras.layers.Dense(horizon)(keras.layers.Flatten()(inputs)))
+    card = ModelCard("forecast", window, {}, {}, columns=["y"], target_index=[0], horizon=horizon)
+    options = data.DataOptions(
+        path=str(csv), target=("y",), time="date", horizon=horizon, nan="interpolate"
+    )
+    out = _forecast(model, card, options, data.Scaler("none", np.zeros(1), np.ones(1)))
+    filled = out[out["y_interpolated"]]
+    assert set(filled["date"]) == {"2026-01-05"} and (filled["y_actual"] == 4.0).all()
+    future = out[out["split"] == "future"]
+    assert future["date"].tolist() == ["2026-01-11", "2026-01-11", "2026-01-12"]
+    assert set(out["split"]) == {"train", "val", "test", "future"}

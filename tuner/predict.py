@@ -203,7 +203,7 @@ def _forecast(
     target_index: list[int] = list(card.target_index)
     targets = [columns[i] for i in target_index]
     window, horizon = int(card.window), int(card.horizon)
-    values, labels = _read_series(options, columns)
+    values, labels, filled = _read_series(options, columns)
     n = len(values)
     if n < window:
         raise InputError(
@@ -221,21 +221,62 @@ def _forecast(
     inside = row < n
     at = np.where(inside, row, 0)
     time_name = options.time or "row"
+    times = pd.Series(labels[at], dtype=object).where(inside, None)
+    if options.time is not None:  # the steps past the table, at the series' own interval
+        times = times.where(inside, pd.Series(_later_times(labels, row - n + 1), dtype=object))
+    # which split of the study each predicted row is in, if this table is the study's data
+    split = np.full(n, "train", dtype=object)
+    _, val, test = windowing.split_bounds(n, options.val_fraction, options.test_fraction)
+    split[val], split[test] = "val", "test"
     table: dict[str, Any] = {
         "origin": labels[origin],
         "step": step,
-        time_name: pd.Series(labels[at], dtype=object).where(inside, None),
+        time_name: times,
+        "split": np.where(inside, split[at], "future"),
     }
     for j, name in enumerate(targets):
         table[f"{name}_pred"] = pred[:, :, j].reshape(-1)
     for j, name in enumerate(targets):
         table[f"{name}_actual"] = np.where(inside, values[at, target_index[j]], np.nan)
+        # an actual the NaN policy filled in is not a measurement
+        table[f"{name}_interpolated"] = np.where(inside, filled[at, target_index[j]], False)
     return pd.DataFrame(table)
 
 
-def _read_series(options: data.DataOptions, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The model's columns in its order, sorted by time, after the study's NaN policy; and the
-    label of each row (its time, or its row number in the file)."""
+def _later_times(labels: np.ndarray, ahead: np.ndarray) -> list[Any]:
+    """The time ``ahead`` steps after the last label (for steps past the table), at the
+    series' median interval; None where that is not a time or the step is inside the table."""
+    import pandas as pd
+
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # "could not infer format": not a time, say nothing
+            warnings.simplefilter("ignore")
+            times = pd.to_datetime(pd.Series(labels), errors="raise")
+    except (ValueError, TypeError, OverflowError):
+        return [None] * len(ahead)
+    if len(times) < 2 or not times.is_monotonic_increasing:
+        return [None] * len(ahead)
+    interval = times.diff().median()
+    last = times.iloc[-1]
+    dates_only = bool((times.dt.normalize() == times).all())
+    out: list[Any] = []
+    for k in ahead:
+        if k < 1:
+            out.append(None)
+            continue
+        t = last + interval * int(k)
+        out.append(t.date().isoformat() if dates_only else t.isoformat())
+    return out
+
+
+def _read_series(
+    options: data.DataOptions, columns: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model's columns in its order, sorted by time, after the study's NaN policy; the
+    label of each row (its time, or its row number in the file); and which values the policy
+    filled in."""
     src = options.path
     df = data.read_table(src)
     data._require_columns(df, [*columns, options.time], src)
@@ -248,8 +289,10 @@ def _read_series(options: data.DataOptions, columns: list[str]) -> tuple[np.ndar
             )
     table = df[columns].astype("float64")
     labels = (df[options.time] if options.time is not None else df.index.to_series()).to_numpy()
+    missing = table.isna().to_numpy()
     if options.nan == "drop":
-        labels = labels[table.notna().all(axis=1).to_numpy()]
+        kept = ~missing.any(axis=1)
+        labels, missing = labels[kept], missing[kept]
     # One split: a table to predict on has no train/validation boundary to keep apart.
     table = data._apply_nan_policy(table, options.nan, src, (slice(0, len(table)),))
     values = table.to_numpy(dtype=np.float64)
@@ -260,7 +303,7 @@ def _read_series(options: data.DataOptions, columns: list[str]) -> tuple[np.ndar
             source=src,
             field=columns[col],
         )
-    return values, labels
+    return values, labels, missing
 
 
 def _classify(
