@@ -42,7 +42,7 @@ def tuner_logger():
 
 @pytest.fixture
 def co2_csv(tmp_path: Path) -> Path:
-    """The first 300 weeks of the bundled CO2 series (real data, 9 missing weeks)."""
+    """The first 300 weeks of the bundled CO2 series (real data, 26 missing weeks)."""
     path = tmp_path / "co2.csv"
     pd.read_csv(CO2).head(300).to_csv(path, index=False)
     return path

@@ -181,12 +181,25 @@ params:
     out = predict(study, tracking, str(co2_csv))
     window = study.best_trial.params["window"]
     assert len(out) == 300 - window + 1  # horizon 1: one row per window, the last one beyond
-    assert list(out.columns) == ["origin", "step", "date", "co2_pred", "co2_actual"]
+    assert list(out.columns) == [
+        "origin",
+        "step",
+        "date",
+        "split",
+        "co2_pred",
+        "co2_actual",
+        "co2_interpolated",
+    ]
+    raw = pd.read_csv(co2_csv)
+    empty = set(raw.loc[raw["co2"].isna(), "date"])  # filled in by --nan interpolate
+    assert set(out.loc[out["co2_interpolated"], "date"]) == empty & set(out["date"])
     assert np.isfinite(out["co2_pred"]).all()
     assert out["co2_pred"].between(300, 340).all(), "in ppm, not in scaled units"
     known = out.dropna(subset=["co2_actual"])
     assert (known["co2_pred"] - known["co2_actual"]).abs().mean() < 10
-    assert out["date"].iloc[-1] is None and out["origin"].iloc[-1] == "1963-12-21"
+    # the step past the table: a week after the last origin, in the future split
+    assert out["origin"].iloc[-1] == "1963-12-21" and out["date"].iloc[-1] == "1963-12-28"
+    assert out["split"].iloc[-1] == "future"
 
     with pytest.raises(InputError, match="trial 99"):
         predict(study, tracking, str(co2_csv), trial_number=99)
