@@ -246,9 +246,9 @@ def _forecast(
 def _later_times(labels: np.ndarray, ahead: np.ndarray) -> list[Any]:
     """The time ``ahead`` steps after the last label (for steps past the table), at the
     series' median interval; None where that is not a time or the step is inside the table."""
-    import pandas as pd
-
     import warnings
+
+    import pandas as pd
 
     try:
         with warnings.catch_warnings():  # "could not infer format": not a time, say nothing
