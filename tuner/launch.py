@@ -5,7 +5,7 @@ and ``close_if_idle`` (the parent run, when no trial runs)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,9 +47,9 @@ class Joined:
     storage: Any
     stores: Stores
     tracker: Tracker
-    spec: StudySpec = field(default=None)  # type: ignore[assignment]
-    space: Space = field(default=None)  # type: ignore[assignment]
-    dataset: Dataset = field(default=None)  # type: ignore[assignment]
+    spec: StudySpec
+    space: Space
+    dataset: Dataset
 
 
 def max_window(space: Space) -> int:
@@ -165,7 +165,7 @@ def create(prepared: Prepared, target: int | None) -> Joined:
         "pruner": space.pruner["name"],
         # what trials actually get: the space's epochs capped by --max-epochs (issue 14: the
         # parent showed the space's 30 for a study run with --max-epochs 10)
-        "epochs": space.epochs if spec.max_epochs is None else min(space.epochs, spec.max_epochs),
+        "epochs": space.capped_epochs(spec.max_epochs),
         "target": ",".join(spec.data["target"]) or None,
         "horizon": spec.data["horizon"],
         "nan": spec.data["nan"],

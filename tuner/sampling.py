@@ -61,7 +61,7 @@ def sample(
         )
         shrink = schedule == "shrink"
         units = [max(MIN_UNITS, first // 2**i) if shrink else first for i in range(layers)]
-    epochs = space.epochs if max_epochs is None else min(space.epochs, max_epochs)
+    epochs = space.capped_epochs(max_epochs)
     return TrialConfig(
         layers=layers,
         units=tuple(units),

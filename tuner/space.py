@@ -119,11 +119,14 @@ class Space:
         """The seed of this process's sampler (what each trial records)."""
         return strategies.stream_seed(self.sampler, self.seed, strategies.SAMPLER_STREAM)
 
+    def capped_epochs(self, max_epochs: int | None) -> int:
+        """The epochs a trial runs: the space's, capped by ``--max-epochs`` if given."""
+        return self.epochs if max_epochs is None else min(self.epochs, int(max_epochs))
+
     def make_pruner(self, max_epochs: int | None = None) -> optuna.pruners.BasePruner:
         """The space's pruner; ``max_epochs`` (``--max-epochs``) caps the epochs a trial runs,
         and so Hyperband's largest resource."""
-        epochs = self.epochs if max_epochs is None else min(self.epochs, max_epochs)
-        return strategies.make_pruner(self.pruner, epochs=epochs)
+        return strategies.make_pruner(self.pruner, epochs=self.capped_epochs(max_epochs))
 
     def grid(self) -> dict[str, list[Any]]:
         """Every searched parameter's values, for the grid sampler (per-layer units included)."""

@@ -125,14 +125,17 @@ class Worker:
             # `ask`: a call that fails after it would re-run the claim and leave an orphan.
             liveness.requeue_lost(self.study)
             left = studies.budget_left(self.study)
-            if studies.target_reached(self.study, left=left):
+            c = studies.counts(self.study)
+            if studies.target_reached(self.study, c, left=left):
                 # Queued trials can never run once the budget is spent and no running trial
                 # can give epochs back (a pruned or interrupted one uses less than it reserved).
-                if left == 0 and not studies.counts(self.study)["running"]:
+                if left == 0 and not c["running"]:
                     studies.fail_waiting(self.study, records.BUDGET_SPENT_REASON)
                 return None
             trial = self.study.ask()
-            self.reserved = None if left is None else min(left, self._epoch_cap())
+            self.reserved = (
+                None if left is None else min(left, self.space.capped_epochs(self.spec.max_epochs))
+            )
             if self.reserved is not None:
                 reserved = self.reserved
                 retrying(  # on its own: a retry must not claim a second trial
@@ -140,10 +143,6 @@ class Worker:
                     "reserving the trial's epochs",
                 )
         return trial
-
-    def _epoch_cap(self) -> int:
-        cap = self.spec.max_epochs
-        return self.space.epochs if cap is None else min(self.space.epochs, int(cap))
 
     def _open(self, trial: optuna.Trial) -> tuple[TrialRun, Any]:
         """Sample the trial and open its MLflow run (if MLflow answers; else later)."""
