@@ -66,6 +66,7 @@ from tuner.testing import (
     group_alive,
     kill_group,
     sqlalchemy_url,
+    sqlite_trial_reporting,
     start,
     tail,
 )
@@ -624,18 +625,7 @@ class Local:
         return proc, False
 
     def reporting(self) -> bool:
-        import sqlite3
-
-        db = self.home / "optuna.db"
-        if not db.exists():
-            return False
-        with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(db)) as c:
-            rows = c.execute(
-                "SELECT count(*) FROM trials t JOIN trial_intermediate_values v "
-                "ON v.trial_id = t.trial_id WHERE t.state = 'RUNNING'"
-            ).fetchone()
-            return bool(rows and rows[0])
-        return False
+        return sqlite_trial_reporting(self.home / "optuna.db")
 
     def fault_4(self, sig: int) -> None:
         import psutil

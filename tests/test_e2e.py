@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from tuner.check import check
 from tuner.cli import main
 from tuner.storage import embedded
+from tuner.testing import sqlite_trial_reporting
 from tuner.tracking import Tracker
 
 pytestmark = pytest.mark.slow
@@ -316,25 +317,6 @@ def test_help_is_fast_and_imports_no_framework() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def _reporting(db: Path) -> bool:
-    """A RUNNING trial has reported an epoch; read-only (opening it with Optuna would create
-    its tables, racing `tuner run`'s own creation)."""
-    import contextlib
-    import sqlite3
-
-    uri = f"file:{db}?mode=ro"
-    with (
-        contextlib.suppress(sqlite3.Error),
-        contextlib.closing(sqlite3.connect(uri, uri=True)) as c,
-    ):
-        row = c.execute(
-            "SELECT count(*) FROM trials t JOIN trial_intermediate_values v "
-            "ON v.trial_id = t.trial_id WHERE t.state = 'RUNNING'"
-        ).fetchone()
-        return bool(row and row[0])
-    return False
-
-
 def start_training(space_file, co2_csv, home: Path, **env: str) -> subprocess.Popen:
     """`tuner run` of 4 long trials in its own session, returned once a trial has reported."""
     import os
@@ -351,7 +333,7 @@ def start_training(space_file, co2_csv, home: Path, **env: str) -> subprocess.Po
         time.sleep(0.5)
         if not (home / "optuna.db").exists():
             continue
-        if _reporting(home / "optuna.db"):
+        if sqlite_trial_reporting(home / "optuna.db"):
             return proc
     proc.kill()
     raise AssertionError(f"no trial started: {proc.communicate()[1][-2000:]}")

@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     from tuner.errors import FatalError, InputError, mask
     from tuner.log import log, setup
 
-    setup(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
     verbose = getattr(args, "verbose", False)
+    setup(quiet=getattr(args, "quiet", False), verbose=verbose)
     # the frameworks' own chatter (TensorFlow's C++ logs, MLflow's INFO lines) only on --verbose
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")

@@ -79,6 +79,24 @@ def tail(path: Path, lines: int = 20) -> list[str]:
     return [line[:400] for line in text[-lines:]]
 
 
+def sqlite_trial_reporting(db: Path) -> bool:
+    """Whether a RUNNING trial of the SQLite storage ``db`` has reported an epoch (a study is
+    mid-training). Read-only: opening it with Optuna would create its tables, racing the
+    creation by `tuner run` itself; no file yet is False."""
+    import sqlite3
+
+    with (
+        contextlib.suppress(sqlite3.Error),
+        contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c,
+    ):
+        row = c.execute(
+            "SELECT count(*) FROM trials t JOIN trial_intermediate_values v "
+            "ON v.trial_id = t.trial_id WHERE t.state = 'RUNNING'"
+        ).fetchone()
+        return bool(row and row[0])
+    return False
+
+
 def sqlalchemy_url(url: str) -> str:
     """A PostgreSQL URL with the psycopg 3 driver named (as MLflow's server needs it)."""
     return url.replace("postgresql://", "postgresql+psycopg://", 1)
