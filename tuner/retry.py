@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage, get_storage
 from optuna.storages._heartbeat import BaseHeartbeat  # public in use (fail_stale_trials), not named
 
 from tuner.errors import FatalError, brief
@@ -176,12 +176,10 @@ def retrying_storage(storage: Any) -> Any:
     with every call retried through transient errors: what a study loaded on it does reads as
     plain calls. Attributes other than the storage API (``engine``, the heartbeat settings) are
     the RDB storage's."""
-    import optuna
-
-    if not isinstance(storage, optuna.storages.RDBStorage):
+    if not isinstance(storage, RDBStorage):
         return storage  # a gRPC proxy client: no database errors to retry here, no heartbeat
     # the API's methods are set on the class below, from Optuna's base classes
-    return RetryingStorage(optuna.storages.get_storage(storage), storage)  # type: ignore[abstract]
+    return RetryingStorage(get_storage(storage), storage)  # type: ignore[abstract]
 
 
 class _Unretried(threading.local):
