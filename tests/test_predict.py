@@ -210,13 +210,16 @@ def test_a_model_of_another_input_shape_is_refused_in_one_line() -> None:
     from tuner.predict import _check_fits
 
     model = tiny_lstm(window=4, features=2)
-    _check_fits(model, 4, 2, "runs:/x/model")  # its own shape: fine
+    _check_fits(model, (4, 2), "runs:/x/model", "windows")  # its own shape: fine
     for window, features in ((5, 2), (4, 3)):
         with pytest.raises(InputError) as info:
-            _check_fits(model, window, features, "runs:/x/model")
+            what = f"windows of {window} steps x {features} features"
+            _check_fits(model, (window, features), "runs:/x/model", what)
         message = str(info.value)
         assert message.startswith("runs:/x/model: the model takes inputs of shape (None, 4, 2)")
         assert f"{window} steps x {features} features" in message and "\n" not in message
+    with pytest.raises(InputError, match="describes raw text"):  # a text card, a window model
+        _check_fits(model, (1,), "runs:/x/model", "raw text, one string per row")
 
 
 def test_predictions_say_their_split_what_was_filled_in_and_when_the_future_is(

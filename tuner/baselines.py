@@ -13,6 +13,10 @@ Classify: ``majority`` (the training split's most frequent class) and ``nearest_
 (1-NN, Euclidean, on the scaled sequences of the training split; at most ``NN_MAX_REFERENCE`` of
 them, evenly spread, on large sets).
 
+Text: ``majority`` and ``bag_of_words``, a logistic regression on TF-IDF word unigrams and
+bigrams of the training split (token ids taken as words), the classic text classifier an LSTM
+has to beat.
+
 A baseline informs; it never steers the search (nothing here is reported to Optuna).
 """
 
@@ -27,7 +31,7 @@ from tuner import windowing
 from tuner.ridge import fit_ridge_ar
 
 if TYPE_CHECKING:
-    from tuner.data import Dataset, Sequences, Series
+    from tuner.data import Dataset, Sequences, Series, Texts
 
 NN_MAX_REFERENCE = 5_000  # training sequences 1-NN compares with, at most
 # A season is an autocorrelation peak (of the detrended training split) at least this high, and
@@ -197,20 +201,60 @@ def classify_baselines(seqs: Sequences) -> dict[str, dict[str, float]]:
     std[std == 0] = 1.0
     scaled = ((seqs.x - mean) / std).reshape(len(seqs.x), -1)
     y = seqs.y
-    k = len(seqs.classes)
-    freq = np.bincount(y[train], minlength=k) / len(train)
-    majority = int(np.argmax(freq))
     reference = train
     if len(train) > NN_MAX_REFERENCE:  # a fixed, evenly spread sample keeps 1-NN affordable
         reference = train[np.linspace(0, len(train) - 1, NN_MAX_REFERENCE).round().astype(int)]
-    out: dict[str, dict[str, float]] = {"majority": {}, "nearest_neighbour": {}}
+    out = {"majority": majority(y, len(seqs.classes), seqs.splits), "nearest_neighbour": {}}
     for split, idx in (("val", val), ("test", test)):
-        out["majority"][f"{split}_accuracy"] = float(np.mean(y[idx] == majority))
-        p = np.clip(freq[y[idx]], 1e-7, 1.0)
-        out["majority"][f"{split}_loss"] = float(-np.mean(np.log(p)))
         pred = y[reference][nearest(scaled[reference], scaled[idx])]
         out["nearest_neighbour"][f"{split}_accuracy"] = float(np.mean(pred == y[idx]))
     return out
+
+
+def majority(y: np.ndarray, k: int, splits: tuple[np.ndarray, ...]) -> dict[str, float]:
+    """The training split's most frequent class: its accuracy and the crossentropy of
+    predicting the training split's class frequencies, on validation and test."""
+    train, val, test = splits
+    freq = np.bincount(y[train], minlength=k) / len(train)
+    out: dict[str, float] = {}
+    for split, idx in (("val", val), ("test", test)):
+        out[f"{split}_accuracy"] = float(np.mean(y[idx] == int(np.argmax(freq))))
+        out[f"{split}_loss"] = float(-np.mean(np.log(np.clip(freq[y[idx]], 1e-7, 1.0))))
+    return out
+
+
+def text_baselines(texts: Texts) -> dict[str, dict[str, float]]:
+    """``{"majority": .., "bag_of_words": ..}`` with ``val_/test_accuracy`` and ``_loss``."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    if texts.tokens is not None:  # ids as words: "12 5 7"
+        docs = [" ".join(map(str, row[row != 0])) for row in texts.tokens]
+    else:
+        assert texts.texts is not None
+        docs = list(texts.texts)
+    train, val, test = texts.splits
+    vectorizer = TfidfVectorizer(
+        ngram_range=(1, 2), min_df=2, max_features=100_000, token_pattern=r"(?u)\b\w+\b"
+    )
+    try:
+        features = vectorizer.fit_transform([docs[i] for i in train])
+    except ValueError:  # no word seen twice: fall back to every word
+        vectorizer.set_params(min_df=1)
+        features = vectorizer.fit_transform([docs[i] for i in train])
+    model = LogisticRegression(max_iter=1000).fit(features, texts.y[train])
+    k = len(texts.classes)
+    words: dict[str, float] = {}
+    for split, idx in (("val", val), ("test", test)):
+        p = model.predict_proba(vectorizer.transform([docs[i] for i in idx]))
+        words[f"{split}_accuracy"] = float(np.mean(model.classes_[p.argmax(1)] == texts.y[idx]))
+        words[f"{split}_loss"] = float(
+            log_loss(texts.y[idx], p, labels=model.classes_)
+            if len(model.classes_) == k
+            else math.nan
+        )
+    return {"majority": majority(texts.y, k, texts.splits), "bag_of_words": words}
 
 
 def nearest(reference: np.ndarray, queries: np.ndarray, chunk: int = 256) -> np.ndarray:
@@ -230,10 +274,13 @@ def nearest(reference: np.ndarray, queries: np.ndarray, chunk: int = 256) -> np.
 def compute(dataset: Dataset, window: int, season: int | None = None) -> dict[str, Any]:
     """The baselines of a study, as stored on it: ``{"task", "period", "scores": {...},
     "best": name, "metric": the error they are compared on, "mase_scale"?}``."""
-    if dataset.task == "classify":
-        scores = classify_baselines(dataset)  # type: ignore[arg-type]
+    if dataset.task in ("classify", "text"):
+        if dataset.task == "classify":
+            scores = classify_baselines(dataset)  # type: ignore[arg-type]
+        else:
+            scores = text_baselines(dataset)  # type: ignore[arg-type]
         best = max(scores, key=lambda n: scores[n]["val_accuracy"])
-        return {"task": "classify", "scores": scores, "best": best, "metric": "accuracy"}
+        return {"task": dataset.task, "scores": scores, "best": best, "metric": "accuracy"}
     series: Series = dataset  # type: ignore[assignment]
     period = season or detect_period(series.values[series.splits[0], series.target_index[0]])
     scores = forecast_baselines(series, window, period)

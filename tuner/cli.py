@@ -454,6 +454,7 @@ def _prepare(a: argparse.Namespace) -> Any:
         features=tuple(_names(a.features)) if a.features else None,
         time=a.time,
         id=a.id,
+        text=a.text,
         horizon=a.horizon,
         val_fraction=a.val_fraction,
         test_fraction=a.test_fraction,
@@ -596,10 +597,12 @@ def _parser() -> argparse.ArgumentParser:
 
     def define(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("space", help="search space YAML (see search_spaces/)")
-        sp.add_argument("--data", required=True, help="CSV or Parquet table (classify: also .npz)")
+        sp.add_argument(
+            "--data", required=True, help="CSV or Parquet table (classify, text: also .npz)"
+        )
         sp.add_argument(
             "--target",
-            help="column(s) to predict, comma-separated (classify: the label column of a table)",
+            help="column(s) to predict, comma-separated (classify, text: the label column)",
         )
         sp.add_argument(
             "--features",
@@ -607,6 +610,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("--time", help="column to order rows by")
         sp.add_argument("--id", help="classify tables: the column naming each sequence")
+        sp.add_argument("--text", help="text tables: the column holding the texts")
         sp.add_argument("--horizon", type=int, default=1, help="steps ahead to forecast (1)")
         sp.add_argument("--val-fraction", type=float, default=0.15, help="validation share (0.15)")
         sp.add_argument("--test-fraction", type=float, default=0.15, help="test share (0.15)")
@@ -724,7 +728,9 @@ def _parser() -> argparse.ArgumentParser:
     pred = sub.add_parser("predict", help="predict on a table with the best trial's model")
     study_arg(pred)
     pred.add_argument("--trial", type=int, help="use this trial's model (default: the best's)")
-    pred.add_argument("--data", required=True, help="CSV or Parquet table (classify: also .npz)")
+    pred.add_argument(
+        "--data", required=True, help="CSV or Parquet table (classify, text: also .npz)"
+    )
     pred.add_argument("-o", "--output", required=True, help="predictions file: .csv or .parquet")
     stores(pred)
     pred.set_defaults(func=cmd_predict)

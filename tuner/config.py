@@ -44,6 +44,10 @@ class TrialConfig:
     fcn: bool = False
     fcn_filters: int = 64
     pooling: str = "last"
+    # text: the token ids' embedding (the sequence length is ``window``)
+    vocab_size: int = 20_000
+    embedding_dim: int = 128
+    mask_padding: bool = True
     # data
     window: int = 24
     batch_size: int = 32
@@ -107,7 +111,7 @@ class ParamSpec:
     choices: tuple[str, ...] | None = None  # allowed strings (None: free, or checked by Keras)
     keras: str | None = None  # "initializer" or "activation": names are checked against Keras
     when: tuple[str, tuple[Any, ...]] | None = None
-    tasks: tuple[str, ...] = ("forecast", "classify")
+    tasks: tuple[str, ...] = ("forecast", "classify", "text")
     doc: str = field(default="", compare=False)
 
     def default(self, name: str) -> Any:
@@ -123,6 +127,7 @@ LOSSES = ("mse", "mae", "huber")
 RESIDUALS = ("none", "last", "mean", "ridge")
 FRONTENDS = ("none", "conv")
 POOLINGS = ("last", "mean", "attention")
+NUMERIC = ("forecast", "classify")  # the tasks whose inputs are numbers (not tokens)
 
 PARAMS: dict[str, ParamSpec] = {
     "layers": ParamSpec(int, 1, 8, doc="number of stacked LSTM layers"),
@@ -166,27 +171,55 @@ PARAMS: dict[str, ParamSpec] = {
         doc="add a trainable linear autoregression of the window to the output (LSTNet)",
     ),
     "frontend": ParamSpec(
-        str, choices=FRONTENDS, doc="conv: a strided Conv1D before the LSTMs (downsampling)"
+        str,
+        choices=FRONTENDS,
+        tasks=NUMERIC,
+        doc="conv: a strided Conv1D before the LSTMs (downsampling)",
     ),
-    "conv_filters": ParamSpec(int, 1, 4096, when=("frontend", ("conv",))),
-    "conv_kernel": ParamSpec(int, 1, 1024, when=("frontend", ("conv",))),
-    "conv_stride": ParamSpec(int, 1, 1024, when=("frontend", ("conv",))),
+    "conv_filters": ParamSpec(int, 1, 4096, when=("frontend", ("conv",)), tasks=NUMERIC),
+    "conv_kernel": ParamSpec(int, 1, 1024, when=("frontend", ("conv",)), tasks=NUMERIC),
+    "conv_stride": ParamSpec(int, 1, 1024, when=("frontend", ("conv",)), tasks=NUMERIC),
     "fcn": ParamSpec(
         bool,
+        tasks=NUMERIC,
         doc="a parallel fully convolutional branch (three Conv1D + BatchNorm + ReLU blocks, "
         "global average pooling) concatenated with the LSTMs' output: LSTM-FCN",
     ),
     "fcn_filters": ParamSpec(
-        int, 1, 4096, when=("fcn", (True,)), doc="filters of the FCN blocks: f, 2f, f"
+        int,
+        1,
+        4096,
+        when=("fcn", (True,)),
+        tasks=NUMERIC,
+        doc="filters of the FCN blocks: f, 2f, f",
     ),
     "pooling": ParamSpec(
         str,
         choices=POOLINGS,
         doc="what the head reads: the last state, the mean of all states, or attention pooling",
     ),
-    "window": ParamSpec(int, 1, 100_000, doc="sequence length fed to the LSTM"),
+    "vocab_size": ParamSpec(
+        int,
+        3,
+        10_000_000,
+        tasks=("text",),
+        doc="tokens kept (the most frequent in the training split, padding and "
+        "out-of-vocabulary included); rarer ones become the out-of-vocabulary id",
+    ),
+    "embedding_dim": ParamSpec(int, 1, 4096, tasks=("text",), doc="size of each token's vector"),
+    "mask_padding": ParamSpec(
+        bool,
+        tasks=("text",),
+        doc="the LSTMs skip the padding at the end of short texts (right-padded: the cuDNN "
+        "kernel still applies)",
+    ),
+    "window": ParamSpec(
+        int, 1, 100_000, doc="sequence length fed to the LSTM (text: tokens per text)"
+    ),
     "batch_size": ParamSpec(int, 1, 65_536),
-    "scaler": ParamSpec(str, choices=SCALERS, doc="fitted on the training split only"),
+    "scaler": ParamSpec(
+        str, choices=SCALERS, tasks=NUMERIC, doc="fitted on the training split only"
+    ),
     "loss": ParamSpec(str, choices=LOSSES, tasks=("forecast",)),
     "optimizer": ParamSpec(str, choices=OPTIMIZERS),
     "learning_rate": ParamSpec(float, 1e-8, 1e4),

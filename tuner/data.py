@@ -1,12 +1,14 @@
 """Read the user's data, check it, split it, and scale it on the training split only.
 
-Two tasks:
+Three tasks:
 
 - forecast: a CSV or Parquet table; ``target`` columns are predicted ``horizon`` steps ahead from
   a window of every input column (features and the targets' own history). Split in time order.
 - classify: labelled sequences, from an ``.npz`` (``X``: samples x timesteps x features, ``y``)
   or a long table (one row per timestep: ``id`` column, feature columns, label column ``target``).
   Split stratified by label.
+- text: labelled texts, from a table (``text`` column, label column ``target``) or an ``.npz`` of
+  token ids (``X``: samples x length, integers, 0 is padding; ``y``). Split stratified by label.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tuner import windowing
 from tuner.errors import InputError
 
 if TYPE_CHECKING:
+    from tuner.config import TrialConfig
     from tuner.ridge import Ridge
 
 NAN_POLICIES = ("fail", "drop", "interpolate")
@@ -36,6 +39,7 @@ class DataOptions:
     features: tuple[str, ...] | None = None
     time: str | None = None
     id: str | None = None
+    text: str | None = None
     horizon: int = 1
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -50,6 +54,7 @@ class DataOptions:
             "features": None if self.features is None else list(self.features),
             "time": self.time,
             "id": self.id,
+            "text": self.text,
             "horizon": self.horizon,
             "val_fraction": self.val_fraction,
             "test_fraction": self.test_fraction,
@@ -111,7 +116,8 @@ class Arrays:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    scaler: Scaler
+    scaler: Scaler | None  # None for token ids
+    vectorizer: Any = None  # text: the TextVectorization that made the token ids from raw text
 
 
 @dataclass
@@ -126,10 +132,14 @@ class Series:
     _cache: dict[tuple[str, int], Arrays] = field(default_factory=dict, repr=False)
     _ridges: dict[tuple[str, int], Ridge] = field(default_factory=dict, repr=False)
     task = "forecast"
+    default_window = None  # a forecast's window is always the space's
 
     @property
     def n_outputs(self) -> int:
         return self.horizon * len(self.target_index)
+
+    def for_config(self, config: TrialConfig) -> Arrays:
+        return self.arrays(config.scaler, config.window)
 
     def fingerprint(self) -> str:
         return _digest(self.values, self.columns, self.target_index, self.horizon)
@@ -142,6 +152,7 @@ class Series:
             from tuner.ridge import fit_ridge_ar
 
             a = self.arrays(scaler, window)
+            assert a.scaler is not None
             scale = np.tile(a.scaler.scale[self.target_index], self.horizon)
             self._ridges[key] = fit_ridge_ar(a.x_train, a.y_train, a.x_val, a.y_val, scale)
         return self._ridges[key]
@@ -177,6 +188,14 @@ class Sequences:
     def n_outputs(self) -> int:
         return 1 if len(self.classes) == 2 else len(self.classes)
 
+    @property
+    def default_window(self) -> int:
+        """Without a window in the space, a classifier reads the whole sequence."""
+        return int(self.x.shape[1])
+
+    def for_config(self, config: TrialConfig) -> Arrays:
+        return self.arrays(config.scaler, config.window)
+
     def fingerprint(self) -> str:
         return _digest(self.x, self.y, [str(c) for c in self.classes])
 
@@ -201,7 +220,111 @@ class Sequences:
         return self._cache[key]
 
 
-Dataset = Series | Sequences
+@dataclass
+class Texts:
+    """Labelled texts: raw ``texts`` (tokenized by a ``TextVectorization`` whose vocabulary is
+    adapted on the training split only) or ``tokens``, token ids (samples x length, 0 is
+    padding); ``y`` class indices. A trial's token ids are right-padded (padding after the
+    text, as the cuDNN kernel needs with a mask) to its ``window`` and its ``vocab_size``."""
+
+    y: np.ndarray
+    classes: list[Any]
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray]
+    texts: np.ndarray | None = None  # object array of str
+    tokens: np.ndarray | None = None  # int64, right-padded with 0
+    _vocabulary: list[str] = field(default_factory=list, repr=False)
+    _complete: bool = field(default=False, repr=False)  # the vocabulary holds every token
+    _cache: dict[tuple[int, int], Arrays] = field(default_factory=dict, repr=False)
+    task = "text"
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if len(self.classes) == 2 else len(self.classes)
+
+    @property
+    def default_window(self) -> int:
+        """Without a window in the space: the training texts' 95th-percentile length in
+        tokens (whitespace-separated words for raw text), so few are cut and padding is short."""
+        train = self.splits[0]
+        if self.tokens is not None:
+            lengths = (self.tokens[train] != 0).sum(axis=1)
+        else:
+            assert self.texts is not None
+            lengths = np.array([len(t.split()) for t in self.texts[train]])
+        return max(1, int(np.ceil(np.percentile(lengths, 95))))
+
+    def for_config(self, config: TrialConfig) -> Arrays:
+        return self.arrays(config.vocab_size, config.window)
+
+    def fingerprint(self) -> str:
+        if self.tokens is not None:
+            return _digest(self.tokens, self.y, [str(c) for c in self.classes])
+        assert self.texts is not None
+        return _digest("\x00".join(self.texts.tolist()), self.y, [str(c) for c in self.classes])
+
+    def vocabulary(self, size: int) -> list[str]:
+        """The ``size`` most frequent tokens of the training texts, padding ``""`` and the
+        out-of-vocabulary ``[UNK]`` first (``TextVectorization``'s order); adapted once (again
+        only for a larger size)."""
+        if len(self._vocabulary) < size and not self._complete:
+            from keras.layers import TextVectorization
+
+            assert self.texts is not None
+            layer = TextVectorization(max_tokens=size)
+            layer.adapt(self.texts[self.splits[0]], batch_size=1024)
+            self._vocabulary = [str(t) for t in layer.get_vocabulary()]
+            self._complete = len(self._vocabulary) < size  # every token of the split is in
+        return self._vocabulary[:size]
+
+    def vectorizer(self, vocab_size: int, length: int) -> Any:
+        """A ``TextVectorization`` with the training split's vocabulary, cut or padded (at the
+        end) to ``length`` tokens."""
+        from keras.layers import TextVectorization
+
+        return TextVectorization(
+            vocabulary=self.vocabulary(vocab_size)[2:], output_sequence_length=length
+        )
+
+    def arrays(self, vocab_size: int, window: int) -> Arrays:
+        """Token ids of each split, ``window`` per text; cached per choice."""
+        key = (vocab_size, window)
+        if key not in self._cache:
+            vectorizer = None
+            if self.tokens is not None:
+                ids = fit_tokens(self.tokens, vocab_size, window)
+            else:
+                vectorizer = self.vectorizer(vocab_size, window)
+                assert self.texts is not None
+                ids = np.asarray(vectorizer(self.texts), dtype=np.int32)
+            train, val, test = self.splits
+            self._cache[key] = Arrays(
+                ids[train],
+                self.y[train],
+                ids[val],
+                self.y[val],
+                ids[test],
+                self.y[test],
+                scaler=None,
+                vectorizer=vectorizer,
+            )
+        return self._cache[key]
+
+
+def fit_tokens(tokens: np.ndarray, vocab_size: int, length: int) -> np.ndarray:
+    """Token ids right-padded (each row's non-zero ids first, in order), cut or padded with 0 to
+    ``length``, ids at or beyond ``vocab_size`` replaced by 1 (out of vocabulary).
+
+    >>> fit_tokens(np.array([[0, 0, 5, 9, 2]]), vocab_size=8, length=4).tolist()
+    [[5, 1, 2, 0]]
+    """
+    order = np.argsort(tokens == 0, axis=1, kind="stable")
+    packed = np.take_along_axis(tokens, order, axis=1)[:, :length]
+    if packed.shape[1] < length:
+        packed = np.pad(packed, ((0, 0), (0, length - packed.shape[1])))
+    return np.where(packed >= vocab_size, 1, packed).astype(np.int32)
+
+
+Dataset = Series | Sequences | Texts
 
 
 def load(options: DataOptions, max_window: int) -> Dataset:
@@ -216,6 +339,8 @@ def load(options: DataOptions, max_window: int) -> Dataset:
             raise InputError(f"must be in (0, 0.5), got {v!r}", field=f"--{name.replace('_', '-')}")
     if options.task == "classify":
         return _load_sequences(options, max_window)
+    if options.task == "text":
+        return _load_texts(options)
     return _load_series(options, max_window)
 
 
@@ -231,7 +356,7 @@ def read_table(path: str) -> Any:
     if suffix not in TABLE_SUFFIXES:
         raise InputError(
             f"unknown file type {suffix!r}; valid: {', '.join(TABLE_SUFFIXES)} "
-            "(classify also .npz)",
+            "(classify and text also .npz)",
             source=path,
         )
     try:
@@ -357,7 +482,97 @@ def _load_sequences(options: DataOptions, max_window: int) -> Sequences:
     )
 
 
-def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
+def _load_texts(options: DataOptions) -> Texts:
+    src = options.path
+    if src.lower().endswith(".npz"):
+        x, y = _read_npz(src, dtype=None)
+        if x.ndim != 2:
+            raise InputError(
+                f"X must be token ids, samples x length, got shape {x.shape}", source=src, field="X"
+            )
+        if not np.issubdtype(x.dtype, np.integer):
+            raise InputError(
+                f"X must hold integer token ids, got {x.dtype} (raw text goes in a table column "
+                "named with --text)",
+                source=src,
+                field="X",
+            )
+        if x.size and x.min() < 0:
+            raise InputError(f"token ids must be >= 0, found {x.min()}", source=src, field="X")
+        if len(x) != len(y):
+            raise InputError(f"X has {len(x)} samples but y has {len(y)}", source=src, field="y")
+        texts, tokens, label = (
+            None,
+            fit_tokens(x.astype(np.int64), np.iinfo(np.int64).max, x.shape[1]),
+            "y",
+        )
+    else:
+        texts, y, label = _table_texts(options)
+        tokens = None
+    classes, y_idx = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise InputError(
+            f"a classification needs at least 2 classes, found {len(classes)}: {classes.tolist()}",
+            source=src,
+            field=label,
+        )
+    splits = _stratified_split(y_idx, options.val_fraction, options.test_fraction, src)
+    return Texts(
+        y=y_idx.astype(np.int64),
+        classes=classes.tolist(),
+        splits=splits,
+        texts=texts,
+        tokens=tokens,
+    )
+
+
+def _table_texts(options: DataOptions) -> tuple[np.ndarray, np.ndarray, str]:
+    """The text column (as str) and the label column of a table, after the NaN policy."""
+    src = options.path
+    df = read_table(src)
+    if options.text is None:
+        raise InputError(
+            "name the column holding the texts with --text", source=src, field="--text"
+        )
+    if len(options.target) != 1:
+        raise InputError(
+            "name exactly one label column with --target", source=src, field="--target"
+        )
+    label = options.target[0]
+    _require_columns(df, [options.text, label], src)
+    column = df[options.text]
+    if _is_numeric(column) and column.notna().any():
+        raise InputError(
+            f"column holds numbers, not text (first value {column.dropna().iloc[0]!r})",
+            source=src,
+            field=options.text,
+        )
+    missing = df[[options.text, label]].isna().to_numpy()
+    if missing.any():
+        if options.nan == "drop":
+            df = df[~missing.any(axis=1)].reset_index(drop=True)
+        else:
+            row, col = np.argwhere(missing)[0]
+            what = (
+                "--nan drop"
+                if options.nan == "fail"
+                else "--nan drop (nothing to interpolate in text)"
+            )
+            raise InputError(
+                f"no value at {_where(df, row, src)} (use {what})",
+                source=src,
+                field=(options.text, label)[col],
+            )
+    if len(df) == 0:
+        raise InputError("no rows left after dropping those with no value", source=src)
+    texts = df[options.text].astype(str).to_numpy(dtype=object)
+    labels = df[label].to_numpy()
+    if labels.dtype == object:
+        labels = labels.astype(str)
+    return texts, labels, label
+
+
+def _read_npz(path: str, dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
     if Path(path).is_dir():
         raise InputError("is a directory; name the data file in it", source=path)
     if not Path(path).is_file():
@@ -367,7 +582,7 @@ def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
             missing = [k for k in ("X", "y") if k not in f]
             if missing:
                 raise InputError(f"missing arrays {missing}; has {list(f.keys())}", source=path)
-            return np.asarray(f["X"], dtype=np.float64), np.asarray(f["y"])
+            return np.asarray(f["X"], dtype=dtype), np.asarray(f["y"])
     except InputError:
         raise
     except Exception as e:  # unreadable file, or object arrays that would need pickle

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tuner.data import Dataset, Series
+from tuner.data import Dataset, Series, Texts
 from tuner.records import EPOCHS_RUN, ModelCard
 from tuner.training import Report, TrainResult
 
@@ -36,6 +36,15 @@ class Fit:
             best = self.result.history[self.result.best_epoch]
             out.update({f"best_{k}": v for k, v in best.items() if k.startswith("val_")})
         return out
+
+    def saved_model(self) -> keras.Model:
+        """The model as it is saved: a text model behind its ``TextVectorization`` (it takes
+        raw text), any other as it trained."""
+        if self.arrays.vectorizer is None:
+            return self.model
+        from tuner.model import text_model
+
+        return text_model(self.model, self.arrays.vectorizer)
 
     def test(self, batch_size: int, last: int | None = None) -> dict[str, float]:
         """Loss and metrics on the test split (``test_*``), one pass; on its ``last`` windows
@@ -74,7 +83,7 @@ def fit(
     from tuner.training import train
 
     seed_everything(config.seed)
-    arrays = dataset.arrays(config.scaler, config.window)
+    arrays = dataset.for_config(config)
     series = dataset if isinstance(dataset, Series) else None
     ridge = None
     if series is not None and config.residual == "ridge":
@@ -115,8 +124,13 @@ def model_card(
     dataset: Dataset, config: TrialConfig, scaler: Any, data_spec: dict[str, Any]
 ) -> ModelCard:
     """What ``tuner predict`` needs besides the model: task, window, scaler, data options and
-    the columns (forecast) or classes (classify)."""
-    common = {"task": dataset.task, "window": config.window, "scaler": scaler.to_json()}
+    the columns (forecast) or classes (classify, text; a token-id text model: its vocabulary
+    size, as ids beyond it are out of vocabulary)."""
+    common = {
+        "task": dataset.task,
+        "window": config.window,
+        "scaler": {} if scaler is None else scaler.to_json(),
+    }
     if isinstance(dataset, Series):
         return ModelCard(
             **common,
@@ -124,6 +138,10 @@ def model_card(
             columns=list(dataset.columns),
             target_index=list(dataset.target_index),
             horizon=dataset.horizon,
+        )
+    if isinstance(dataset, Texts):
+        return ModelCard(
+            **common, data=data_spec, classes=list(dataset.classes), vocab_size=config.vocab_size
         )
     return ModelCard(**common, data=data_spec, classes=list(dataset.classes))
 

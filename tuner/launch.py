@@ -53,9 +53,13 @@ class Joined:
 
 
 def max_window(space: Space) -> int:
-    """The longest window a trial of ``space`` can draw (classify without a window: 1, the whole
-    sequence)."""
-    if space.task == "classify" and "window" not in space.searched and "window" not in space.fixed:
+    """The longest window a trial of ``space`` can draw (classify and text without a window: 1;
+    a trial reads the whole sequence, or the texts' usual length)."""
+    if (
+        space.task in ("classify", "text")
+        and "window" not in space.searched
+        and "window" not in space.fixed
+    ):
         return 1
     return int(max(space.candidates("window")))
 

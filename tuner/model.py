@@ -5,7 +5,7 @@ Keras 3 only (``import keras``), so the same code runs on TensorFlow (default), 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def build_model(
     config: TrialConfig,
     task: str,
-    input_shape: tuple[int, int],
+    input_shape: tuple[int, ...],
     n_outputs: int,
     *,
     target_index: list[int] | None = None,
@@ -30,8 +30,11 @@ def build_model(
 ) -> keras.Model:
     """Stacked (optionally bidirectional) LSTMs and a dense head, with the options around them.
 
-    forecast: ``Dense(n_outputs)`` (horizon x targets, linear). classify: ``Dense(1, sigmoid)``
-    for two classes (``n_outputs == 1``), else ``Dense(n_outputs, softmax)``.
+    forecast: ``Dense(n_outputs)`` (horizon x targets, linear). classify and text:
+    ``Dense(1, sigmoid)`` for two classes (``n_outputs == 1``), else ``Dense(n_outputs, softmax)``.
+    text: ``input_shape`` is ``(window,)`` token ids, read by an ``Embedding`` (``vocab_size`` x
+    ``embedding_dim``) that masks the padding (id 0) when ``mask_padding``: the LSTMs skip it,
+    mean and attention pooling leave it out.
     ``return_sequences`` is set on every layer but the last (on every layer when the head pools
     over time). Around the LSTMs, each off by default:
 
@@ -51,12 +54,25 @@ def build_model(
     import keras
 
     L = keras.layers
-    window, features = input_shape
     reg = None
     if config.l1 or config.l2:
         reg = keras.regularizers.L1L2(l1=config.l1, l2=config.l2)
-    inputs = keras.Input(shape=input_shape, name="window")
-    x = inputs
+    mask = None  # text: where the tokens are not padding (for attention pooling)
+    if task == "text":
+        inputs = keras.Input(shape=input_shape, dtype="int32", name="tokens")
+        x = L.Embedding(
+            config.vocab_size,
+            config.embedding_dim,
+            mask_zero=config.mask_padding,
+            name="embedding",
+        )(inputs)
+        if config.mask_padding:
+            mask = keras.ops.expand_dims(keras.ops.not_equal(inputs, 0), -1)
+        window, features = input_shape[0], config.embedding_dim
+    else:
+        window, features = input_shape
+        inputs = keras.Input(shape=input_shape, name="window")
+        x = inputs
     stat = None  # the per-window statistic a last/mean residual adds back
     if task == "forecast" and config.residual in ("last", "mean"):
         if config.residual == "last":
@@ -102,7 +118,8 @@ def build_model(
     if config.pooling == "mean":
         x = L.GlobalAveragePooling1D(name="mean_pool")(x)
     elif config.pooling == "attention":  # softmax over time of a learned score, then a sum
-        weights = L.Softmax(axis=1, name="attention")(L.Dense(1, name="score")(x))
+        score = L.Dense(1, name="score")(x)
+        weights = L.Softmax(axis=1, name="attention")(score, mask=mask)
         x = L.Flatten(name="attended")(L.Dot(axes=1, name="attention_pool")([weights, x]))
     if config.fcn:
         y = branch
@@ -111,7 +128,7 @@ def build_model(
             y = L.BatchNormalization(name=f"fcn_norm_{j}")(y)
             y = L.Activation("relu", name=f"fcn_relu_{j}")(y)
         x = L.Concatenate(name="lstm_fcn")([x, L.GlobalAveragePooling1D(name="fcn_pool")(y)])
-    if task == "classify":
+    if task in ("classify", "text"):
         activation = "sigmoid" if n_outputs == 1 else "softmax"
         outputs = L.Dense(n_outputs, activation=activation, name="head")(x)
         return keras.Model(inputs, outputs, name="lstm_tuner")
@@ -140,6 +157,15 @@ def build_model(
     if len(terms) > 1:
         outputs = L.Add(name="forecast")(terms)
     return keras.Model(inputs, outputs, name="lstm_tuner")
+
+
+def text_model(model: keras.Model, vectorizer: Any) -> keras.Model:
+    """``model`` behind the ``TextVectorization`` that made its token ids: the saved model takes
+    raw strings (``batch x 1``), so ``tuner predict`` and a user's own code feed it text."""
+    import keras
+
+    inputs = keras.Input(shape=(1,), dtype="string", name="text")
+    return keras.Model(inputs, model(vectorizer(inputs)), name="lstm_tuner_text")
 
 
 def selection(features: int, target_index: list[int], n_outputs: int) -> np.ndarray:

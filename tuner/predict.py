@@ -116,7 +116,8 @@ def predict(
     beyond the table), and per target ``<target>_pred`` in the target's own units and
     ``<target>_actual`` (the table's value after its NaN policy; empty beyond the table).
     classify: one row per sequence: ``sequence``, ``predicted`` (a class), ``p_<class>`` per class,
-    and ``actual`` where the data has labels.
+    and ``actual`` where the data has labels. text: the same, one row per text (``row``: its row
+    in the table or ``.npz``).
     """
     model_uri = _model_uri(study, trial_number)
     from tuner.tracking import Tracker
@@ -133,8 +134,18 @@ def predict(
             raise InputError(f"cannot read {records.CARD_FILE}: {e}", source=model_uri) from None
         card = records.ModelCard.from_json(text, model_uri)
         model = load_model(folder / records.MODEL_FILE)
-    _check_fits(model, int(card.window), card.features, model_uri)
     options = data.DataOptions.from_spec(card.data, data_path)
+    if card.task == "text":
+        # a model of raw text holds its TextVectorization: it takes one string per row
+        if options.text is not None:
+            _check_fits(model, (1,), model_uri, "raw text, one string per row")
+        else:
+            _check_fits(model, (int(card.window),), model_uri, f"{card.window} token ids a text")
+        return _text(model, card, options)
+    window, features = int(card.window), card.features
+    _check_fits(
+        model, (window, features), model_uri, f"windows of {window} steps x {features} features"
+    )
     scaler = data.Scaler(
         card.scaler["kind"],
         np.asarray(card.scaler["center"], dtype=np.float64),
@@ -145,19 +156,19 @@ def predict(
     return _forecast(model, card, options, scaler)
 
 
-def _check_fits(model: keras.Model, window: int, features: int, src: str) -> None:
-    """The model must take ``(batch, window, features)`` as its ``preprocess.json`` says; a model
-    file swapped for another would otherwise fail inside Keras with a traceback."""
+def _check_fits(model: keras.Model, want: tuple[int, ...], src: str, what: str) -> None:
+    """The model must take ``(batch, *want)`` as its ``preprocess.json`` says (``what``, in
+    words); a model file swapped for another would otherwise fail inside Keras with a
+    traceback."""
     shape = getattr(model, "input_shape", None)
-    want = (window, features)
     if (
         not isinstance(shape, tuple)
-        or len(shape) != 3
+        or len(shape) != len(want) + 1
         or any(got is not None and got != w for got, w in zip(shape[1:], want, strict=True))
     ):
         raise InputError(
-            f"the model takes inputs of shape {shape}, but preprocess.json describes windows of "
-            f"{window} steps x {features} features: the model file is not this trial's",
+            f"the model takes inputs of shape {shape}, but preprocess.json describes {what}: "
+            "the model file is not this trial's",
             source=src,
         )
 
@@ -309,7 +320,6 @@ def _read_series(
 def _classify(
     model: keras.Model, card: records.ModelCard, options: data.DataOptions, scaler: data.Scaler
 ) -> pd.DataFrame:
-    import pandas as pd
 
     classes: list[Any] = list(card.classes)
     window = int(card.window)
@@ -328,8 +338,18 @@ def _classify(
     f = x.shape[2]
     scaled = scaler.transform(x.reshape(-1, f)).reshape(x.shape)
     out = model.predict(scaled, batch_size=1024, verbose=0)
+    return _labelled("sequence", ids, out, classes, actual)
+
+
+def _labelled(
+    name: str, ids: Any, out: np.ndarray, classes: list[Any], actual: Any
+) -> pd.DataFrame:
+    """One row per input: ``name`` (its id), ``predicted``, ``p_<class>`` per class and
+    ``actual`` (where known), from the model's output (one sigmoid, or a softmax per class)."""
+    import pandas as pd
+
     probs = np.hstack([1 - out, out]) if out.shape[1] == 1 else out
-    table: dict[str, Any] = {"sequence": ids, "predicted": [classes[i] for i in probs.argmax(1)]}
+    table: dict[str, Any] = {name: ids, "predicted": [classes[i] for i in probs.argmax(1)]}
     for i, c in enumerate(classes):
         table[f"p_{c}"] = probs[:, i]
     if actual is not None:
@@ -337,28 +357,81 @@ def _classify(
     return pd.DataFrame(table)
 
 
+def _text(model: keras.Model, card: records.ModelCard, options: data.DataOptions) -> pd.DataFrame:
+    """Raw text (a table's ``--text`` column; rows with none are refused, or skipped under
+    ``--nan drop``) or token ids (an ``.npz``'s ``X``, fitted to the model's length and
+    vocabulary as in training)."""
+    src = options.path
+    if options.text is None:
+        x, actual = _read_arrays(src)
+        if x.ndim != 2 or not np.issubdtype(x.dtype, np.integer) or (x.size and x.min() < 0):
+            raise InputError(
+                f"X must be token ids (samples x length, integers >= 0), got {x.dtype} of shape "
+                f"{x.shape}",
+                source=src,
+                field="X",
+            )
+        ids = data.fit_tokens(x.astype(np.int64), int(card.vocab_size), int(card.window))
+        out = model.predict(ids, batch_size=1024, verbose=0)
+        return _labelled("row", np.arange(len(x)), out, list(card.classes), actual)
+    df = data.read_table(src)
+    data._require_columns(df, [options.text], src)
+    rows = np.arange(len(df))
+    missing = df[options.text].isna().to_numpy()
+    if missing.any():
+        if options.nan != "drop":
+            where = data._where(df, int(np.argmax(missing)), src)
+            raise InputError(
+                f"no text at {where} (the study's NaN policy is {options.nan!r}; --nan drop "
+                "skips such rows)",
+                source=src,
+                field=options.text,
+            )
+        df, rows = df[~missing], rows[~missing]
+    import keras
+
+    texts = np.array(df[options.text].astype(str).tolist(), dtype=object)[:, None]
+    # Keras's predict() refuses string arrays; the model itself takes them, in batches
+    out = np.concatenate(
+        [
+            keras.ops.convert_to_numpy(model(texts[i : i + 1024], training=False))
+            for i in range(0, len(texts), 1024)
+        ]
+    )
+    label = options.target[0] if options.target else None
+    actual = df[label].to_numpy() if label in df.columns else None
+    return _labelled("row", rows, out, list(card.classes), actual)
+
+
 def _read_sequences(options: data.DataOptions) -> tuple[np.ndarray, np.ndarray | None, Any]:
     """``X`` (labels ``y`` are optional) from an ``.npz``, or a long table as in training."""
     src = options.path
     if src.lower().endswith(".npz"):
-        if not Path(src).is_file():
-            raise InputError("no such file", source=src)
+        x, y = _read_arrays(src)
         try:
-            with np.load(src, allow_pickle=False) as f:
-                if "X" not in f:
-                    raise InputError(f"no array X; has {list(f.keys())}", source=src)
-                x = np.asarray(f["X"], dtype=np.float64)
-                y = np.asarray(f["y"]) if "y" in f else None
-        except InputError:
-            raise
-        except Exception as e:  # unreadable, or object arrays that would need pickle
-            raise InputError(f"cannot read the arrays: {e}", source=src) from None
-        return x, y, np.arange(len(x))
+            return x.astype(np.float64), y, np.arange(len(x))
+        except (ValueError, TypeError) as e:
+            raise InputError(f"X is not numeric: {e}", source=src, field="X") from None
     x, y = data._table_sequences(options)  # needs the label column, as in training
     df = data.read_table(src)
     if options.time is not None:
         df = df.sort_values([options.id, options.time], kind="stable")
     return x, y, _unique(df[options.id])
+
+
+def _read_arrays(src: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``X`` and, if present, ``y`` of an ``.npz`` (no pickles)."""
+    if not Path(src).is_file():
+        raise InputError("no such file", source=src)
+    try:
+        with np.load(src, allow_pickle=False) as f:
+            if "X" not in f:
+                raise InputError(f"no array X; has {list(f.keys())}", source=src)
+            return np.asarray(f["X"]), (np.asarray(f["y"]) if "y" in f else None)
+    except InputError:
+        raise
+    except Exception as e:  # unreadable, or object arrays that would need pickle
+        raise InputError(f"cannot read the arrays: {e}", source=src) from None
 
 
 def _unique(column: Any) -> np.ndarray:

@@ -122,28 +122,35 @@ class StudySpec:
 class ModelCard:
     """What ``tuner predict`` needs besides the model file (``preprocess.json``, plain JSON):
     the task, the window, the scaler and data options, and the columns (forecast) or the
-    classes (classify)."""
+    classes (classify, text); a text model of token ids, its vocabulary size."""
 
     task: str
     window: int
-    scaler: dict[str, Any]  # ``Scaler.to_json()``: kind, center, scale
+    scaler: dict[str, Any]  # ``Scaler.to_json()``: kind, center, scale (text: empty)
     data: dict[str, Any]  # ``DataOptions.to_spec()``
     columns: list[str] = field(default_factory=list)
     target_index: list[int] = field(default_factory=list)
     horizon: int = 1
     classes: list[Any] = field(default_factory=list)
+    vocab_size: int = 0
 
     @property
     def features(self) -> int:
-        return len(self.columns) if self.task != "classify" else len(self.scaler["center"])
+        """Numbers per time step of the model's input (text: 1, a token id)."""
+        if self.task == "forecast":
+            return len(self.columns)
+        return len(self.scaler["center"]) if self.task == "classify" else 1
 
     def to_json(self) -> str:
         out = dataclasses.asdict(self)
-        if self.task == "classify":
-            for key in ("columns", "target_index", "horizon"):
+        keep = {
+            "forecast": ("columns", "target_index", "horizon"),
+            "classify": ("classes",),
+            "text": ("classes", "vocab_size"),
+        }[self.task]
+        for key in ("columns", "target_index", "horizon", "classes", "vocab_size"):
+            if key not in keep:
                 del out[key]
-        else:
-            del out["classes"]
         return json.dumps(out, indent=2)
 
     @classmethod

@@ -43,9 +43,8 @@ def config_of(
 
     import optuna
 
-    from tuner.data import Sequences
-
-    defaults = {"window": dataset.x.shape[1]} if isinstance(dataset, Sequences) else {}
+    window = dataset.default_window
+    defaults = {} if window is None else {"window": window}
     recorded = trial.user_attrs.get(records.SEED, space.seed + trial.number)
     config = sample(
         optuna.trial.FixedTrial(trial.params, trial.number),

@@ -2,7 +2,7 @@
 
 A space file looks like::
 
-    task: forecast            # forecast | classify
+    task: forecast            # forecast | classify | text
     epochs: 30                # epoch budget of every trial
     sampler: tpe              # or {name: tpe, n_startup_trials: 10}
     pruner: {name: median, n_warmup_steps: 3}
@@ -40,13 +40,14 @@ from tuner import strategies
 from tuner.config import CUDNN_REQUIRES, PARAMS, ParamSpec
 from tuner.errors import InputError
 
-TASKS = ("forecast", "classify")
+TASKS = ("forecast", "classify", "text")
 # Objective per task: its direction. The first is the default. A forecast's val_loss is in
 # scaled units of the trial's own loss, so it only compares trials with one scaler and one loss;
 # val_mae_original (the validation MAE in the target's units) compares any two trials.
 OBJECTIVES: dict[str, dict[str, Literal["minimize", "maximize"]]] = {
     "forecast": {"val_mae_original": "minimize", "val_loss": "minimize"},
     "classify": {"val_loss": "minimize", "val_accuracy": "maximize"},
+    "text": {"val_loss": "minimize", "val_accuracy": "maximize"},
 }
 TOP_LEVEL = (
     "name",
@@ -261,8 +262,8 @@ def parse_space(raw: Any, *, source: str, lines: Lines | None = None) -> Space:
             if task != "forecast":
                 raise err(
                     path,
-                    "window: auto applies to forecasts (a classifier reads the "
-                    "whole sequence unless a window is set)",
+                    "window: auto applies to forecasts (a classifier reads the whole "
+                    "sequence, a text model its texts' usual length, unless a window is set)",
                 )
             continue  # resolved from the data before the study starts
         if isinstance(value, (list, dict)):

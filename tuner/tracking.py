@@ -23,6 +23,7 @@ import os
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ BASELINE_COLUMNS = {
         "test_rmse_original",
     ),
     "classify": ("val_accuracy", "test_accuracy", "val_loss", "test_loss"),
+    "text": ("val_accuracy", "test_accuracy", "val_loss", "test_loss"),
 }
 
 
@@ -235,7 +237,9 @@ class Tracker:
         }
         for name, plot in figures.items():
             try:
-                fig = plot(study)
+                with warnings.catch_warnings():  # "importance may be inaccurate" on few trials
+                    warnings.simplefilter("ignore", UserWarning)
+                    fig = plot(study)
             except (ValueError, RuntimeError, ZeroDivisionError):
                 continue  # e.g. importances need two complete trials with varied parameters
             self.client.log_figure(parent_run_id, fig, f"plots/{name}.html")

@@ -102,7 +102,7 @@ def loss_and_metrics(
     """
     import keras
 
-    if task == "classify":
+    if task in ("classify", "text"):
         loss = "binary_crossentropy" if n_outputs == 1 else "sparse_categorical_crossentropy"
         return loss, ["accuracy"]
     losses = {"mse": "mse", "mae": "mae", "huber": keras.losses.Huber()}
@@ -167,7 +167,9 @@ def train(
 
     x_train, y_train = cycled(arrays.x_train, arrays.y_train, config)
     steps = math.ceil(len(x_train) / config.batch_size)
-    scale = output_scale(arrays.scaler, target_index, horizon) if target_index is not None else None
+    scale = None
+    if target_index is not None and arrays.scaler is not None:
+        scale = output_scale(arrays.scaler, target_index, horizon)
     loss, metrics = loss_and_metrics(config, task, n_outputs, scale)
     model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=metrics)
     epochs = Epochs()

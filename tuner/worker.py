@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 
 from tuner import liveness, outcome, records
 from tuner import study as studies
-from tuner.data import Dataset, Sequences
+from tuner.data import Dataset
 from tuner.errors import FatalError, brief
 from tuner.liveness import TakenOver
 from tuner.log import log
@@ -150,7 +150,7 @@ class Worker:
         retry_of = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
         seed = outcome.trial_seed(self.space.seed, trial.number, retry_of)
         ds = self.dataset
-        defaults = {"window": ds.x.shape[1]} if isinstance(ds, Sequences) else {}
+        defaults = {} if ds.default_window is None else {"window": ds.default_window}
         config = sample(
             trial, self.space, max_epochs=self.spec.max_epochs, seed=seed, defaults=defaults
         )
@@ -293,7 +293,7 @@ class Worker:
             done.test(config.batch_size, shared_test_windows(self.dataset, self.space))
         )
         card = model_card(self.dataset, config, done.arrays.scaler, self.spec.data)
-        uri = run.log_model(done.model, card)
+        uri = run.log_model(done.saved_model(), card)
         try:
             if uri is not None:
                 trial.set_user_attr(records.MODEL_URI, uri)
