@@ -98,8 +98,7 @@ def fit(arrays: Arrays, report, epochs=4):
         objective="val_mae_original",
         direction="minimize",
         report=report,
-        target_index=[0],
-        horizon=1,
+        scale=np.ones(1),
     )
 
 
@@ -126,7 +125,8 @@ def test_best_value_is_the_best_epoch() -> None:
 def test_errors_in_original_units_come_with_the_passes_and_match_numpy() -> None:
     """mae_original / rmse_original are compiled metrics: each epoch's validation pass and
     ``evaluate`` give them, in the target's units (two targets, two steps ahead)."""
-    from tuner.training import evaluate, loss_and_metrics, output_scale
+    from tuner.data import output_scale
+    from tuner.training import evaluate, loss_and_metrics
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(37, 6, 3)).astype("float32")

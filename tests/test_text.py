@@ -17,7 +17,9 @@ from tuner.space import parse_space
 
 
 def text_options(path: Path, **kw) -> DataOptions:
-    return DataOptions(path=str(path), task="text", **{"text": "review", "target": ("label",), **kw})
+    return DataOptions(
+        path=str(path), task="text", **{"text": "review", "target": ("label",), **kw}
+    )
 
 
 @pytest.fixture
@@ -92,7 +94,9 @@ def test_bad_token_arrays_are_refused(tmp_path: Path, x: np.ndarray, says: str) 
 def test_token_ids_from_an_npz(tmp_path: Path) -> None:
     path = tmp_path / "ids.npz"
     rng = np.random.default_rng(0)
-    x = np.where(np.arange(12) < rng.integers(3, 12, size=(40, 1)), rng.integers(1, 50, (40, 12)), 0)
+    x = np.where(
+        np.arange(12) < rng.integers(3, 12, size=(40, 1)), rng.integers(1, 50, (40, 12)), 0
+    )
     np.savez(path, X=x[:, ::-1], y=np.arange(40) % 3)  # left-padded, as pad_sequences makes them
     texts = load(DataOptions(path=str(path), task="text"), 1)
     assert texts.tokens is not None and texts.n_outputs == 3

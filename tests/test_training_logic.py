@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from tuner.data import Scaler
+from tuner.data import Scaler, output_scale
 from tuner.tracking import RUN_STATUS
-from tuner.training import best_of, output_scale, verdict
+from tuner.training import best_of, verdict
 
 
 def test_verdict_catches_nan_and_inf_in_loss_or_objective() -> None:

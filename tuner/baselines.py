@@ -13,6 +13,11 @@ Classify: ``majority`` (the training split's most frequent class) and ``nearest_
 (1-NN, Euclidean, on the scaled sequences of the training split; at most ``NN_MAX_REFERENCE`` of
 them, evenly spread, on large sets).
 
+Tag (a target per step): labels, ``majority`` and ``per_step`` (a logistic regression on each
+step's scaled inputs alone); values, ``mean`` (the training split's mean of each target) and
+``per_step`` (a ridge regression on each step's inputs alone). What an LSTM adds over
+``per_step`` is what it reads from the steps around.
+
 Text: ``majority`` and ``bag_of_words``, a logistic regression on TF-IDF word unigrams and
 bigrams of the training split (token ids taken as words), the classic text classifier an LSTM
 has to beat.
@@ -31,7 +36,7 @@ from tuner import windowing
 from tuner.ridge import fit_ridge_ar
 
 if TYPE_CHECKING:
-    from tuner.data import Dataset, Sequences, Series, Texts
+    from tuner.data import Dataset, Sequences, Series, Steps, Texts
 
 NN_MAX_REFERENCE = 5_000  # training sequences 1-NN compares with, at most
 # A season is an autocorrelation peak (of the detrended training split) at least this high, and
@@ -213,9 +218,10 @@ def classify_baselines(seqs: Sequences) -> dict[str, dict[str, float]]:
 
 def majority(y: np.ndarray, k: int, splits: tuple[np.ndarray, ...]) -> dict[str, float]:
     """The training split's most frequent class: its accuracy and the crossentropy of
-    predicting the training split's class frequencies, on validation and test."""
+    predicting the training split's class frequencies, on validation and test (``y``: a label
+    per sample, or per step of each sample)."""
     train, val, test = splits
-    freq = np.bincount(y[train], minlength=k) / len(train)
+    freq = np.bincount(y[train].ravel(), minlength=k) / y[train].size
     out: dict[str, float] = {}
     for split, idx in (("val", val), ("test", test)):
         out[f"{split}_accuracy"] = float(np.mean(y[idx] == int(np.argmax(freq))))
@@ -257,6 +263,52 @@ def text_baselines(texts: Texts) -> dict[str, dict[str, float]]:
     return {"majority": majority(texts.y, k, texts.splits), "bag_of_words": words}
 
 
+STEP_MAX_ROWS = 200_000  # steps the per-step baselines are fitted on, at most
+
+
+def step_baselines(steps: Steps) -> dict[str, dict[str, float]]:
+    """Labels: ``majority`` and ``per_step`` (accuracy; majority also loss); values: ``mean``
+    and ``per_step`` (MAE and RMSE in the targets' units)."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    train, val, test = steps.splits
+    f = steps.x.shape[2]
+    flat = steps.x[train].reshape(-1, f)
+    mean, std = flat.mean(axis=0), flat.std(axis=0)
+    std[std == 0] = 1.0
+
+    def rows(idx: np.ndarray) -> np.ndarray:
+        return ((steps.x[idx] - mean) / std).reshape(-1, f)
+
+    x_train = rows(train)
+    pick = np.arange(len(x_train))
+    if len(pick) > STEP_MAX_ROWS:  # an evenly spread sample keeps the fit affordable
+        pick = np.linspace(0, len(pick) - 1, STEP_MAX_ROWS).round().astype(int)
+    if steps.labels:
+        y_train = steps.y[train].ravel()[pick]
+        model = LogisticRegression(max_iter=500).fit(x_train[pick], y_train)
+        per_step = {
+            f"{split}_accuracy": float(np.mean(model.predict(rows(idx)) == steps.y[idx].ravel()))
+            for split, idx in (("val", val), ("test", test))
+        }
+        return {
+            "majority": majority(steps.y, len(steps.classes), steps.splits),
+            "per_step": per_step,
+        }
+    o = steps.y.shape[2]
+    ridge = Ridge(alpha=1.0).fit(x_train[pick], steps.y[train].reshape(-1, o)[pick])
+    center = steps.y[train].reshape(-1, o).mean(axis=0)
+    out: dict[str, dict[str, float]] = {"mean": {}, "per_step": {}}
+    for split, idx in (("val", val), ("test", test)):
+        actual = steps.y[idx].reshape(-1, o)
+        fitted = ridge.predict(rows(idx)).reshape(-1, o)  # one target: sklearn gives (n,)
+        for name, pred in (("mean", center[None, :]), ("per_step", fitted)):
+            err = actual - pred
+            out[name][f"{split}_mae_original"] = float(np.mean(np.abs(err)))
+            out[name][f"{split}_rmse_original"] = float(np.sqrt(np.mean(err**2)))
+    return out
+
+
 def nearest(reference: np.ndarray, queries: np.ndarray, chunk: int = 256) -> np.ndarray:
     """Index in ``reference`` of each query's nearest row (Euclidean), in chunks of queries."""
     ref_sq = np.einsum("ij,ij->i", reference, reference)
@@ -274,6 +326,12 @@ def nearest(reference: np.ndarray, queries: np.ndarray, chunk: int = 256) -> np.
 def compute(dataset: Dataset, window: int, season: int | None = None) -> dict[str, Any]:
     """The baselines of a study, as stored on it: ``{"task", "period", "scores": {...},
     "best": name, "metric": the error they are compared on, "mase_scale"?}``."""
+    if dataset.task == "tag":
+        scores = step_baselines(dataset)  # type: ignore[arg-type]
+        metric = dataset.metric
+        pick = max if metric == "accuracy" else min
+        best = pick(scores, key=lambda n: scores[n][f"val_{metric}"])
+        return {"task": "tag", "scores": scores, "best": best, "metric": metric}
     if dataset.task in ("classify", "text"):
         if dataset.task == "classify":
             scores = classify_baselines(dataset)  # type: ignore[arg-type]
@@ -296,6 +354,12 @@ def compute(dataset: Dataset, window: int, season: int | None = None) -> dict[st
     }
 
 
+def metric_of(baselines: dict[str, Any]) -> str:
+    """What the baselines are compared on: ``mae_original`` (an error) or ``accuracy``."""
+    default = "mae_original" if baselines.get("task") == "forecast" else "accuracy"
+    return str(baselines.get("metric", default))
+
+
 def skill(baselines: dict[str, Any], trial_metrics: dict[str, float]) -> dict[str, float]:
     """How the trial compares: ``skill_val`` / ``skill_test`` are the trial's error over the
     best baseline's (below 1: the trial is better; for classifiers the error is 1 - accuracy),
@@ -303,7 +367,7 @@ def skill(baselines: dict[str, Any], trial_metrics: dict[str, float]) -> dict[st
     out: dict[str, float] = {}
     best = baselines["scores"][baselines["best"]]
     for split in ("val", "test"):
-        if baselines["task"] == "forecast":
+        if metric_of(baselines) == "mae_original":
             mine = trial_metrics.get(
                 f"best_{split}_mae_original", trial_metrics.get(f"{split}_mae_original")
             )
@@ -336,7 +400,7 @@ def compare(baselines: dict[str, Any], trial_attrs: dict[str, Any] | None) -> di
     if trial_attrs is None:
         return out
     out["skill"] = skill(baselines, trial_attrs)
-    forecast = baselines["task"] == "forecast"
+    forecast = metric_of(baselines) == "mae_original"  # an error (forecasts, per-step values)
     key = "test_mae_original" if forecast else "test_accuracy"
     what = "test MAE" if forecast else "test accuracy"
     mine = trial_attrs.get(key)

@@ -111,7 +111,7 @@ class ParamSpec:
     choices: tuple[str, ...] | None = None  # allowed strings (None: free, or checked by Keras)
     keras: str | None = None  # "initializer" or "activation": names are checked against Keras
     when: tuple[str, tuple[Any, ...]] | None = None
-    tasks: tuple[str, ...] = ("forecast", "classify", "text")
+    tasks: tuple[str, ...] = ("forecast", "classify", "text", "tag")
     doc: str = field(default="", compare=False)
 
     def default(self, name: str) -> Any:
@@ -127,7 +127,7 @@ LOSSES = ("mse", "mae", "huber")
 RESIDUALS = ("none", "last", "mean", "ridge")
 FRONTENDS = ("none", "conv")
 POOLINGS = ("last", "mean", "attention")
-NUMERIC = ("forecast", "classify")  # the tasks whose inputs are numbers (not tokens)
+CONV = ("forecast", "classify")  # the tasks that take convolutions and pooling over time
 
 PARAMS: dict[str, ParamSpec] = {
     "layers": ParamSpec(int, 1, 8, doc="number of stacked LSTM layers"),
@@ -173,15 +173,15 @@ PARAMS: dict[str, ParamSpec] = {
     "frontend": ParamSpec(
         str,
         choices=FRONTENDS,
-        tasks=NUMERIC,
+        tasks=CONV,
         doc="conv: a strided Conv1D before the LSTMs (downsampling)",
     ),
-    "conv_filters": ParamSpec(int, 1, 4096, when=("frontend", ("conv",)), tasks=NUMERIC),
-    "conv_kernel": ParamSpec(int, 1, 1024, when=("frontend", ("conv",)), tasks=NUMERIC),
-    "conv_stride": ParamSpec(int, 1, 1024, when=("frontend", ("conv",)), tasks=NUMERIC),
+    "conv_filters": ParamSpec(int, 1, 4096, when=("frontend", ("conv",)), tasks=CONV),
+    "conv_kernel": ParamSpec(int, 1, 1024, when=("frontend", ("conv",)), tasks=CONV),
+    "conv_stride": ParamSpec(int, 1, 1024, when=("frontend", ("conv",)), tasks=CONV),
     "fcn": ParamSpec(
         bool,
-        tasks=NUMERIC,
+        tasks=CONV,
         doc="a parallel fully convolutional branch (three Conv1D + BatchNorm + ReLU blocks, "
         "global average pooling) concatenated with the LSTMs' output: LSTM-FCN",
     ),
@@ -190,12 +190,13 @@ PARAMS: dict[str, ParamSpec] = {
         1,
         4096,
         when=("fcn", (True,)),
-        tasks=NUMERIC,
+        tasks=CONV,
         doc="filters of the FCN blocks: f, 2f, f",
     ),
     "pooling": ParamSpec(
         str,
         choices=POOLINGS,
+        tasks=("forecast", "classify", "text"),
         doc="what the head reads: the last state, the mean of all states, or attention pooling",
     ),
     "vocab_size": ParamSpec(
@@ -218,9 +219,17 @@ PARAMS: dict[str, ParamSpec] = {
     ),
     "batch_size": ParamSpec(int, 1, 65_536),
     "scaler": ParamSpec(
-        str, choices=SCALERS, tasks=NUMERIC, doc="fitted on the training split only"
+        str,
+        choices=SCALERS,
+        tasks=("forecast", "classify", "tag"),
+        doc="fitted on the training split only",
     ),
-    "loss": ParamSpec(str, choices=LOSSES, tasks=("forecast",)),
+    "loss": ParamSpec(
+        str,
+        choices=LOSSES,
+        tasks=("forecast", "tag"),
+        doc="forecasts and per-step regressions; classifiers use crossentropy",
+    ),
     "optimizer": ParamSpec(str, choices=OPTIMIZERS),
     "learning_rate": ParamSpec(float, 1e-8, 1e4),
     "weight_decay": ParamSpec(float, 0.0, 1.0, when=("optimizer", ("adamw",))),

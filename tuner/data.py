@@ -1,12 +1,16 @@
 """Read the user's data, check it, split it, and scale it on the training split only.
 
-Three tasks:
+Four tasks:
 
 - forecast: a CSV or Parquet table; ``target`` columns are predicted ``horizon`` steps ahead from
   a window of every input column (features and the targets' own history). Split in time order.
 - classify: labelled sequences, from an ``.npz`` (``X``: samples x timesteps x features, ``y``)
   or a long table (one row per timestep: ``id`` column, feature columns, label column ``target``).
   Split stratified by label.
+- tag: a target per time step (many-to-many), from an ``.npz`` (``X``: samples x timesteps x
+  features; ``y``: samples x timesteps of integer or text labels, sequence labelling, or of
+  decimals, optionally x outputs, sequence regression) or a long table (``id``, ``time``, feature
+  columns, the per-step ``target`` columns). Split at random by sequence.
 - text: labelled texts, from a table (``text`` column, label column ``target``) or an ``.npz`` of
   token ids (``X``: samples x length, integers, 0 is padding; ``y``). Split stratified by label.
 """
@@ -144,6 +148,14 @@ class Series:
     def fingerprint(self) -> str:
         return _digest(self.values, self.columns, self.target_index, self.horizon)
 
+    def output_scale(self, arrays: Arrays) -> np.ndarray:
+        assert arrays.scaler is not None
+        return output_scale(arrays.scaler, self.target_index, self.horizon)
+
+    @property
+    def metric(self) -> str:
+        return "mae_original"
+
     def ridge(self, scaler: str, window: int) -> Ridge:
         """The closed-form ridge autoregression of the training windows (scaled units; its lag
         count chosen on validation), which a ``residual: ridge`` trial starts from; cached."""
@@ -152,8 +164,7 @@ class Series:
             from tuner.ridge import fit_ridge_ar
 
             a = self.arrays(scaler, window)
-            assert a.scaler is not None
-            scale = np.tile(a.scaler.scale[self.target_index], self.horizon)
+            scale = self.output_scale(a)
             self._ridges[key] = fit_ridge_ar(a.x_train, a.y_train, a.x_val, a.y_val, scale)
         return self._ridges[key]
 
@@ -195,6 +206,11 @@ class Sequences:
 
     def for_config(self, config: TrialConfig) -> Arrays:
         return self.arrays(config.scaler, config.window)
+
+    def output_scale(self, arrays: Arrays) -> None:
+        return None
+
+    metric = "accuracy"
 
     def fingerprint(self) -> str:
         return _digest(self.x, self.y, [str(c) for c in self.classes])
@@ -256,6 +272,11 @@ class Texts:
     def for_config(self, config: TrialConfig) -> Arrays:
         return self.arrays(config.vocab_size, config.window)
 
+    def output_scale(self, arrays: Arrays) -> None:
+        return None
+
+    metric = "accuracy"
+
     def fingerprint(self) -> str:
         if self.tokens is not None:
             return _digest(self.tokens, self.y, [str(c) for c in self.classes])
@@ -310,6 +331,74 @@ class Texts:
         return self._cache[key]
 
 
+@dataclass
+class Steps:
+    """A target per time step: ``x`` is ``(samples, timesteps, features)``; ``y`` is
+    ``(samples, timesteps)`` class indices (labelling, ``classes`` non-empty) or
+    ``(samples, timesteps, outputs)`` values (regression, named ``targets``), which are
+    standardized on the training split (``y_center``, ``y_scale``) whatever the inputs' scaler,
+    so every trial's loss is in the same units."""
+
+    x: np.ndarray
+    y: np.ndarray
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray]
+    classes: list[Any] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+    y_center: np.ndarray | None = None
+    y_scale: np.ndarray | None = None
+    _cache: dict[tuple[str, int], Arrays] = field(default_factory=dict, repr=False)
+    task = "tag"
+
+    @property
+    def labels(self) -> bool:
+        return bool(self.classes)
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.classes) if self.labels else self.y.shape[2]
+
+    @property
+    def default_window(self) -> int:
+        """Without a window in the space, a trial reads (and predicts) the whole sequence."""
+        return int(self.x.shape[1])
+
+    @property
+    def metric(self) -> str:
+        return "accuracy" if self.labels else "mae_original"
+
+    def for_config(self, config: TrialConfig) -> Arrays:
+        return self.arrays(config.scaler, config.window)
+
+    def output_scale(self, arrays: Arrays) -> np.ndarray | None:
+        return self.y_scale
+
+    def fingerprint(self) -> str:
+        return _digest(self.x, self.y, [str(c) for c in self.classes], self.targets)
+
+    def arrays(self, scaler: str, window: int) -> Arrays:
+        """The last ``window`` steps of each sequence and of its targets; inputs scaled on
+        train (targets of a regression standardized once, on train); cached per choice."""
+        key = (scaler, window)
+        if key not in self._cache:
+            x = self.x[:, -window:, :]
+            y = self.y[:, -window:]
+            f = x.shape[2]
+            train, val, test = self.splits
+            sc = Scaler.fit(scaler, x[train].reshape(-1, f))
+            scaled = sc.transform(x.reshape(-1, f)).reshape(x.shape)
+            if not self.labels:
+                assert self.y_center is not None and self.y_scale is not None
+                y = ((y - self.y_center) / self.y_scale).astype(np.float32)
+            parts = [(scaled[s], y[s]) for s in (train, val, test)]
+            self._cache[key] = Arrays(*parts[0], *parts[1], *parts[2], scaler=sc)
+        return self._cache[key]
+
+
+def output_scale(scaler: Scaler, target_index: list[int], horizon: int) -> np.ndarray:
+    """Scale of each forecast output; outputs are step-major (step 0's targets, step 1's, ...)."""
+    return np.tile(scaler.scale[target_index], horizon)
+
+
 def fit_tokens(tokens: np.ndarray, vocab_size: int, length: int) -> np.ndarray:
     """Token ids right-padded (each row's non-zero ids first, in order), cut or padded with 0 to
     ``length``, ids at or beyond ``vocab_size`` replaced by 1 (out of vocabulary).
@@ -324,7 +413,7 @@ def fit_tokens(tokens: np.ndarray, vocab_size: int, length: int) -> np.ndarray:
     return np.where(packed >= vocab_size, 1, packed).astype(np.int32)
 
 
-Dataset = Series | Sequences | Texts
+Dataset = Series | Sequences | Texts | Steps
 
 
 def load(options: DataOptions, max_window: int) -> Dataset:
@@ -341,6 +430,8 @@ def load(options: DataOptions, max_window: int) -> Dataset:
         return _load_sequences(options, max_window)
     if options.task == "text":
         return _load_texts(options)
+    if options.task == "tag":
+        return _load_steps(options, max_window)
     return _load_series(options, max_window)
 
 
@@ -440,30 +531,7 @@ def _load_sequences(options: DataOptions, max_window: int) -> Sequences:
         )
     if len(x) != len(y):
         raise InputError(f"X has {len(x)} samples but y has {len(y)}", source=src, field="y")
-    x = np.where(np.isinf(x), np.nan, x)
-    bad = np.isnan(x).any(axis=(1, 2))
-    if bad.any():
-        if options.nan == "fail":
-            raise InputError(
-                f"NaN in sequence {int(np.argmax(bad))} (use --nan drop or --nan interpolate)",
-                source=src,
-                field="X",
-            )
-        if options.nan == "drop":
-            x, y = x[~bad], y[~bad]
-        else:  # interpolate along time, within each sequence
-            import pandas as pd
-
-            x = np.stack(
-                [pd.DataFrame(s).interpolate(limit_direction="both").to_numpy() for s in x]
-            )
-            if np.isnan(x).any():
-                empty = int(np.argmax(np.isnan(x).any(axis=(1, 2))))
-                raise InputError(
-                    f"sequence {empty} has a feature with no value to interpolate from",
-                    source=src,
-                    field="X",
-                )
+    x, y = _sequence_nans(x, y, options.nan, src)
     classes, y_idx = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise InputError(
@@ -572,6 +640,157 @@ def _table_texts(options: DataOptions) -> tuple[np.ndarray, np.ndarray, str]:
     return texts, labels, label
 
 
+def _sequence_nans(x: np.ndarray, y: np.ndarray, policy: str, src: str) -> tuple[np.ndarray, ...]:
+    """NaN or infinite inputs of sequences (``x``: samples x timesteps x features) under the
+    NaN policy: refused, their sequences dropped (with their ``y``), or interpolated in time."""
+    x = np.where(np.isinf(x), np.nan, x)
+    bad = np.isnan(x).any(axis=(1, 2))
+    if not bad.any():
+        return x, y
+    if policy == "fail":
+        raise InputError(
+            f"NaN in sequence {int(np.argmax(bad))} (use --nan drop or --nan interpolate)",
+            source=src,
+            field="X",
+        )
+    if policy == "drop":
+        return x[~bad], y[~bad]
+    import pandas as pd  # interpolate along time, within each sequence
+
+    x = np.stack([pd.DataFrame(s).interpolate(limit_direction="both").to_numpy() for s in x])
+    if np.isnan(x).any():
+        empty = int(np.argmax(np.isnan(x).any(axis=(1, 2))))
+        raise InputError(
+            f"sequence {empty} has a feature with no value to interpolate from",
+            source=src,
+            field="X",
+        )
+    return x, y
+
+
+def _load_steps(options: DataOptions, max_window: int) -> Steps:
+    """A target per step: labels (integers, text, booleans) or values (decimals)."""
+    src = options.path
+    if src.lower().endswith(".npz"):
+        x, y = _read_npz(src, dtype=None)
+        try:
+            x = x.astype(np.float64)
+        except (ValueError, TypeError):
+            raise InputError(f"X is not numeric ({x.dtype})", source=src, field="X") from None
+        names = ["y"] if y.ndim <= 2 else [f"y_{i}" for i in range(y.shape[2])]
+        field_y = "y"
+    else:
+        x, y, names = _table_steps(options)
+        field_y = options.target[0]
+    if x.ndim != 3:
+        raise InputError(
+            f"X must be samples x timesteps x features, got shape {x.shape}", source=src
+        )
+    if y.shape[:2] != x.shape[:2] or y.ndim > 3:
+        raise InputError(
+            f"y must be samples x timesteps (x outputs), its first two axes X's {x.shape[:2]}; "
+            f"got shape {y.shape}",
+            source=src,
+            field=field_y,
+        )
+    labels = y.dtype.kind in "iubUS"
+    if labels and y.ndim != 2:
+        raise InputError(
+            f"labels are one per step (samples x timesteps), got shape {y.shape}",
+            source=src,
+            field=field_y,
+        )
+    if not labels:
+        y = y.astype(np.float64).reshape(*y.shape[:2], -1)
+        if not np.isfinite(y).all():
+            i, t, _ = np.argwhere(~np.isfinite(y))[0]
+            raise InputError(
+                f"target of sequence {i} at step {t} is not finite", source=src, field=field_y
+            )
+    x, y = _sequence_nans(x, y, options.nan, src)
+    if x.shape[1] < max_window:
+        raise InputError(
+            f"sequences have {x.shape[1]} timesteps, fewer than the largest window ({max_window})",
+            source=src,
+        )
+    splits = _random_split(len(x), options.val_fraction, options.test_fraction, src)
+    if labels:
+        classes, idx = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise InputError(
+                f"labelling needs at least 2 classes, found {len(classes)}: {classes.tolist()}",
+                source=src,
+                field=field_y,
+            )
+        return Steps(
+            x=x.astype(np.float32),
+            y=idx.reshape(y.shape).astype(np.int64),
+            splits=splits,
+            classes=classes.tolist(),
+        )
+    flat = y[splits[0]].reshape(-1, y.shape[2])
+    scale = flat.std(axis=0)
+    return Steps(
+        x=x.astype(np.float32),
+        y=y,
+        splits=splits,
+        targets=names,
+        y_center=flat.mean(axis=0),
+        y_scale=np.where(scale > 0, scale, 1.0),
+    )
+
+
+def _table_steps(options: DataOptions) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Long format with a target per row: labels (one column of integers or text) or values
+    (one or more decimal columns)."""
+    src = options.path
+    df = read_table(src)
+    if options.id is None:
+        raise InputError(
+            "a sequence table needs --id (the column naming each sequence)", source=src
+        )
+    if not options.target:
+        raise InputError(
+            "name the per-step target column(s) with --target", source=src, field="--target"
+        )
+    targets = list(options.target)
+    _require_columns(df, [options.id, *targets, *(options.features or ()), options.time], src)
+    numeric = [_is_numeric(df[t]) and df[t].dtype.kind == "f" for t in targets]
+    if not all(numeric) and len(targets) > 1:
+        raise InputError(
+            "labels (integers or text) are one column; several targets must all be decimals",
+            source=src,
+            field=targets[[not n for n in numeric].index(True)],
+        )
+    for t in targets:
+        if df[t].isna().any():
+            raise InputError(
+                f"no target at {_where(df, int(np.argmax(df[t].isna().to_numpy())), src)}",
+                source=src,
+                field=t,
+            )
+    skip = {options.id, options.time, *targets}
+    features = list(options.features or [c for c in df.columns if c not in skip])
+    groups = _groups(df, options, features, src)
+    x = np.stack([g[features].to_numpy(np.float64) for _, g in groups])
+    y = np.stack([g[targets].to_numpy() for _, g in groups])
+    return x, (y[:, :, 0] if not all(numeric) else y), targets
+
+
+def _random_split(
+    n: int, val_fraction: float, test_fraction: float, src: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sequences split at random (seeded), each split holding at least one."""
+    n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
+    if min(n_test, n_val, n - n_test - n_val) < 1:
+        raise InputError(
+            f"{n} sequences are too few to split into train, validation and test", source=src
+        )
+    order = np.random.default_rng(0).permutation(n)
+    test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
 def _read_npz(path: str, dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
     if Path(path).is_dir():
         raise InputError("is a directory; name the data file in it", source=path)
@@ -605,6 +824,20 @@ def _table_sequences(options: DataOptions) -> tuple[np.ndarray, np.ndarray]:
     _require_columns(df, [options.id, label, *(options.features or ()), options.time], src)
     skip = {options.id, label, options.time}
     features = list(options.features or [c for c in df.columns if c not in skip])
+    groups = _groups(df, options, features, src)
+    labels = groups[label].nunique()
+    if (labels > 1).any():
+        raise InputError(
+            f"sequence {labels[labels > 1].index[0]!r} has several labels", source=src, field=label
+        )
+    x = np.stack([g[features].to_numpy(np.float64) for _, g in groups])
+    y = groups[label].first().to_numpy()
+    return x, y
+
+
+def _groups(df: Any, options: DataOptions, features: list[str], src: str) -> Any:
+    """A long table's rows grouped by ``id`` (in time order), each sequence the same length,
+    every feature numeric."""
     for c in features:
         if not _is_numeric(df[c]):
             raise InputError(
@@ -620,14 +853,7 @@ def _table_sequences(options: DataOptions) -> tuple[np.ndarray, np.ndarray]:
             source=src,
             field=options.id,
         )
-    labels = groups[label].nunique()
-    if (labels > 1).any():
-        raise InputError(
-            f"sequence {labels[labels > 1].index[0]!r} has several labels", source=src, field=label
-        )
-    x = np.stack([g[features].to_numpy(np.float64) for _, g in groups])
-    y = groups[label].first().to_numpy()
-    return x, y
+    return groups
 
 
 def _stratified_split(

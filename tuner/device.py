@@ -26,3 +26,26 @@ def setup_device(gpu: int | None) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     # TensorFlow's Python logger warns about retracing once per new model: every trial.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def import_keras() -> None:
+    """Import Keras (and its backend) once, silencing what TensorFlow's C++ side writes to
+    stderr before its logging is set up ("All log messages before absl::InitializeLog()",
+    oneDNN and CUDA notes: no environment variable stops those) unless
+    ``TF_CPP_MIN_LOG_LEVEL`` asks for them (``--verbose`` sets 0). Python errors of the import
+    still raise, after stderr is back."""
+    import sys
+
+    if "keras" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") < "2":
+        import keras  # noqa: F401
+
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

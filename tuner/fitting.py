@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tuner.data import Dataset, Series, Texts
+from tuner.data import Dataset, Series, Steps, Texts
 from tuner.records import EPOCHS_RUN, ModelCard
 from tuner.training import Report, TrainResult
 
@@ -79,9 +79,11 @@ def fit(
 ) -> Fit:
     """Seed everything from ``config.seed``, build the model (with the closed-form ridge when
     the config starts from it) and train it, calling ``report`` after every epoch."""
+    from tuner.device import import_keras
     from tuner.model import build_model
     from tuner.training import train
 
+    import_keras()  # quietly, the first time
     seed_everything(config.seed)
     arrays = dataset.for_config(config)
     series = dataset if isinstance(dataset, Series) else None
@@ -95,6 +97,7 @@ def fit(
         dataset.n_outputs,
         target_index=series.target_index if series else None,
         ridge=ridge,
+        regression=isinstance(dataset, Steps) and not dataset.labels,
     )
     result = train(
         model,
@@ -105,8 +108,7 @@ def fit(
         objective=objective,
         direction=direction,
         report=report or (lambda epoch, logs: False),
-        target_index=series.target_index if series else None,
-        horizon=series.horizon if series else 1,
+        scale=dataset.output_scale(arrays),
     )
     return Fit(result, model, arrays)
 
@@ -138,6 +140,19 @@ def model_card(
             columns=list(dataset.columns),
             target_index=list(dataset.target_index),
             horizon=dataset.horizon,
+        )
+    if isinstance(dataset, Steps):
+        if dataset.labels:
+            return ModelCard(**common, data=data_spec, classes=list(dataset.classes))
+        assert dataset.y_center is not None and dataset.y_scale is not None
+        return ModelCard(
+            **common,
+            data=data_spec,
+            targets=list(dataset.targets),
+            target_scaler={
+                "center": dataset.y_center.tolist(),
+                "scale": dataset.y_scale.tolist(),
+            },
         )
     if isinstance(dataset, Texts):
         return ModelCard(

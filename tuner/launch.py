@@ -53,15 +53,27 @@ class Joined:
 
 
 def max_window(space: Space) -> int:
-    """The longest window a trial of ``space`` can draw (classify and text without a window: 1;
-    a trial reads the whole sequence, or the texts' usual length)."""
-    if (
-        space.task in ("classify", "text")
-        and "window" not in space.searched
-        and "window" not in space.fixed
-    ):
+    """The longest window a trial of ``space`` can draw (classify, tag and text without a
+    window: 1; a trial reads the whole sequence, or the texts' usual length)."""
+    if space.task != "forecast" and "window" not in space.searched and "window" not in space.fixed:
         return 1
     return int(max(space.candidates("window")))
+
+
+def check_objective(space: Space, dataset: Dataset) -> None:
+    """A per-step task's objective must fit its data: accuracy for labels, the MAE in the
+    targets' units for values."""
+    if space.task != "tag":
+        return
+    wrong = {"accuracy": "val_mae_original", "mae_original": "val_accuracy"}[dataset.metric]
+    if space.objective == wrong:
+        kind = "labels" if dataset.metric == "accuracy" else "values (decimals)"
+        raise InputError(
+            f"{wrong} does not apply: the data's targets are {kind}; use val_loss or "
+            f"val_{dataset.metric}",
+            source=space.source,
+            field="objective",
+        )
 
 
 def prepare(
@@ -91,6 +103,7 @@ def prepare(
         log.info("note: %s", line)
     options = replace(options, task=space.task)
     dataset = data.load(options, 1 if space.window_auto else max_window(space))
+    check_objective(space, dataset)
     window_auto = space.window_auto
     if window_auto:
         space = _auto_window(space, dataset, season, dataset_path=options.path)

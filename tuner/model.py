@@ -27,11 +27,14 @@ def build_model(
     *,
     target_index: list[int] | None = None,
     ridge: Ridge | None = None,
+    regression: bool = False,
 ) -> keras.Model:
     """Stacked (optionally bidirectional) LSTMs and a dense head, with the options around them.
 
     forecast: ``Dense(n_outputs)`` (horizon x targets, linear). classify and text:
     ``Dense(1, sigmoid)`` for two classes (``n_outputs == 1``), else ``Dense(n_outputs, softmax)``.
+    tag: every LSTM returns its sequence and a ``TimeDistributed(Dense)`` head gives each step a
+    softmax over the classes, or (``regression``) ``n_outputs`` linear values.
     text: ``input_shape`` is ``(window,)`` token ids, read by an ``Embedding`` (``vocab_size`` x
     ``embedding_dim``) that masks the padding (id 0) when ``mask_padding``: the LSTMs skip it,
     mean and attention pooling leave it out.
@@ -90,7 +93,7 @@ def build_model(
             name="frontend",
         )(x)
     branch = x  # the FCN branch reads what the LSTMs read (shortened by the front end)
-    pooled = config.pooling != "last"
+    pooled = config.pooling != "last" or task == "tag"  # every step's state goes on
     for i, units in enumerate(config.units, start=1):
         lstm = L.LSTM(
             units,
@@ -115,6 +118,10 @@ def build_model(
             x = lstm(x)
         if config.layer_dropout:
             x = L.Dropout(config.layer_dropout, seed=config.seed + i, name=f"drop_{i}")(x)
+    if task == "tag":
+        head = L.Dense(n_outputs, activation=None if regression else "softmax")
+        outputs = L.TimeDistributed(head, name="head")(x)
+        return keras.Model(inputs, outputs, name="lstm_tuner")
     if config.pooling == "mean":
         x = L.GlobalAveragePooling1D(name="mean_pool")(x)
     elif config.pooling == "attention":  # softmax over time of a learned score, then a sum

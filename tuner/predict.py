@@ -62,6 +62,9 @@ def load_model(path: str | Path) -> keras.Model:
     # compile_config is skipped: compile=False never reads it (and it names plain functions).
     _check_config({k: v for k, v in config.items() if k != "compile_config"}, src)
 
+    from tuner.device import import_keras
+
+    import_keras()  # quietly, the first time
     import keras
 
     try:
@@ -117,7 +120,9 @@ def predict(
     ``<target>_actual`` (the table's value after its NaN policy; empty beyond the table).
     classify: one row per sequence: ``sequence``, ``predicted`` (a class), ``p_<class>`` per class,
     and ``actual`` where the data has labels. text: the same, one row per text (``row``: its row
-    in the table or ``.npz``).
+    in the table or ``.npz``). tag: one row per (sequence, step) of the last ``window`` steps:
+    ``sequence``, ``step`` (or the time), then ``predicted``, ``p_<class>`` and ``actual``
+    (labels) or ``<target>_pred`` and ``<target>_actual`` (values, in the targets' units).
     """
     model_uri = _model_uri(study, trial_number)
     from tuner.tracking import Tracker
@@ -153,6 +158,8 @@ def predict(
     )
     if card.task == "classify":
         return _classify(model, card, options, scaler)
+    if card.task == "tag":
+        return _tag(model, card, options, scaler)
     return _forecast(model, card, options, scaler)
 
 
@@ -417,6 +424,92 @@ def _read_sequences(options: data.DataOptions) -> tuple[np.ndarray, np.ndarray |
     if options.time is not None:
         df = df.sort_values([options.id, options.time], kind="stable")
     return x, y, _unique(df[options.id])
+
+
+def _tag(
+    model: keras.Model, card: records.ModelCard, options: data.DataOptions, scaler: data.Scaler
+) -> pd.DataFrame:
+    import pandas as pd
+
+    window = int(card.window)
+    x, actual, ids, steps = _read_steps(options, card)
+    src = options.path
+    if x.ndim != 3 or x.shape[1] < window or x.shape[2] != len(scaler.center):
+        raise InputError(
+            f"sequences of shape {x.shape[1:]} do not fit the model (at least {window} "
+            f"timesteps, {len(scaler.center)} features)",
+            source=src,
+        )
+    if not np.isfinite(x).all():
+        bad = int(np.argmax(~np.isfinite(x).all(axis=(1, 2))))
+        raise InputError(f"sequence {bad} has NaN or infinite values", source=src)
+    x, steps = x[:, -window:, :], steps[:, -window:]
+    scaled = scaler.transform(x.reshape(-1, x.shape[2])).reshape(x.shape)
+    out = model.predict(scaled, batch_size=1024, verbose=0)
+    n = len(x) * window
+    table: dict[str, Any] = {
+        "sequence": np.repeat(ids, window),
+        options.time or "step": steps.reshape(-1),
+    }
+    if actual is not None:
+        actual = actual[:, -window:]
+    if card.classes:
+        probs = out.reshape(n, -1)
+        classes = list(card.classes)
+        table["predicted"] = [classes[i] for i in probs.argmax(1)]
+        for i, c in enumerate(classes):
+            table[f"p_{c}"] = probs[:, i]
+        if actual is not None:
+            table["actual"] = actual.reshape(-1)
+        return pd.DataFrame(table)
+    center = np.asarray(card.target_scaler["center"], dtype=np.float64)
+    scale = np.asarray(card.target_scaler["scale"], dtype=np.float64)
+    values = out.reshape(n, len(card.targets)) * scale + center
+    for j, name in enumerate(card.targets):
+        table[f"{name}_pred"] = values[:, j]
+    if actual is not None:
+        actual = actual.reshape(n, -1)
+        for j, name in enumerate(card.targets):
+            table[f"{name}_actual"] = actual[:, j]
+    return pd.DataFrame(table)
+
+
+def _read_steps(
+    options: data.DataOptions, card: records.ModelCard
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """``X``, the targets where the data has them, each sequence's id and each step's label
+    (its time, or its index): an ``.npz``, or a long table read as in training (the target
+    columns may be absent)."""
+    src = options.path
+    if src.lower().endswith(".npz"):
+        x, y = _read_arrays(src)
+        try:
+            x = x.astype(np.float64)
+        except (ValueError, TypeError) as e:
+            raise InputError(f"X is not numeric: {e}", source=src, field="X") from None
+        if x.ndim != 3:
+            raise InputError(f"X must be samples x timesteps x features, got {x.shape}", source=src)
+        steps = np.tile(np.arange(x.shape[1]), (len(x), 1))
+        return x, y, np.arange(len(x)), steps
+    df = data.read_table(src)
+    if options.id is None:
+        raise InputError("the study's data had no --id column", source=src)
+    targets = list(options.target)
+    data._require_columns(df, [options.id, options.time, *(options.features or ())], src)
+    skip = {options.id, options.time, *targets}
+    features = list(options.features or [c for c in df.columns if c not in skip])
+    groups = data._groups(df, options, features, src)
+    x = np.stack([g[features].to_numpy(np.float64) for _, g in groups])
+    known = all(t in df.columns for t in targets)
+    y = np.stack([g[targets].to_numpy() for _, g in groups]) if known else None
+    if y is not None and card.classes:
+        y = y[:, :, 0]
+    if options.time is not None:
+        steps = np.stack([g[options.time].to_numpy() for _, g in groups])
+    else:
+        steps = np.tile(np.arange(x.shape[1]), (len(x), 1))
+    ids = np.asarray([key for key, _ in groups])
+    return x, y, ids, steps
 
 
 def _read_arrays(src: str) -> tuple[np.ndarray, np.ndarray | None]:

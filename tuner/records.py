@@ -133,13 +133,16 @@ class ModelCard:
     horizon: int = 1
     classes: list[Any] = field(default_factory=list)
     vocab_size: int = 0
+    # tag regression: the targets' names and their standardization (center, scale)
+    targets: list[str] = field(default_factory=list)
+    target_scaler: dict[str, Any] = field(default_factory=dict)
 
     @property
     def features(self) -> int:
         """Numbers per time step of the model's input (text: 1, a token id)."""
         if self.task == "forecast":
             return len(self.columns)
-        return len(self.scaler["center"]) if self.task == "classify" else 1
+        return len(self.scaler["center"]) if self.task in ("classify", "tag") else 1
 
     def to_json(self) -> str:
         out = dataclasses.asdict(self)
@@ -147,8 +150,10 @@ class ModelCard:
             "forecast": ("columns", "target_index", "horizon"),
             "classify": ("classes",),
             "text": ("classes", "vocab_size"),
+            "tag": ("classes", "targets", "target_scaler"),
         }[self.task]
-        for key in ("columns", "target_index", "horizon", "classes", "vocab_size"):
+        optional = ("columns", "target_index", "horizon", "classes", "vocab_size")
+        for key in (*optional, "targets", "target_scaler"):
             if key not in keep:
                 del out[key]
         return json.dumps(out, indent=2)

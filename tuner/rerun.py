@@ -115,7 +115,7 @@ def retrain(
         raise InputError(f"study {study.study_name!r} has no complete trial", field="--study")
     reverse = space.direction == "maximize"
     best = sorted(complete, key=lambda t: float(t.value or 0.0), reverse=reverse)[:top]
-    test_key = "test_mae_original" if dataset.task == "forecast" else "test_accuracy"
+    test_key = f"test_{dataset.metric}"
     out = []
     for trial in best:
         base = trial.user_attrs.get(records.SEED, space.seed + trial.number)

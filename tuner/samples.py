@@ -5,6 +5,11 @@
 negation flips the adjective after it ("not good"), and after "but" the second clause decides
 ("good screen but awful battery" is negative). A bag of single words cannot read either; an
 LSTM can.
+
+``python -m tuner.samples tags tags.npz`` writes noisy sensor sequences with a hidden regime
+(``low``, ``mid``, ``high``) per step, which persists for a while: one step's reading alone often
+misleads, the steps around it tell. ``levels`` writes the same readings with, per step, the level
+they are smoothed to (a value: sequence regression).
 """
 
 from __future__ import annotations
@@ -56,12 +61,48 @@ def _review(rng: np.random.Generator) -> tuple[str, bool]:
     return " ".join(parts), positive
 
 
+REGIMES = ("low", "mid", "high")
+
+
+def regimes(n: int = 400, length: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` (n x length x 2: a noisy reading and its change) and ``y`` (n x length), the hidden
+    regime of each step, which switches with probability 0.08 a step."""
+    rng = np.random.default_rng(seed)
+    state = rng.integers(0, 3, size=n)
+    y = np.empty((n, length), dtype=np.int64)
+    for t in range(length):
+        switch = rng.random(n) < 0.08
+        state = np.where(switch, rng.integers(0, 3, size=n), state)
+        y[:, t] = state
+    reading = y + rng.normal(0.0, 0.9, size=y.shape)
+    change = np.diff(reading, axis=1, prepend=reading[:, :1])
+    x = np.stack([reading, change], axis=2).astype(np.float32)
+    return x, np.asarray(REGIMES)[y]
+
+
+def levels(n: int = 400, length: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The readings of ``regimes`` and, per step, their exponential moving average (0.2)."""
+    x, _ = regimes(n, length, seed)
+    y = np.empty(x.shape[:2])
+    y[:, 0] = x[:, 0, 0]
+    for t in range(1, length):
+        y[:, t] = 0.8 * y[:, t - 1] + 0.2 * x[:, t, 0]
+    return x, y
+
+
 def main(argv: list[str]) -> int:
-    kinds = {"reviews": reviews}
-    if len(argv) != 2 or argv[0] not in kinds:
-        print(f"usage: python -m tuner.samples {{{','.join(kinds)}}} OUTPUT.csv", file=sys.stderr)
+    tables = {"reviews": reviews}
+    arrays = {"tags": regimes, "levels": levels}
+    if len(argv) != 2 or argv[0] not in {**tables, **arrays}:
+        kinds = ",".join([*tables, *arrays])
+        print(f"usage: python -m tuner.samples {{{kinds}}} OUTPUT (.csv / .npz)", file=sys.stderr)
         return 2
-    kinds[argv[0]]().to_csv(argv[1], index=False)
+    kind, path = argv
+    if kind in tables:
+        tables[kind]().to_csv(path, index=False)
+    else:
+        x, y = arrays[kind]()
+        np.savez(path, X=x, y=y)
     return 0
 
 

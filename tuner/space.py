@@ -2,7 +2,7 @@
 
 A space file looks like::
 
-    task: forecast            # forecast | classify | text
+    task: forecast            # forecast | classify | text | tag
     epochs: 30                # epoch budget of every trial
     sampler: tpe              # or {name: tpe, n_startup_trials: 10}
     pruner: {name: median, n_warmup_steps: 3}
@@ -40,7 +40,7 @@ from tuner import strategies
 from tuner.config import CUDNN_REQUIRES, PARAMS, ParamSpec
 from tuner.errors import InputError
 
-TASKS = ("forecast", "classify", "text")
+TASKS = ("forecast", "classify", "text", "tag")
 # Objective per task: its direction. The first is the default. A forecast's val_loss is in
 # scaled units of the trial's own loss, so it only compares trials with one scaler and one loss;
 # val_mae_original (the validation MAE in the target's units) compares any two trials.
@@ -48,6 +48,8 @@ OBJECTIVES: dict[str, dict[str, Literal["minimize", "maximize"]]] = {
     "forecast": {"val_mae_original": "minimize", "val_loss": "minimize"},
     "classify": {"val_loss": "minimize", "val_accuracy": "maximize"},
     "text": {"val_loss": "minimize", "val_accuracy": "maximize"},
+    # tag: accuracy for labels, the MAE in the targets' units for values (checked on the data)
+    "tag": {"val_loss": "minimize", "val_accuracy": "maximize", "val_mae_original": "minimize"},
 }
 TOP_LEVEL = (
     "name",

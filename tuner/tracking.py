@@ -43,15 +43,14 @@ END_TAGS = 2  # optuna.state and tuner.reason, sent with a trial's last metrics
 FLUSH_ENV = "TUNER_MLFLOW_FLUSH_SECONDS"  # epoch points are sent at most this often (and at end)
 DEFAULT_FLUSH_SECONDS = 5.0
 INTERRUPTED_STATUS = "KILLED"
-BASELINE_COLUMNS = {
-    "forecast": (
+BASELINE_COLUMNS = {  # by the metric the baselines are compared on
+    "mae_original": (
         "val_mae_original",
         "test_mae_original",
         "val_rmse_original",
         "test_rmse_original",
     ),
-    "classify": ("val_accuracy", "test_accuracy", "val_loss", "test_loss"),
-    "text": ("val_accuracy", "test_accuracy", "val_loss", "test_loss"),
+    "accuracy": ("val_accuracy", "test_accuracy", "val_loss", "test_loss"),
 }
 
 
@@ -107,6 +106,8 @@ class Tracker:
         metrics, the detected season as a param, and the table ``baselines.csv``."""
         from mlflow.entities import Metric, Param
 
+        from tuner.baselines import metric_of
+
         now = _now()
         metrics = [
             Metric(f"baseline_{name}_{key}", value, now, 0)
@@ -121,11 +122,11 @@ class Tracker:
             if k not in run.data.params
         ]
         self.client.log_batch(parent_run_id, metrics=metrics, params=params)
-        rows = ["baseline," + ",".join(BASELINE_COLUMNS[baselines["task"]])]
+        rows = ["baseline," + ",".join(BASELINE_COLUMNS[metric_of(baselines)])]
         for name, scores in baselines["scores"].items():
             cells = [
                 f"{scores[c]:.6g}" if c in scores else ""
-                for c in BASELINE_COLUMNS[baselines["task"]]
+                for c in BASELINE_COLUMNS[metric_of(baselines)]
             ]
             rows.append(",".join([name, *cells]))
         self.client.log_text(parent_run_id, "\n".join(rows) + "\n", "baselines.csv")

@@ -19,7 +19,7 @@ from tuner.config import TrialConfig
 if TYPE_CHECKING:
     import keras
 
-    from tuner.data import Arrays, Scaler
+    from tuner.data import Arrays
 
 Report = Callable[[int, dict[str, float]], bool]
 
@@ -95,9 +95,10 @@ def loss_and_metrics(
 ) -> tuple[Any, list[Any]]:
     """The loss and metrics to compile with.
 
-    Forecasts also get ``mae_original`` and ``rmse_original``: the errors in the target's own
-    units (the scaled error times each output's scale: every scaler is affine), the same for
-    every scaler and loss, so trials compare fairly. Being compiled metrics, they come with every
+    Forecasts and per-step regressions (``tag`` with an ``output_scale``) also get
+    ``mae_original`` and ``rmse_original``: the errors in the target's own units (the scaled
+    error times each output's scale: every scaler is affine), the same for every scaler and
+    loss, so trials compare fairly. Being compiled metrics, they come with every
     epoch's validation pass and with ``evaluate``: no separate prediction pass is needed.
     """
     import keras
@@ -105,6 +106,8 @@ def loss_and_metrics(
     if task in ("classify", "text"):
         loss = "binary_crossentropy" if n_outputs == 1 else "sparse_categorical_crossentropy"
         return loss, ["accuracy"]
+    if task == "tag" and output_scale is None:  # a label per step: softmax over the classes
+        return "sparse_categorical_crossentropy", ["accuracy"]
     losses = {"mse": "mse", "mae": "mae", "huber": keras.losses.Huber()}
     scale = (
         np.ones(n_outputs, "float32") if output_scale is None else output_scale.astype("float32")
@@ -126,11 +129,6 @@ def loss_and_metrics(
     ]
 
 
-def output_scale(scaler: Scaler, target_index: list[int], horizon: int) -> np.ndarray:
-    """Scale of each model output; outputs are step-major (step 0's targets, step 1's, ...)."""
-    return np.tile(scaler.scale[target_index], horizon)
-
-
 def train(
     model: keras.Model,
     arrays: Arrays,
@@ -141,9 +139,10 @@ def train(
     objective: str,
     direction: str,
     report: Report,
-    target_index: list[int] | None = None,
-    horizon: int = 1,
+    scale: np.ndarray | None = None,
 ) -> TrainResult:
+    """Compile and fit, reporting every epoch. ``scale``: each output's scale, for errors in
+    the target's own units (forecasts, per-step regressions); None for classifiers."""
     import keras
 
     class Epochs(keras.callbacks.Callback):
@@ -167,9 +166,6 @@ def train(
 
     x_train, y_train = cycled(arrays.x_train, arrays.y_train, config)
     steps = math.ceil(len(x_train) / config.batch_size)
-    scale = None
-    if target_index is not None and arrays.scaler is not None:
-        scale = output_scale(arrays.scaler, target_index, horizon)
     loss, metrics = loss_and_metrics(config, task, n_outputs, scale)
     model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=metrics)
     epochs = Epochs()
