@@ -252,3 +252,22 @@ def test_small_splits_are_cycled_to_the_minimum_steps() -> None:
     seqs = np.zeros((150, 2, 1))
     cx, _ = cycled(seqs, np.zeros(150), TrialConfig(batch_size=32, min_steps_per_epoch=50))
     assert math.ceil(len(cx) / 32) >= 50
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_the_seq2seq_decoder_starts_from_the_last_targets_and_reads_its_own_forecasts(
+    bidirectional: bool, horizon: int
+) -> None:
+    config = TrialConfig(layers=2, units=(8, 6), bidirectional=bidirectional, decoder="seq2seq")
+    target_index = [2, 0]
+    model = build_model(config, "forecast", (10, 3), 2 * horizon, target_index=target_index)
+    x = np.random.default_rng(0).normal(size=(4, 10, 3)).astype("float32")
+    out = np.asarray(model(x))
+    assert out.shape == (4, 2 * horizon)
+    assert model.get_layer("decoder").units == 6 * (2 if bidirectional else 1)  # [h, c] joined
+    for k in range(1, horizon + 1):  # what step k reads
+        step_in = keras.Model(model.input, model.get_layer(f"decoder_in_{k}").output)(x)
+        read = np.asarray(step_in)[:, 0, :]
+        expected = x[:, -1, target_index] if k == 1 else out[:, 2 * (k - 2) : 2 * (k - 1)]
+        np.testing.assert_allclose(read, expected, atol=1e-6)

@@ -246,3 +246,32 @@ def test_predictions_say_their_split_what_was_filled_in_and_when_the_future_is(
     future = out[out["split"] == "future"]
     assert future["date"].tolist() == ["2026-01-11", "2026-01-11", "2026-01-12"]
     assert set(out["split"]) == {"train", "val", "test", "future"}
+
+
+@pytest.mark.slow
+def test_a_seq2seq_forecaster_trains_and_predicts_every_step_ahead(space_file, co2_csv) -> None:
+    import optuna
+
+    from tuner.cli import main
+    from tuner.storage import embedded
+
+    space = space_file("""
+task: forecast
+epochs: 2
+seed: 1
+sampler: {name: random}
+pruner: none
+params:
+  decoder: seq2seq
+  units: 8
+  window: 8
+  batch_size: 32
+  learning_rate: 0.01
+""")
+    argv = ["run", str(space), "--data", str(co2_csv), *CO2_OPTIONS, "--horizon", "3"]
+    assert main([*argv, "--study", "s", "--trials", "1", "-q"]) == 0
+    storage, tracking, _ = embedded()
+    study = optuna.load_study(study_name="s", storage=storage)
+    out = predict(study, tracking, str(co2_csv))
+    assert len(out) == (300 - 8 + 1) * 3 and sorted(set(out["step"])) == [1, 2, 3]
+    assert out["co2_pred"].between(300, 340).all(), "in ppm, every step ahead"

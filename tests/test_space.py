@@ -8,7 +8,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from tuner.errors import InputError
-from tuner.space import load_space
+from tuner.space import load_space, parse_space
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -187,3 +187,29 @@ def test_window_auto_is_resolved_to_a_range(space_file) -> None:
     assert not resolved.window_auto and resolved.raw["params"]["window"]["high"] == 72
     narrow = space.with_window(10, 20).searched["window"]
     assert (narrow.low, narrow.high, narrow.log) == (10, 20, False)
+
+
+@pytest.mark.parametrize(
+    "params, says",
+    [
+        ({"decoder": "seq2seq", "pooling": ["last", "mean"]}, "pooling applies only when decoder"),
+        ({"optimizer": "adam", "momentum": 0.5}, "momentum applies only when optimizer is sgd"),
+        ({"bidirectional": False, "merge_mode": "sum"}, "bidirectional is false here"),
+        ({"fcn_filters": 32}, "fcn is false here"),
+    ],
+)
+def test_a_parameter_that_can_never_apply_is_refused(params, says: str) -> None:
+    with pytest.raises(InputError, match=says):
+        parse_space({"task": "forecast", "params": params}, source="s.yaml")
+
+
+def test_a_parameter_applies_when_its_condition_is_searched() -> None:
+    from optuna.trial import FixedTrial
+
+    from tuner.sampling import sample
+
+    space = parse_space(
+        {"params": {"decoder": ["dense", "seq2seq"], "pooling": ["last", "mean"]}}, source="s"
+    )
+    assert sample(FixedTrial({"decoder": "seq2seq"}), space).pooling == "last"  # not drawn
+    assert sample(FixedTrial({"decoder": "dense", "pooling": "mean"}), space).pooling == "mean"

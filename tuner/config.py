@@ -37,6 +37,7 @@ class TrialConfig:
     # around the LSTMs: what it starts from, what it sees, how its states become one vector
     residual: str = "none"
     highway: bool = False
+    decoder: str = "dense"
     frontend: str = "none"
     conv_filters: int = 32
     conv_kernel: int = 5
@@ -127,6 +128,7 @@ LOSSES = ("mse", "mae", "huber")
 RESIDUALS = ("none", "last", "mean", "ridge")
 FRONTENDS = ("none", "conv")
 POOLINGS = ("last", "mean", "attention")
+DECODERS = ("dense", "seq2seq")
 CONV = ("forecast", "classify")  # the tasks that take convolutions and pooling over time
 
 PARAMS: dict[str, ParamSpec] = {
@@ -170,6 +172,14 @@ PARAMS: dict[str, ParamSpec] = {
         tasks=("forecast",),
         doc="add a trainable linear autoregression of the window to the output (LSTNet)",
     ),
+    "decoder": ParamSpec(
+        str,
+        choices=DECODERS,
+        tasks=("forecast",),
+        doc="dense: one Dense layer gives every step ahead from the LSTMs' last output; "
+        "seq2seq: the LSTMs encode the window, a decoder LSTM started from their last states "
+        "[h, c] forecasts one step at a time, each step reading the one before",
+    ),
     "frontend": ParamSpec(
         str,
         choices=FRONTENDS,
@@ -182,6 +192,7 @@ PARAMS: dict[str, ParamSpec] = {
     "fcn": ParamSpec(
         bool,
         tasks=CONV,
+        when=("decoder", ("dense",)),
         doc="a parallel fully convolutional branch (three Conv1D + BatchNorm + ReLU blocks, "
         "global average pooling) concatenated with the LSTMs' output: LSTM-FCN",
     ),
@@ -197,6 +208,7 @@ PARAMS: dict[str, ParamSpec] = {
         str,
         choices=POOLINGS,
         tasks=("forecast", "classify", "text"),
+        when=("decoder", ("dense",)),
         doc="what the head reads: the last state, the mean of all states, or attention pooling",
     ),
     "vocab_size": ParamSpec(

@@ -94,7 +94,10 @@ def build_model(
         )(x)
     branch = x  # the FCN branch reads what the LSTMs read (shortened by the front end)
     pooled = config.pooling != "last" or task == "tag"  # every step's state goes on
+    seq2seq = task == "forecast" and config.decoder == "seq2seq"
+    states: list[Any] = []  # seq2seq: the last layer's [h, c] (both directions', joined)
     for i, units in enumerate(config.units, start=1):
+        last = i == len(config.units)
         lstm = L.LSTM(
             units,
             activation=config.activation,
@@ -106,7 +109,8 @@ def build_model(
             kernel_regularizer=reg,
             dropout=config.dropout,
             recurrent_dropout=config.recurrent_dropout,
-            return_sequences=pooled or i < len(config.units),
+            return_sequences=(pooled and not seq2seq) or not last,
+            return_state=seq2seq and last,
             go_backwards=config.go_backwards,
             unroll=config.unroll,
             seed=config.seed + i,
@@ -116,6 +120,13 @@ def build_model(
             x = L.Bidirectional(lstm, merge_mode=config.merge_mode, name=f"bi_{i}")(x)
         else:
             x = lstm(x)
+        if seq2seq and last:  # [output, h, c] or [output, h_fwd, c_fwd, h_bwd, c_bwd]
+            x, states = x[0], list(x[1:])
+            if len(states) == 4:
+                states = [
+                    L.Concatenate(name="encoder_h")([states[0], states[2]]),
+                    L.Concatenate(name="encoder_c")([states[1], states[3]]),
+                ]
         if config.layer_dropout:
             x = L.Dropout(config.layer_dropout, seed=config.seed + i, name=f"drop_{i}")(x)
     if task == "tag":
@@ -140,9 +151,14 @@ def build_model(
         outputs = L.Dense(n_outputs, activation=activation, name="head")(x)
         return keras.Model(inputs, outputs, name="lstm_tuner")
     residual = config.residual != "none"
-    outputs = L.Dense(
-        n_outputs, kernel_initializer="zeros" if residual else "glorot_uniform", name="head"
-    )(x)
+    if seq2seq:
+        if target_index is None:
+            raise ValueError("decoder='seq2seq' needs the target columns")
+        outputs = _decoder(config, inputs, states, features, target_index, n_outputs, residual)
+    else:
+        outputs = L.Dense(
+            n_outputs, kernel_initializer="zeros" if residual else "glorot_uniform", name="head"
+        )(x)
     terms = [outputs]
     reference = None
     if stat is not None:
@@ -164,6 +180,54 @@ def build_model(
     if len(terms) > 1:
         outputs = L.Add(name="forecast")(terms)
     return keras.Model(inputs, outputs, name="lstm_tuner")
+
+
+def _decoder(
+    config: TrialConfig,
+    inputs: Any,
+    states: list[Any],
+    features: int,
+    target_index: list[int],
+    n_outputs: int,
+    residual: bool,
+) -> Any:
+    """A seq2seq decoder, unrolled over the horizon: an LSTM started from the encoder's
+    ``states`` reads the last observed targets, its ``Dense`` head gives step 1's, which the
+    next step reads, and so on (the same layers at every step). It runs free in training as at
+    prediction: each step reads the step the model forecast, never the true one, so the
+    validation error pruning sees is the error of the forecasts ``tuner predict`` makes.
+    Outputs are step-major (step 1's targets, step 2's, ...), as the dense head's."""
+    import keras
+
+    L = keras.layers
+    n_targets = len(target_index)
+    horizon = n_outputs // n_targets
+    units = int(states[0].shape[-1])
+    decoder = L.LSTM(
+        units,
+        return_state=True,
+        kernel_initializer=config.kernel_initializer,
+        recurrent_initializer=config.recurrent_initializer,
+        seed=config.seed,
+        name="decoder",
+    )
+    head = L.Dense(
+        n_targets, kernel_initializer="zeros" if residual else "glorot_uniform", name="head"
+    )
+    last = L.Flatten(name="decoder_start")(
+        L.Cropping1D((int(inputs.shape[1]) - 1, 0), name="decoder_crop")(inputs)
+    )
+    observed = L.Dense(n_targets, use_bias=False, trainable=False, name="last_targets")
+    previous = observed(last)
+    observed.set_weights([selection(features, target_index, n_targets)])
+    steps = []
+    for k in range(1, horizon + 1):
+        step = L.Reshape((1, n_targets), name=f"decoder_in_{k}")(previous)
+        out, h, c = decoder(step, initial_state=states)
+        states = [h, c]
+        previous = head(out)
+        steps.append(previous)
+    return steps[0] if horizon == 1 else L.Concatenate(name="decoded")(steps)
 
 
 def text_model(model: keras.Model, vectorizer: Any) -> keras.Model:

@@ -39,7 +39,7 @@ def sample(
             continue  # below: one value, or one per layer
         if spec.when is not None:
             other, allowed = spec.when
-            if values[other] not in allowed:
+            if values.get(other, PARAMS[other].default(other)) not in allowed:
                 continue
         if name in space.searched:
             values[name] = suggest(trial, name, space.searched[name])

@@ -280,6 +280,19 @@ def parse_space(raw: Any, *, source: str, lines: Lines | None = None) -> Space:
             "both directions itself; Keras refuses it)",
         )
 
+    for name in [*searched, *fixed]:
+        when = PARAMS[name].when
+        if when is None:
+            continue
+        other, allowed = when
+        value = fixed.get(other, PARAMS[other].default(other) if other not in searched else None)
+        if other not in searched and value not in allowed:
+            raise err(
+                ("params", name),
+                f"{name} applies only when {other} is {' or '.join(map(_plain, allowed))}, "
+                f"and {other} is {_plain(value)} here: remove {name}, or change {other}",
+            )
+
     if task == "forecast" and objective == "val_loss":
         for name in ("scaler", "loss"):
             if name in searched:
@@ -437,6 +450,11 @@ def _named(value: Any, path: tuple[Any, ...], err: Any) -> dict[str, Any]:
     if isinstance(value, dict) and isinstance(value.get("name"), str):
         return dict(value)
     raise err(path, f"expected a name or a mapping with a name, got {value!r}")
+
+
+def _plain(value: Any) -> str:
+    """A value as YAML spells it (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _dotted(path: tuple[Any, ...]) -> str:
