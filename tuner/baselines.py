@@ -18,6 +18,9 @@ step's scaled inputs alone); values, ``mean`` (the training split's mean of each
 ``per_step`` (a ridge regression on each step's inputs alone). What an LSTM adds over
 ``per_step`` is what it reads from the steps around.
 
+Seq2seq: ``majority_by_position``, each target position's most frequent token in the training
+split (the end included), scored per token as the model is (up to and including each end).
+
 Text: ``majority`` and ``bag_of_words``, a logistic regression on TF-IDF word unigrams and
 bigrams of the training split (token ids taken as words), the classic text classifier an LSTM
 has to beat.
@@ -36,7 +39,7 @@ from tuner import windowing
 from tuner.ridge import fit_ridge_ar
 
 if TYPE_CHECKING:
-    from tuner.data import Dataset, Sequences, Series, Steps, Texts
+    from tuner.data import Dataset, Pairs, Sequences, Series, Steps, Texts
 
 NN_MAX_REFERENCE = 5_000  # training sequences 1-NN compares with, at most
 # A season is an autocorrelation peak (of the detrended training split) at least this high, and
@@ -309,6 +312,29 @@ def step_baselines(steps: Steps) -> dict[str, dict[str, float]]:
     return out
 
 
+def token_mask(target: np.ndarray) -> np.ndarray:
+    """The target positions a seq2seq model is scored on: every real token and the end (the
+    first padding), not the padding after it (the decoder's input there is padding: masked)."""
+    return np.concatenate([np.ones((len(target), 1), bool), target[:, :-1] != 0], axis=1)
+
+
+def pair_baselines(pairs: Pairs) -> dict[str, dict[str, float]]:
+    """``{"majority_by_position": {"val_accuracy": .., "test_accuracy": ..}}``."""
+    train, val, test = pairs.splits
+    target = pairs.target
+    guess = np.array(
+        [
+            np.bincount(target[train, t], minlength=pairs.target_vocab).argmax()
+            for t in range(target.shape[1])
+        ]
+    )
+    scores = {}
+    for split, idx in (("val", val), ("test", test)):
+        mask = token_mask(target[idx])
+        scores[f"{split}_accuracy"] = float(np.mean((target[idx] == guess[None, :])[mask]))
+    return {"majority_by_position": scores}
+
+
 def nearest(reference: np.ndarray, queries: np.ndarray, chunk: int = 256) -> np.ndarray:
     """Index in ``reference`` of each query's nearest row (Euclidean), in chunks of queries."""
     ref_sq = np.einsum("ij,ij->i", reference, reference)
@@ -332,11 +358,13 @@ def compute(dataset: Dataset, window: int, season: int | None = None) -> dict[st
         pick = max if metric == "accuracy" else min
         best = pick(scores, key=lambda n: scores[n][f"val_{metric}"])
         return {"task": "tag", "scores": scores, "best": best, "metric": metric}
-    if dataset.task in ("classify", "text"):
+    if dataset.task in ("classify", "text", "seq2seq"):
         if dataset.task == "classify":
             scores = classify_baselines(dataset)  # type: ignore[arg-type]
-        else:
+        elif dataset.task == "text":
             scores = text_baselines(dataset)  # type: ignore[arg-type]
+        else:
+            scores = pair_baselines(dataset)  # type: ignore[arg-type]
         best = max(scores, key=lambda n: scores[n]["val_accuracy"])
         return {"task": dataset.task, "scores": scores, "best": best, "metric": "accuracy"}
     series: Series = dataset  # type: ignore[assignment]

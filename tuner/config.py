@@ -112,7 +112,7 @@ class ParamSpec:
     choices: tuple[str, ...] | None = None  # allowed strings (None: free, or checked by Keras)
     keras: str | None = None  # "initializer" or "activation": names are checked against Keras
     when: tuple[str, tuple[Any, ...]] | None = None
-    tasks: tuple[str, ...] = ("forecast", "classify", "text", "tag")
+    tasks: tuple[str, ...] = ("forecast", "classify", "text", "tag", "seq2seq")
     doc: str = field(default="", compare=False)
 
     def default(self, name: str) -> Any:
@@ -219,7 +219,9 @@ PARAMS: dict[str, ParamSpec] = {
         doc="tokens kept (the most frequent in the training split, padding and "
         "out-of-vocabulary included); rarer ones become the out-of-vocabulary id",
     ),
-    "embedding_dim": ParamSpec(int, 1, 4096, tasks=("text",), doc="size of each token's vector"),
+    "embedding_dim": ParamSpec(
+        int, 1, 4096, tasks=("text", "seq2seq"), doc="size of each token's vector"
+    ),
     "mask_padding": ParamSpec(
         bool,
         tasks=("text",),
@@ -227,7 +229,11 @@ PARAMS: dict[str, ParamSpec] = {
         "kernel still applies)",
     ),
     "window": ParamSpec(
-        int, 1, 100_000, doc="sequence length fed to the LSTM (text: tokens per text)"
+        int,
+        1,
+        100_000,
+        tasks=("forecast", "classify", "text", "tag"),
+        doc="sequence length fed to the LSTM (text: tokens per text)",
     ),
     "batch_size": ParamSpec(int, 1, 65_536),
     "scaler": ParamSpec(

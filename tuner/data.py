@@ -114,14 +114,21 @@ class Scaler:
 class Arrays:
     """Model-ready arrays of one (scaler, window) choice."""
 
-    x_train: np.ndarray
+    x_train: Any  # an array, or a dict of arrays by input name (seq2seq: source, decoder)
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: Any
     y_val: np.ndarray
-    x_test: np.ndarray
+    x_test: Any
     y_test: np.ndarray
     scaler: Scaler | None  # None for token ids
     vectorizer: Any = None  # text: the TextVectorization that made the token ids from raw text
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's input shape (of the first input: a seq2seq model's source)."""
+        x = self.x_train
+        first = next(iter(x.values())) if isinstance(x, dict) else x
+        return tuple(first.shape[1:])
 
 
 @dataclass
@@ -413,7 +420,65 @@ def fit_tokens(tokens: np.ndarray, vocab_size: int, length: int) -> np.ndarray:
     return np.where(packed >= vocab_size, 1, packed).astype(np.int32)
 
 
-Dataset = Series | Sequences | Texts | Steps
+@dataclass
+class Pairs:
+    """Pairs of token sequences (seq2seq): ``source`` (samples x length) and ``target``
+    (samples x length) integer ids, 0 the padding, each row's ids first (re-packed). Target
+    ids are ``< target_vocab``; a target's first padding is its end (a decoded 0 ends it). The
+    decoder reads the target shifted right behind a start token, ``target_vocab`` itself
+    (teacher forcing), and predicts a softmax over the target ids at every step."""
+
+    source: np.ndarray
+    target: np.ndarray
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray]
+    task = "seq2seq"
+    metric = "accuracy"
+
+    @property
+    def source_vocab(self) -> int:
+        return int(self.source.max()) + 1
+
+    @property
+    def target_vocab(self) -> int:
+        return int(self.target.max()) + 1
+
+    @property
+    def n_outputs(self) -> int:
+        return self.target_vocab
+
+    @property
+    def default_window(self) -> int:
+        return int(self.source.shape[1])
+
+    def decoder_input(self, target: np.ndarray) -> np.ndarray:
+        """``target`` shifted right one step behind the start token (teacher forcing)."""
+        start = np.full((len(target), 1), self.target_vocab, dtype=target.dtype)
+        return np.concatenate([start, target[:, :-1]], axis=1)
+
+    def for_config(self, config: TrialConfig) -> Arrays:
+        train, val, test = self.splits
+
+        def x(idx: np.ndarray) -> dict[str, np.ndarray]:
+            return {"source": self.source[idx], "decoder": self.decoder_input(self.target[idx])}
+
+        return Arrays(
+            x(train),
+            self.target[train],
+            x(val),
+            self.target[val],
+            x(test),
+            self.target[test],
+            scaler=None,
+        )
+
+    def output_scale(self, arrays: Arrays) -> None:
+        return None
+
+    def fingerprint(self) -> str:
+        return _digest(self.source, self.target)
+
+
+Dataset = Series | Sequences | Texts | Steps | Pairs
 
 
 def load(options: DataOptions, max_window: int) -> Dataset:
@@ -432,6 +497,8 @@ def load(options: DataOptions, max_window: int) -> Dataset:
         return _load_texts(options)
     if options.task == "tag":
         return _load_steps(options, max_window)
+    if options.task == "seq2seq":
+        return _load_pairs(options)
     return _load_series(options, max_window)
 
 
@@ -592,6 +659,43 @@ def _load_texts(options: DataOptions) -> Texts:
         texts=texts,
         tokens=tokens,
     )
+
+
+def _load_pairs(options: DataOptions) -> Pairs:
+    """An ``.npz`` with ``encoder`` and ``decoder_target``: integer token ids, 0 the padding."""
+    src = options.path
+    if not src.lower().endswith(".npz"):
+        raise InputError(
+            "seq2seq data is an .npz with arrays encoder and decoder_target (token ids)",
+            source=src,
+        )
+    arrays = _read_arrays(src, ("encoder", "decoder_target"))
+    for name, a in arrays.items():
+        if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer):
+            raise InputError(
+                f"must be integer token ids, samples x length; got {a.dtype} of shape {a.shape}",
+                source=src,
+                field=name,
+            )
+        if a.size and a.min() < 0:
+            raise InputError(f"token ids must be >= 0, found {a.min()}", source=src, field=name)
+    source, target = arrays["encoder"], arrays["decoder_target"]
+    if len(source) != len(target):
+        raise InputError(
+            f"encoder has {len(source)} samples but decoder_target has {len(target)}",
+            source=src,
+            field="decoder_target",
+        )
+    if not (target != 0).any(axis=1).all():
+        row = int(np.argmin((target != 0).any(axis=1)))
+        raise InputError(
+            f"target {row} is empty (only padding)", source=src, field="decoder_target"
+        )
+    splits = _random_split(len(source), options.val_fraction, options.test_fraction, src)
+    packed = [
+        fit_tokens(a.astype(np.int64), np.iinfo(np.int64).max, a.shape[1]) for a in (source, target)
+    ]
+    return Pairs(source=packed[0], target=packed[1], splits=splits)
 
 
 def _table_texts(options: DataOptions) -> tuple[np.ndarray, np.ndarray, str]:
@@ -791,21 +895,32 @@ def _random_split(
     return np.sort(train), np.sort(val), np.sort(test)
 
 
-def _read_npz(path: str, dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
+def _read_arrays(path: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The named arrays of an ``.npz`` (no pickles)."""
     if Path(path).is_dir():
         raise InputError("is a directory; name the data file in it", source=path)
     if not Path(path).is_file():
         raise InputError("no such file", source=path)
     try:
         with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ("X", "y") if k not in f]
+            missing = [k for k in names if k not in f]
             if missing:
                 raise InputError(f"missing arrays {missing}; has {list(f.keys())}", source=path)
-            return np.asarray(f["X"], dtype=dtype), np.asarray(f["y"])
+            return {k: np.asarray(f[k]) for k in names}
     except InputError:
         raise
     except Exception as e:  # unreadable file, or object arrays that would need pickle
         raise InputError(f"cannot read the arrays: {e}", source=path) from None
+
+
+def _read_npz(path: str, dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` (as ``dtype``; None keeps its own) and ``y`` of an ``.npz``."""
+    arrays = _read_arrays(path, ("X", "y"))
+    try:
+        x = arrays["X"] if dtype is None else arrays["X"].astype(dtype)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"cannot read the arrays: {e}", source=path) from None
+    return x, arrays["y"]
 
 
 def _table_sequences(options: DataOptions) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tuner.data import Dataset, Series, Steps, Texts
+from tuner.data import Dataset, Pairs, Series, Steps, Texts
 from tuner.records import EPOCHS_RUN, ModelCard
 from tuner.training import Report, TrainResult
 
@@ -93,11 +93,12 @@ def fit(
     model = build_model(
         config,
         dataset.task,
-        arrays.x_train.shape[1:],
+        arrays.input_shape,
         dataset.n_outputs,
         target_index=series.target_index if series else None,
         ridge=ridge,
         regression=isinstance(dataset, Steps) and not dataset.labels,
+        vocab=(dataset.source_vocab, dataset.target_vocab) if isinstance(dataset, Pairs) else None,
     )
     result = train(
         model,
@@ -140,6 +141,14 @@ def model_card(
             columns=list(dataset.columns),
             target_index=list(dataset.target_index),
             horizon=dataset.horizon,
+        )
+    if isinstance(dataset, Pairs):
+        return ModelCard(
+            **common,
+            data=data_spec,
+            vocab_size=dataset.source_vocab,
+            target_vocab=dataset.target_vocab,
+            decoder_length=int(dataset.target.shape[1]),
         )
     if isinstance(dataset, Steps):
         if dataset.labels:

@@ -28,6 +28,7 @@ def build_model(
     target_index: list[int] | None = None,
     ridge: Ridge | None = None,
     regression: bool = False,
+    vocab: tuple[int, int] | None = None,
 ) -> keras.Model:
     """Stacked (optionally bidirectional) LSTMs and a dense head, with the options around them.
 
@@ -35,6 +36,10 @@ def build_model(
     ``Dense(1, sigmoid)`` for two classes (``n_outputs == 1``), else ``Dense(n_outputs, softmax)``.
     tag: every LSTM returns its sequence and a ``TimeDistributed(Dense)`` head gives each step a
     softmax over the classes, or (``regression``) ``n_outputs`` linear values.
+    seq2seq: ``input_shape`` is the source's ``(length,)`` and ``vocab`` the source and target
+    vocabularies; the LSTMs encode the source's embedding (padding masked), and a decoder LSTM
+    started from their last ``[h, c]`` reads the target shifted behind a start token (id
+    ``target vocabulary``, teacher forcing) into a softmax over the target ids at every step.
     text: ``input_shape`` is ``(window,)`` token ids, read by an ``Embedding`` (``vocab_size`` x
     ``embedding_dim``) that masks the padding (id 0) when ``mask_padding``: the LSTMs skip it,
     mean and attention pooling leave it out.
@@ -61,15 +66,17 @@ def build_model(
     if config.l1 or config.l2:
         reg = keras.regularizers.L1L2(l1=config.l1, l2=config.l2)
     mask = None  # text: where the tokens are not padding (for attention pooling)
-    if task == "text":
-        inputs = keras.Input(shape=input_shape, dtype="int32", name="tokens")
+    if task in ("text", "seq2seq"):
+        inputs = keras.Input(
+            shape=input_shape, dtype="int32", name="tokens" if task == "text" else "source"
+        )
         x = L.Embedding(
-            config.vocab_size,
+            config.vocab_size if vocab is None else vocab[0],
             config.embedding_dim,
-            mask_zero=config.mask_padding,
+            mask_zero=config.mask_padding or task == "seq2seq",
             name="embedding",
         )(inputs)
-        if config.mask_padding:
+        if config.mask_padding and task == "text":
             mask = keras.ops.expand_dims(keras.ops.not_equal(inputs, 0), -1)
         window, features = input_shape[0], config.embedding_dim
     else:
@@ -94,7 +101,7 @@ def build_model(
         )(x)
     branch = x  # the FCN branch reads what the LSTMs read (shortened by the front end)
     pooled = config.pooling != "last" or task == "tag"  # every step's state goes on
-    seq2seq = task == "forecast" and config.decoder == "seq2seq"
+    seq2seq = task == "seq2seq" or (task == "forecast" and config.decoder == "seq2seq")
     states: list[Any] = []  # seq2seq: the last layer's [h, c] (both directions', joined)
     for i, units in enumerate(config.units, start=1):
         last = i == len(config.units)
@@ -129,6 +136,9 @@ def build_model(
                 ]
         if config.layer_dropout:
             x = L.Dropout(config.layer_dropout, seed=config.seed + i, name=f"drop_{i}")(x)
+    if task == "seq2seq":
+        assert vocab is not None
+        return _token_decoder(config, inputs, states, vocab[1])
     if task == "tag":
         head = L.Dense(n_outputs, activation=None if regression else "softmax")
         outputs = L.TimeDistributed(head, name="head")(x)
@@ -228,6 +238,32 @@ def _decoder(
         previous = head(out)
         steps.append(previous)
     return steps[0] if horizon == 1 else L.Concatenate(name="decoded")(steps)
+
+
+def _token_decoder(
+    config: TrialConfig, inputs: Any, states: list[Any], target_vocab: int
+) -> keras.Model:
+    """The decoder of a token seq2seq model: the shifted target (``decoder`` input, any length;
+    the start token is ``target_vocab``) through its own embedding (padding masked) into an LSTM
+    started from the encoder's ``states``, and a softmax over the target ids."""
+    import keras
+
+    L = keras.layers
+    decoder_in = keras.Input(shape=(None,), dtype="int32", name="decoder")
+    y = L.Embedding(
+        target_vocab + 1, config.embedding_dim, mask_zero=True, name="decoder_embedding"
+    )(decoder_in)
+    y = L.LSTM(
+        int(states[0].shape[-1]),
+        return_sequences=True,
+        kernel_initializer=config.kernel_initializer,
+        recurrent_initializer=config.recurrent_initializer,
+        dropout=config.dropout,
+        seed=config.seed,
+        name="decoder_lstm",
+    )(y, initial_state=states)
+    outputs = L.Dense(target_vocab, activation="softmax", name="head")(y)
+    return keras.Model([inputs, decoder_in], outputs, name="lstm_tuner_seq2seq")
 
 
 def text_model(model: keras.Model, vectorizer: Any) -> keras.Model:

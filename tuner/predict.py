@@ -123,6 +123,9 @@ def predict(
     in the table or ``.npz``). tag: one row per (sequence, step) of the last ``window`` steps:
     ``sequence``, ``step`` (or the time), then ``predicted``, ``p_<class>`` and ``actual``
     (labels) or ``<target>_pred`` and ``<target>_actual`` (values, in the targets' units).
+    seq2seq: one row per source sequence: ``row``, ``predicted`` (the greedy decoding's token
+    ids, space-separated, up to its end) and ``actual`` and ``exact`` where the data has
+    ``decoder_target``.
     """
     model_uri = _model_uri(study, trial_number)
     from tuner.tracking import Tracker
@@ -140,6 +143,16 @@ def predict(
         card = records.ModelCard.from_json(text, model_uri)
         model = load_model(folder / records.MODEL_FILE)
     options = data.DataOptions.from_spec(card.data, data_path)
+    if card.task == "seq2seq":
+        shape = getattr(model, "input_shape", None)
+        if not (isinstance(shape, list) and len(shape) == 2 and shape[0][1:] == (card.window,)):
+            raise InputError(
+                f"the model takes inputs of shape {shape}, but preprocess.json describes a "
+                f"source of {card.window} token ids and a decoder input: the model file is not "
+                "this trial's",
+                source=model_uri,
+            )
+        return _seq2seq(model, card, options)
     if card.task == "text":
         # a model of raw text holds its TextVectorization: it takes one string per row
         if options.text is not None:
@@ -472,6 +485,69 @@ def _tag(
         for j, name in enumerate(card.targets):
             table[f"{name}_actual"] = actual[:, j]
     return pd.DataFrame(table)
+
+
+def _seq2seq(
+    model: keras.Model, card: records.ModelCard, options: data.DataOptions
+) -> pd.DataFrame:
+    """Greedy decoding: from the start token, each step's most likely token is the next step's
+    input, until every sequence has produced its end (0) or ``decoder_length`` steps."""
+    import pandas as pd
+
+    src = options.path
+    arrays = data._read_arrays(src, ("encoder",))
+    source = arrays["encoder"]
+    if (
+        source.ndim != 2
+        or not np.issubdtype(source.dtype, np.integer)
+        or (source.size and source.min() < 0)
+    ):
+        raise InputError(
+            f"must be token ids (samples x length, integers >= 0), got {source.dtype} of shape "
+            f"{source.shape}",
+            source=src,
+            field="encoder",
+        )
+    if source.size and source.max() >= card.vocab_size:
+        raise InputError(
+            f"token id {source.max()} is beyond the study's source vocabulary (ids < "
+            f"{card.vocab_size})",
+            source=src,
+            field="encoder",
+        )
+    source = data.fit_tokens(source.astype(np.int64), card.vocab_size, source.shape[1])
+    n, length = len(source), int(card.decoder_length)
+    decoder = np.zeros((n, length), dtype=np.int64)
+    decoder[:, 0] = card.target_vocab  # the start token
+    out = np.zeros((n, length), dtype=np.int64)
+    ended = np.zeros(n, dtype=bool)
+    for t in range(length):
+        probs = model.predict({"source": source, "decoder": decoder[:, : t + 1]}, verbose=0)
+        token = np.where(ended, 0, probs[:, t].argmax(axis=-1))
+        out[:, t] = token
+        ended |= token == 0
+        if ended.all():
+            break
+        if t + 1 < length:
+            decoder[:, t + 1] = token
+    table: dict[str, Any] = {"row": np.arange(n), "predicted": [_ids(row) for row in out]}
+    with np.load(src, allow_pickle=False) as f:
+        target = np.asarray(f["decoder_target"]) if "decoder_target" in f else None
+    if target is not None and target.shape[0] == n:
+        table["actual"] = [
+            _ids(row)
+            for row in data.fit_tokens(
+                target.astype(np.int64), np.iinfo(np.int64).max, target.shape[1]
+            )
+        ]
+        table["exact"] = [p == a for p, a in zip(table["predicted"], table["actual"], strict=True)]
+    return pd.DataFrame(table)
+
+
+def _ids(row: np.ndarray) -> str:
+    """The token ids before the first 0 (the end), space-separated."""
+    end = int(np.argmax(row == 0)) if (row == 0).any() else len(row)
+    return " ".join(map(str, row[:end].tolist()))
 
 
 def _read_steps(

@@ -136,6 +136,10 @@ class ModelCard:
     # tag regression: the targets' names and their standardization (center, scale)
     targets: list[str] = field(default_factory=list)
     target_scaler: dict[str, Any] = field(default_factory=dict)
+    # seq2seq: the target ids (< target_vocab; the start token is target_vocab) and how many
+    # steps greedy decoding runs at most (vocab_size: the source's)
+    target_vocab: int = 0
+    decoder_length: int = 0
 
     @property
     def features(self) -> int:
@@ -151,9 +155,10 @@ class ModelCard:
             "classify": ("classes",),
             "text": ("classes", "vocab_size"),
             "tag": ("classes", "targets", "target_scaler"),
+            "seq2seq": ("vocab_size", "target_vocab", "decoder_length"),
         }[self.task]
         optional = ("columns", "target_index", "horizon", "classes", "vocab_size")
-        for key in (*optional, "targets", "target_scaler"):
+        for key in (*optional, "targets", "target_scaler", "target_vocab", "decoder_length"):
             if key not in keep:
                 del out[key]
         return json.dumps(out, indent=2)

@@ -9,12 +9,14 @@ LSTM can.
 ``python -m tuner.samples tags tags.npz`` writes noisy sensor sequences with a hidden regime
 (``low``, ``mid``, ``high``) per step, which persists for a while: one step's reading alone often
 misleads, the steps around it tell. ``levels`` writes the same readings with, per step, the level
-they are smoothed to (a value: sequence regression).
+they are smoothed to (a value: sequence regression). ``reversals`` writes token sequences and
+their "translation" (reversed, each word through a dictionary) for seq2seq.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -90,9 +92,28 @@ def levels(n: int = 400, length: int = 60, seed: int = 0) -> tuple[np.ndarray, n
     return x, y
 
 
+def reversals(n: int = 2000, length: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """Token sequences to "translate": ``encoder`` holds 3 to ``length`` words (ids 1..12, 0 is
+    padding), ``decoder_target`` the same words in reverse order, each through a fixed
+    dictionary (word ``w`` becomes ``(5 * w) % 13``, ids 1..12 again)."""
+    rng = np.random.default_rng(seed)
+    source = np.zeros((n, length), dtype=np.int64)
+    target = np.zeros((n, length), dtype=np.int64)
+    for i in range(n):
+        k = int(rng.integers(3, length + 1))
+        words = rng.integers(1, 13, size=k)
+        source[i, :k] = words
+        target[i, :k] = (5 * words[::-1]) % 13
+    return {"encoder": source, "decoder_target": target}
+
+
 def main(argv: list[str]) -> int:
     tables = {"reviews": reviews}
-    arrays = {"tags": regimes, "levels": levels}
+    arrays: dict[str, Callable[[], dict[str, np.ndarray]]] = {
+        "tags": lambda: dict(zip(("X", "y"), regimes(), strict=True)),
+        "levels": lambda: dict(zip(("X", "y"), levels(), strict=True)),
+        "reversals": reversals,
+    }
     if len(argv) != 2 or argv[0] not in {**tables, **arrays}:
         kinds = ",".join([*tables, *arrays])
         print(f"usage: python -m tuner.samples {{{kinds}}} OUTPUT (.csv / .npz)", file=sys.stderr)
@@ -101,8 +122,7 @@ def main(argv: list[str]) -> int:
     if kind in tables:
         tables[kind]().to_csv(path, index=False)
     else:
-        x, y = arrays[kind]()
-        np.savez(path, X=x, y=y)
+        np.savez(path, **arrays[kind]())  # type: ignore[arg-type]
     return 0
 
 

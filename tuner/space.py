@@ -2,7 +2,7 @@
 
 A space file looks like::
 
-    task: forecast            # forecast | classify | text | tag
+    task: forecast            # forecast | classify | text | tag | seq2seq
     epochs: 30                # epoch budget of every trial
     sampler: tpe              # or {name: tpe, n_startup_trials: 10}
     pruner: {name: median, n_warmup_steps: 3}
@@ -40,7 +40,7 @@ from tuner import strategies
 from tuner.config import CUDNN_REQUIRES, PARAMS, ParamSpec
 from tuner.errors import InputError
 
-TASKS = ("forecast", "classify", "text", "tag")
+TASKS = ("forecast", "classify", "text", "tag", "seq2seq")
 # Objective per task: its direction. The first is the default. A forecast's val_loss is in
 # scaled units of the trial's own loss, so it only compares trials with one scaler and one loss;
 # val_mae_original (the validation MAE in the target's units) compares any two trials.
@@ -50,6 +50,8 @@ OBJECTIVES: dict[str, dict[str, Literal["minimize", "maximize"]]] = {
     "text": {"val_loss": "minimize", "val_accuracy": "maximize"},
     # tag: accuracy for labels, the MAE in the targets' units for values (checked on the data)
     "tag": {"val_loss": "minimize", "val_accuracy": "maximize", "val_mae_original": "minimize"},
+    # seq2seq: the accuracy is per token, over each target up to and including its end
+    "seq2seq": {"val_loss": "minimize", "val_accuracy": "maximize"},
 }
 TOP_LEVEL = (
     "name",

@@ -106,7 +106,7 @@ def loss_and_metrics(
     if task in ("classify", "text"):
         loss = "binary_crossentropy" if n_outputs == 1 else "sparse_categorical_crossentropy"
         return loss, ["accuracy"]
-    if task == "tag" and output_scale is None:  # a label per step: softmax over the classes
+    if task in ("tag", "seq2seq") and output_scale is None:  # a softmax per step
         return "sparse_categorical_crossentropy", ["accuracy"]
     losses = {"mse": "mse", "mae": "mae", "huber": keras.losses.Huber()}
     scale = (
@@ -165,7 +165,7 @@ def train(
                 self.model.stop_training = True
 
     x_train, y_train = cycled(arrays.x_train, arrays.y_train, config)
-    steps = math.ceil(len(x_train) / config.batch_size)
+    steps = math.ceil(len(y_train) / config.batch_size)
     loss, metrics = loss_and_metrics(config, task, n_outputs, scale)
     model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=metrics)
     epochs = Epochs()
@@ -192,15 +192,21 @@ def train(
     return result
 
 
-def cycled(x: np.ndarray, y: np.ndarray, config: TrialConfig) -> tuple[np.ndarray, np.ndarray]:
+def cycled(x: Any, y: np.ndarray, config: TrialConfig) -> tuple[Any, np.ndarray]:
     """The training split, repeated so that an epoch has at least ``min_steps_per_epoch``
     optimizer steps: a small data set is not starved of updates (150 sequences in batches of 32
     are 5 steps an epoch). The copy is at most ``min_steps_per_epoch`` batches long; large
-    splits are passed through as they are (views, no copy)."""
-    steps = math.ceil(len(x) / config.batch_size)
+    splits are passed through as they are (views, no copy). ``x`` is an array, or a dict of
+    arrays by input name (a model of several inputs)."""
+    n = len(y)
+    steps = math.ceil(n / config.batch_size)
     if not config.min_steps_per_epoch or steps >= config.min_steps_per_epoch:
         return x, y
-    repeats = math.ceil(config.min_steps_per_epoch * config.batch_size / len(x))
+    repeats = math.ceil(config.min_steps_per_epoch * config.batch_size / n)
+    if isinstance(x, dict):
+        return {k: np.concatenate([v] * repeats) for k, v in x.items()}, np.concatenate(
+            [y] * repeats
+        )
     return np.concatenate([x] * repeats), np.concatenate([y] * repeats)
 
 
