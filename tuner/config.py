@@ -31,6 +31,7 @@ class TrialConfig:
     activation: str = "tanh"
     recurrent_activation: str = "sigmoid"
     go_backwards: bool = False
+    stateful: bool = False
     unroll: bool = False
     l1: float = 0.0
     l2: float = 0.0
@@ -111,9 +112,19 @@ class ParamSpec:
     high: float | None = None
     choices: tuple[str, ...] | None = None  # allowed strings (None: free, or checked by Keras)
     keras: str | None = None  # "initializer" or "activation": names are checked against Keras
-    when: tuple[str, tuple[Any, ...]] | None = None
+    # sampled only when another parameter has one of the given values; several: all of them
+    when: tuple[str, tuple[Any, ...]] | tuple[tuple[str, tuple[Any, ...]], ...] | None = None
     tasks: tuple[str, ...] = ("forecast", "classify", "text", "tag", "seq2seq")
     doc: str = field(default="", compare=False)
+
+    @property
+    def conditions(self) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+        """``when`` as a tuple of ``(parameter, allowed values)`` pairs."""
+        if self.when is None:
+            return ()
+        if isinstance(self.when[0], str):
+            return (self.when,)
+        return self.when
 
     def default(self, name: str) -> Any:
         if name == "units":
@@ -155,6 +166,13 @@ PARAMS: dict[str, ParamSpec] = {
     "recurrent_activation": ParamSpec(str, keras="activation", doc="other than sigmoid: no cuDNN"),
     # a Bidirectional wrapper runs both directions itself; go_backwards inside it fails in Keras
     "go_backwards": ParamSpec(bool, when=("bidirectional", (False,))),
+    "stateful": ParamSpec(
+        bool,
+        tasks=("forecast",),
+        when=(("bidirectional", (False,)), ("go_backwards", (False,))),
+        doc="state carried from batch to batch over consecutive segments of the series (reset "
+        "each epoch); every step forecasts the next horizon steps",
+    ),
     "unroll": ParamSpec(bool, doc="true leaves the cuDNN kernel"),
     "l1": ParamSpec(float, 0.0, 1.0, doc="L1 regularization of the LSTM kernels"),
     "l2": ParamSpec(float, 0.0, 1.0, doc="L2 regularization of the LSTM kernels"),
@@ -162,6 +180,7 @@ PARAMS: dict[str, ParamSpec] = {
         str,
         choices=RESIDUALS,
         tasks=("forecast",),
+        when=("stateful", (False,)),
         doc="the network learns the residual of a reference forecast added to its output: "
         "none; last (the last observed value) or mean (the window's mean), the window's inputs "
         "then shifted by the same (per-window normalization); ridge (the closed-form ridge "
@@ -170,12 +189,14 @@ PARAMS: dict[str, ParamSpec] = {
     "highway": ParamSpec(
         bool,
         tasks=("forecast",),
+        when=("stateful", (False,)),
         doc="add a trainable linear autoregression of the window to the output (LSTNet)",
     ),
     "decoder": ParamSpec(
         str,
         choices=DECODERS,
         tasks=("forecast",),
+        when=("stateful", (False,)),
         doc="dense: one Dense layer gives every step ahead from the LSTMs' last output; "
         "seq2seq: the LSTMs encode the window, a decoder LSTM started from their last states "
         "[h, c] forecasts one step at a time, each step reading the one before",
@@ -184,6 +205,7 @@ PARAMS: dict[str, ParamSpec] = {
         str,
         choices=FRONTENDS,
         tasks=CONV,
+        when=("stateful", (False,)),
         doc="conv: a strided Conv1D before the LSTMs (downsampling)",
     ),
     "conv_filters": ParamSpec(int, 1, 4096, when=("frontend", ("conv",)), tasks=CONV),
@@ -192,7 +214,7 @@ PARAMS: dict[str, ParamSpec] = {
     "fcn": ParamSpec(
         bool,
         tasks=CONV,
-        when=("decoder", ("dense",)),
+        when=(("decoder", ("dense",)), ("stateful", (False,))),
         doc="a parallel fully convolutional branch (three Conv1D + BatchNorm + ReLU blocks, "
         "global average pooling) concatenated with the LSTMs' output: LSTM-FCN",
     ),
@@ -208,7 +230,7 @@ PARAMS: dict[str, ParamSpec] = {
         str,
         choices=POOLINGS,
         tasks=("forecast", "classify", "text"),
-        when=("decoder", ("dense",)),
+        when=(("decoder", ("dense",)), ("stateful", (False,))),
         doc="what the head reads: the last state, the mean of all states, or attention pooling",
     ),
     "vocab_size": ParamSpec(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from tuner import windowing
 from tuner.errors import InputError
@@ -131,6 +132,32 @@ class Arrays:
         return tuple(first.shape[1:])
 
 
+@dataclass(frozen=True)
+class Stream:
+    """A stateful trial's data. Training: the training split as ``streams`` parallel,
+    contiguous parts, cut into consecutive segments of ``window`` rows; batch ``i`` holds
+    segment ``i`` of every part (``x_train[i * streams + j]``), so each batch continues the
+    previous one and a state carried from batch to batch follows its part of the series. Each
+    step's target is the next ``horizon`` rows' targets (step-major). Scoring: ``x_all`` is the
+    whole series from row ``start`` as consecutive segments, read in order by a model of batch
+    size 1; ``val`` and ``test`` are the origin rows (each forecast's last input row) scored."""
+
+    x_train: np.ndarray  # (segments * streams, window, features)
+    y_train: np.ndarray  # (segments * streams, window, n_outputs)
+    streams: int
+    x_all: np.ndarray  # (segments, window, features)
+    y_all: np.ndarray  # (segments, window, n_outputs); NaN where the targets lie past the end
+    start: int
+    val: np.ndarray
+    test: np.ndarray
+    scaler: Scaler
+    vectorizer: Any = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
 @dataclass
 class Series:
     """A forecasting table: ``values`` is ``(n, columns)``, targets at ``target_index``."""
@@ -142,6 +169,7 @@ class Series:
     splits: tuple[slice, slice, slice]
     _cache: dict[tuple[str, int], Arrays] = field(default_factory=dict, repr=False)
     _ridges: dict[tuple[str, int], Ridge] = field(default_factory=dict, repr=False)
+    _streams: dict[tuple[str, int, int], Stream] = field(default_factory=dict, repr=False)
     task = "forecast"
     default_window = None  # a forecast's window is always the space's
 
@@ -149,15 +177,60 @@ class Series:
     def n_outputs(self) -> int:
         return self.horizon * len(self.target_index)
 
-    def for_config(self, config: TrialConfig) -> Arrays:
+    def for_config(self, config: TrialConfig) -> Arrays | Stream:
+        if config.stateful:
+            return self.stream(config.scaler, config.window, config.batch_size)
         return self.arrays(config.scaler, config.window)
 
     def fingerprint(self) -> str:
         return _digest(self.values, self.columns, self.target_index, self.horizon)
 
-    def output_scale(self, arrays: Arrays) -> np.ndarray:
+    def output_scale(self, arrays: Arrays | Stream) -> np.ndarray:
         assert arrays.scaler is not None
         return output_scale(arrays.scaler, self.target_index, self.horizon)
+
+    def stream(self, scaler: str, window: int, batch_size: int) -> Stream:
+        """A stateful trial's segments (``Stream``); ``batch_size`` parallel parts at most, as
+        many as the training split holds segments for; cached per choice."""
+        key = (scaler, window, batch_size)
+        if key not in self._streams:
+            train, val, test = self.splits
+            sc = Scaler.fit(scaler, self.values[train])
+            scaled = sc.transform(self.values)
+            n, h = len(scaled), self.horizon
+            ahead = np.full((n, self.n_outputs), np.nan, dtype=np.float32)
+            targets = scaled[:, self.target_index]
+            ahead[: n - h] = (
+                sliding_window_view(targets[1:], h, axis=0).transpose(0, 2, 1).reshape(n - h, -1)
+            )
+            usable = train.stop - h  # origins whose targets are all in the training split
+            streams = max(1, min(batch_size, usable // window))
+            length = usable // streams // window * window
+            if length == 0:
+                raise ValueError(
+                    f"the training split ({train.stop} rows) holds no segment of window={window} "
+                    f"and horizon={h}"
+                )
+            segments = length // window
+            rows = (
+                np.arange(streams)[None, :, None] * length
+                + np.arange(segments)[:, None, None] * window
+                + np.arange(window)[None, None, :]
+            ).reshape(-1, window)  # batch i, part j -> its rows
+            start = n % window
+            count = (n - start) // window
+            self._streams[key] = Stream(
+                x_train=scaled[rows],
+                y_train=ahead[rows],
+                streams=streams,
+                x_all=scaled[start:].reshape(count, window, -1),
+                y_all=ahead[start:].reshape(count, window, -1),
+                start=start,
+                val=np.arange(max(val.start, start), val.stop - h),
+                test=np.arange(max(test.start, start), test.stop - h),
+                scaler=sc,
+            )
+        return self._streams[key]
 
     @property
     def metric(self) -> str:
@@ -214,7 +287,7 @@ class Sequences:
     def for_config(self, config: TrialConfig) -> Arrays:
         return self.arrays(config.scaler, config.window)
 
-    def output_scale(self, arrays: Arrays) -> None:
+    def output_scale(self, arrays: Any) -> None:
         return None
 
     metric = "accuracy"
@@ -279,7 +352,7 @@ class Texts:
     def for_config(self, config: TrialConfig) -> Arrays:
         return self.arrays(config.vocab_size, config.window)
 
-    def output_scale(self, arrays: Arrays) -> None:
+    def output_scale(self, arrays: Any) -> None:
         return None
 
     metric = "accuracy"
@@ -376,7 +449,7 @@ class Steps:
     def for_config(self, config: TrialConfig) -> Arrays:
         return self.arrays(config.scaler, config.window)
 
-    def output_scale(self, arrays: Arrays) -> np.ndarray | None:
+    def output_scale(self, arrays: Any) -> np.ndarray | None:
         return self.y_scale
 
     def fingerprint(self) -> str:
@@ -471,7 +544,7 @@ class Pairs:
             scaler=None,
         )
 
-    def output_scale(self, arrays: Arrays) -> None:
+    def output_scale(self, arrays: Any) -> None:
         return None
 
     def fingerprint(self) -> str:

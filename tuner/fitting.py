@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tuner.data import Dataset, Pairs, Series, Steps, Texts
+from tuner.data import Dataset, Pairs, Series, Steps, Stream, Texts
 from tuner.records import EPOCHS_RUN, ModelCard
 from tuner.training import Report, TrainResult
 
@@ -19,13 +19,15 @@ if TYPE_CHECKING:
     from tuner.config import TrialConfig
     from tuner.data import Arrays
     from tuner.space import Space
+    from tuner.training import OrderedPass
 
 
 @dataclass
 class Fit:
     result: TrainResult
     model: keras.Model
-    arrays: Arrays
+    arrays: Arrays | Stream
+    ordered: OrderedPass | None = None  # a stateful model: its batch-1 copy reads in order
 
     def summary(self) -> dict[str, float]:
         """``epochs_run``, and for a run that ended well ``best_epoch`` and the best epoch's
@@ -39,7 +41,11 @@ class Fit:
 
     def saved_model(self) -> keras.Model:
         """The model as it is saved: a text model behind its ``TextVectorization`` (it takes
-        raw text), any other as it trained."""
+        raw text), a stateful one as its batch-size-1 copy (it reads a table in order), any
+        other as it trained."""
+        if self.ordered is not None:
+            self.ordered.model.set_weights(self.model.get_weights())
+            return self.ordered.model
         if self.arrays.vectorizer is None:
             return self.model
         from tuner.model import text_model
@@ -52,6 +58,10 @@ class Fit:
         from tuner.training import evaluate
 
         a = self.arrays
+        if self.ordered is not None:  # the test split's last origins, read in order
+            origins = self.ordered.stream.test
+            return self.ordered.scores(self.model, origins[-last:] if last else origins, "test")
+        assert not isinstance(a, Stream)
         x, y = (a.x_test, a.y_test) if last is None else (a.x_test[-last:], a.y_test[-last:])
         return evaluate(self.model, x, y, "test", batch_size)
 
@@ -90,16 +100,31 @@ def fit(
     ridge = None
     if series is not None and config.residual == "ridge":
         ridge = series.ridge(config.scaler, config.window)
-    model = build_model(
-        config,
-        dataset.task,
-        arrays.input_shape,
-        dataset.n_outputs,
-        target_index=series.target_index if series else None,
-        ridge=ridge,
-        regression=isinstance(dataset, Steps) and not dataset.labels,
-        vocab=(dataset.source_vocab, dataset.target_vocab) if isinstance(dataset, Pairs) else None,
-    )
+
+    def build(batch: int | None = None) -> keras.Model:
+        return build_model(
+            config,
+            dataset.task,
+            arrays.input_shape,
+            dataset.n_outputs,
+            target_index=series.target_index if series else None,
+            ridge=ridge,
+            regression=isinstance(dataset, Steps) and not dataset.labels,
+            vocab=(dataset.source_vocab, dataset.target_vocab)
+            if isinstance(dataset, Pairs)
+            else None,
+            batch=batch,
+        )
+
+    ordered = None
+    if isinstance(arrays, Stream):  # trained on parallel parts, scored reading in order
+        from tuner.training import OrderedPass
+
+        model = build(arrays.streams)
+        assert series is not None
+        ordered = OrderedPass(build(1), arrays, series.output_scale(arrays), config.loss)
+    else:
+        model = build()
     result = train(
         model,
         arrays,
@@ -110,8 +135,11 @@ def fit(
         direction=direction,
         report=report or (lambda epoch, logs: False),
         scale=dataset.output_scale(arrays),
+        validate=None
+        if ordered is None
+        else (lambda trained: ordered.scores(trained, ordered.stream.val, "val")),
     )
-    return Fit(result, model, arrays)
+    return Fit(result, model, arrays, ordered)
 
 
 def seed_everything(seed: int) -> None:
@@ -132,6 +160,7 @@ def model_card(
     common = {
         "task": dataset.task,
         "window": config.window,
+        "stateful": config.stateful,
         "scaler": {} if scaler is None else scaler.to_json(),
     }
     if isinstance(dataset, Series):

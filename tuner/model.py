@@ -29,6 +29,7 @@ def build_model(
     ridge: Ridge | None = None,
     regression: bool = False,
     vocab: tuple[int, int] | None = None,
+    batch: int | None = None,
 ) -> keras.Model:
     """Stacked (optionally bidirectional) LSTMs and a dense head, with the options around them.
 
@@ -36,6 +37,9 @@ def build_model(
     ``Dense(1, sigmoid)`` for two classes (``n_outputs == 1``), else ``Dense(n_outputs, softmax)``.
     tag: every LSTM returns its sequence and a ``TimeDistributed(Dense)`` head gives each step a
     softmax over the classes, or (``regression``) ``n_outputs`` linear values.
+    forecast ``stateful``: the same per-step head (each step forecasts the next ``n_outputs``),
+    on LSTMs that keep their state from batch to batch; the model's batch size is fixed
+    (``batch``).
     seq2seq: ``input_shape`` is the source's ``(length,)`` and ``vocab`` the source and target
     vocabularies; the LSTMs encode the source's embedding (padding masked), and a decoder LSTM
     started from their last ``[h, c]`` reads the target shifted behind a start token (id
@@ -81,7 +85,7 @@ def build_model(
         window, features = input_shape[0], config.embedding_dim
     else:
         window, features = input_shape
-        inputs = keras.Input(shape=input_shape, name="window")
+        inputs = keras.Input(shape=input_shape, batch_size=batch, name="window")
         x = inputs
     stat = None  # the per-window statistic a last/mean residual adds back
     if task == "forecast" and config.residual in ("last", "mean"):
@@ -100,7 +104,8 @@ def build_model(
             name="frontend",
         )(x)
     branch = x  # the FCN branch reads what the LSTMs read (shortened by the front end)
-    pooled = config.pooling != "last" or task == "tag"  # every step's state goes on
+    stateful = task == "forecast" and config.stateful
+    pooled = config.pooling != "last" or task == "tag" or stateful  # every step's state goes on
     seq2seq = task == "seq2seq" or (task == "forecast" and config.decoder == "seq2seq")
     states: list[Any] = []  # seq2seq: the last layer's [h, c] (both directions', joined)
     for i, units in enumerate(config.units, start=1):
@@ -119,6 +124,7 @@ def build_model(
             return_sequences=(pooled and not seq2seq) or not last,
             return_state=seq2seq and last,
             go_backwards=config.go_backwards,
+            stateful=stateful,
             unroll=config.unroll,
             seed=config.seed + i,
             name=f"lstm_{i}",
@@ -139,8 +145,8 @@ def build_model(
     if task == "seq2seq":
         assert vocab is not None
         return _token_decoder(config, inputs, states, vocab[1])
-    if task == "tag":
-        head = L.Dense(n_outputs, activation=None if regression else "softmax")
+    if task == "tag" or stateful:
+        head = L.Dense(n_outputs, activation=None if regression or stateful else "softmax")
         outputs = L.TimeDistributed(head, name="head")(x)
         return keras.Model(inputs, outputs, name="lstm_tuner")
     if config.pooling == "mean":

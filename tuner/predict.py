@@ -241,13 +241,23 @@ def _forecast(
             f"{n} rows hold no window of the model's length ({window})", source=options.path
         )
     scaled = scaler.transform(values)
-    # horizon 0: every window of the table, including the last ones, whose targets lie beyond it.
-    x, _ = windowing.windows(scaled, scaled[:, target_index], window, 0)
-    out = model.predict(x, batch_size=1024, verbose=0)
-    pred = scaler.inverse(out.reshape(len(x), horizon, len(targets)), target_index)
+    if card.stateful:  # read in order, state carried, from the row that leaves whole segments
+        from tuner.training import reset_states
 
-    origin = np.repeat(np.arange(window - 1, n), horizon)  # row of each window's last input
-    step = np.tile(np.arange(1, horizon + 1), len(x))
+        first = n % window
+        reset_states(model)
+        out = model.predict(
+            scaled[first:].reshape(-1, window, len(columns)), batch_size=1, verbose=0
+        )
+    else:
+        # horizon 0: every window of the table, the last ones' targets beyond it
+        first = window - 1
+        x, _ = windowing.windows(scaled, scaled[:, target_index], window, 0)
+        out = model.predict(x, batch_size=1024, verbose=0)
+    pred = scaler.inverse(out.reshape(n - first, horizon, len(targets)), target_index)
+
+    origin = np.repeat(np.arange(first, n), horizon)  # row of each forecast's last input
+    step = np.tile(np.arange(1, horizon + 1), n - first)
     row = origin + step
     inside = row < n
     at = np.where(inside, row, 0)

@@ -140,6 +140,7 @@ class ModelCard:
     # steps greedy decoding runs at most (vocab_size: the source's)
     target_vocab: int = 0
     decoder_length: int = 0
+    stateful: bool = False  # forecast: the model reads the table in order, batch size 1
 
     @property
     def features(self) -> int:
@@ -151,14 +152,15 @@ class ModelCard:
     def to_json(self) -> str:
         out = dataclasses.asdict(self)
         keep = {
-            "forecast": ("columns", "target_index", "horizon"),
+            "forecast": ("columns", "target_index", "horizon", "stateful"),
             "classify": ("classes",),
             "text": ("classes", "vocab_size"),
             "tag": ("classes", "targets", "target_scaler"),
             "seq2seq": ("vocab_size", "target_vocab", "decoder_length"),
         }[self.task]
         optional = ("columns", "target_index", "horizon", "classes", "vocab_size")
-        for key in (*optional, "targets", "target_scaler", "target_vocab", "decoder_length"):
+        seq2seq = ("target_vocab", "decoder_length")
+        for key in (*optional, "targets", "target_scaler", *seq2seq, "stateful"):
             if key not in keep:
                 del out[key]
         return json.dumps(out, indent=2)

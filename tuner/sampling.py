@@ -37,10 +37,11 @@ def sample(
     for name, spec in PARAMS.items():
         if name == "units":
             continue  # below: one value, or one per layer
-        if spec.when is not None:
-            other, allowed = spec.when
-            if values.get(other, PARAMS[other].default(other)) not in allowed:
-                continue
+        if any(
+            values.get(other, PARAMS[other].default(other)) not in allowed
+            for other, allowed in spec.conditions
+        ):
+            continue
         if name in space.searched:
             values[name] = suggest(trial, name, space.searched[name])
         elif name in space.fixed:

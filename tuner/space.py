@@ -283,17 +283,14 @@ def parse_space(raw: Any, *, source: str, lines: Lines | None = None) -> Space:
         )
 
     for name in [*searched, *fixed]:
-        when = PARAMS[name].when
-        if when is None:
-            continue
-        other, allowed = when
-        value = fixed.get(other, PARAMS[other].default(other) if other not in searched else None)
-        if other not in searched and value not in allowed:
-            raise err(
-                ("params", name),
-                f"{name} applies only when {other} is {' or '.join(map(_plain, allowed))}, "
-                f"and {other} is {_plain(value)} here: remove {name}, or change {other}",
-            )
+        for other, allowed in PARAMS[name].conditions:
+            value = fixed.get(other, PARAMS[other].default(other))
+            if other not in searched and value not in allowed:
+                raise err(
+                    ("params", name),
+                    f"{name} applies only when {other} is {' or '.join(map(_plain, allowed))}, "
+                    f"and {other} is {_plain(value)} here: remove {name}, or change {other}",
+                )
 
     if task == "forecast" and objective == "val_loss":
         for name in ("scaler", "loss"):

@@ -19,7 +19,7 @@ from tuner.config import TrialConfig
 if TYPE_CHECKING:
     import keras
 
-    from tuner.data import Arrays
+    from tuner.data import Arrays, Stream
 
 Report = Callable[[int, dict[str, float]], bool]
 
@@ -131,7 +131,7 @@ def loss_and_metrics(
 
 def train(
     model: keras.Model,
-    arrays: Arrays,
+    arrays: Arrays | Stream,
     config: TrialConfig,
     *,
     task: str,
@@ -140,9 +140,14 @@ def train(
     direction: str,
     report: Report,
     scale: np.ndarray | None = None,
+    validate: Callable[[keras.Model], dict[str, float]] | None = None,
 ) -> TrainResult:
     """Compile and fit, reporting every epoch. ``scale``: each output's scale, for errors in
-    the target's own units (forecasts, per-step regressions); None for classifiers."""
+    the target's own units (forecasts, per-step regressions); None for classifiers.
+
+    ``validate`` (stateful models, ``arrays`` a ``Stream``): the epoch's validation scores come
+    from it instead of a validation pass; the training segments are read in order, never
+    shuffled or repeated, and the states are reset at the start of every epoch."""
     import keras
 
     class Epochs(keras.callbacks.Callback):
@@ -164,8 +169,26 @@ def train(
                 self.result.stopped, self.result.stopped_epoch = reason, epoch
                 self.model.stop_training = True
 
-    x_train, y_train = cycled(arrays.x_train, arrays.y_train, config)
-    steps = math.ceil(len(y_train) / config.batch_size)
+    class Ordered(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            reset_states(self.model)
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            assert validate is not None and logs is not None
+            logs.update(validate(self.model))
+
+    from tuner.data import Stream
+
+    stateful = isinstance(arrays, Stream)
+    if stateful != (validate is not None):
+        raise ValueError("a stateful model's data (a Stream) comes with its validate function")
+    validation_data = None
+    if isinstance(arrays, Stream):
+        x_train, y_train, batch_size = arrays.x_train, arrays.y_train, arrays.streams
+    else:
+        x_train, y_train = cycled(arrays.x_train, arrays.y_train, config)
+        batch_size, validation_data = config.batch_size, (arrays.x_val, arrays.y_val)
+    steps = math.ceil(len(y_train) / batch_size)
     loss, metrics = loss_and_metrics(config, task, n_outputs, scale)
     model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=metrics)
     epochs = Epochs()
@@ -178,18 +201,57 @@ def train(
     model.fit(
         x_train,
         y_train,
-        validation_data=(arrays.x_val, arrays.y_val),
+        validation_data=validation_data,
         epochs=config.epochs,
-        batch_size=config.batch_size,
-        shuffle=True,
+        batch_size=batch_size,
+        shuffle=not stateful,
         verbose=0,
-        callbacks=[epochs, keep_best],
+        callbacks=[*([Ordered()] if stateful else []), epochs, keep_best],
     )
     result = epochs.result
     finite = [h for h in result.history if verdict(h, objective) is None]
     if finite and result.stopped != "diverged":
         result.best_value, result.best_epoch = best_of(finite, objective, direction)
     return result
+
+
+def reset_states(model: keras.Model) -> None:
+    """Forget what a stateful model's layers carried over (``reset_state`` of each)."""
+    for layer in model.layers:
+        if getattr(layer, "stateful", False):
+            layer.reset_state()
+
+
+class OrderedPass:
+    """A stateful forecaster scored as it is used: ``model`` (the same architecture, batch size
+    1) takes the trained weights and reads the whole series in order, its state carried from
+    the first row; the forecasts made at the given origin rows are compared with their targets
+    (loss in scaled units, MAE and RMSE in the targets' units)."""
+
+    def __init__(self, model: keras.Model, stream: Stream, scale: np.ndarray, loss: str) -> None:
+        self.model, self.stream, self.scale, self.loss = model, stream, scale, loss
+
+    def forecasts(self, trained: keras.Model) -> np.ndarray:
+        """``(rows, n_outputs)``: the forecast made at every row from ``stream.start`` on."""
+        self.model.set_weights(trained.get_weights())
+        reset_states(self.model)
+        out = self.model.predict(self.stream.x_all, batch_size=1, verbose=0)
+        return out.reshape(-1, out.shape[-1])
+
+    def scores(self, trained: keras.Model, origins: np.ndarray, prefix: str) -> dict[str, float]:
+        at = origins - self.stream.start
+        err = self.forecasts(trained)[at] - self.stream.y_all.reshape(-1, len(self.scale))[at]
+        absolute = np.abs(err)
+        loss = {
+            "mse": np.mean(err**2),
+            "mae": np.mean(absolute),
+            "huber": np.mean(np.where(absolute <= 1, 0.5 * err**2, absolute - 0.5)),
+        }[self.loss]
+        return {
+            f"{prefix}_loss": float(loss),
+            f"{prefix}_mae_original": float(np.mean(absolute * self.scale)),
+            f"{prefix}_rmse_original": float(np.sqrt(np.mean((err * self.scale) ** 2))),
+        }
 
 
 def cycled(x: Any, y: np.ndarray, config: TrialConfig) -> tuple[Any, np.ndarray]:
