@@ -180,3 +180,37 @@ def test_a_directory_or_another_separator_is_named(tmp_path: Path) -> None:
     semi.write_text("date;co2\n2020-01-01;1.0\n2020-01-08;2.0\n")
     with pytest.raises(InputError, match=r"looks ';'-separated; tuner reads comma-separated"):
         load(opts(semi), max_window=4)
+
+
+def test_a_parquet_datetime_index_can_be_the_time_column(tmp_path: Path) -> None:
+    days = pd.date_range("2026-01-01", periods=120, freq="D", name="day")
+    frame = pd.DataFrame({"load": np.arange(120.0)[::-1]}, index=days)
+    path = tmp_path / "load.parquet"
+    frame.to_parquet(path)
+    series = load(DataOptions(str(path), target=("load",), time="day"), max_window=5)
+    assert series.values[0, 0] == 119.0 and series.columns == ("load",)
+
+
+def test_file_order_is_named_when_a_column_looks_like_a_time(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"when": [f"2026-01-{d:02d}" for d in range(1, 29)], "y": range(28)}).to_csv(
+        path, index=False
+    )
+    with caplog.at_level("INFO", logger="tuner"):
+        load(DataOptions(str(path), target=("y",)), max_window=3)
+    assert "column 'when' looks like a time: --time when sorts by it" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="tuner"):
+        load(DataOptions(str(path), target=("y",), time="when"), max_window=3)
+    assert "looks like a time" not in caplog.text
+
+
+def test_nan_drop_says_how_many_rows_it_removed(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "t.csv"
+    values = np.arange(40.0)
+    values[[5, 17]] = np.nan
+    pd.DataFrame({"y": values}).to_csv(path, index=False)
+    with caplog.at_level("WARNING", logger="tuner"):
+        series = load(DataOptions(str(path), target=("y",), nan="drop"), max_window=3)
+    assert len(series.values) == 38
+    assert "--nan drop removed 2 of 40 rows" in caplog.text

@@ -46,7 +46,12 @@ def test_regularization_and_initializers_reach_the_layers() -> None:
     config = TrialConfig(units=(4,), l2=1e-3, kernel_initializer="he_normal", go_backwards=True)
     lstm = build_model(config, "forecast", (5, 1), 1).get_layer("lstm_1")
     assert lstm.kernel_regularizer is not None and lstm.go_backwards
+    assert lstm.cell.recurrent_regularizer is None and lstm.cell.bias_regularizer is None
     assert type(lstm.cell.kernel_initializer).__name__ == "HeNormal"
+    config = TrialConfig(units=(4,), recurrent_l2=1e-3, bias_l1=1e-4)
+    cell = build_model(config, "forecast", (5, 1), 1).get_layer("lstm_1").cell
+    assert cell.recurrent_regularizer.l2 == pytest.approx(1e-3) and cell.kernel_regularizer is None
+    assert cell.bias_regularizer.l1 == pytest.approx(1e-4)
 
 
 def test_keras_names_are_checked() -> None:

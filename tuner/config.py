@@ -35,6 +35,10 @@ class TrialConfig:
     unroll: bool = False
     l1: float = 0.0
     l2: float = 0.0
+    recurrent_l1: float = 0.0
+    recurrent_l2: float = 0.0
+    bias_l1: float = 0.0
+    bias_l2: float = 0.0
     # around the LSTMs: what it starts from, what it sees, how its states become one vector
     residual: str = "none"
     highway: bool = False
@@ -176,6 +180,10 @@ PARAMS: dict[str, ParamSpec] = {
     "unroll": ParamSpec(bool, doc="true leaves the cuDNN kernel"),
     "l1": ParamSpec(float, 0.0, 1.0, doc="L1 regularization of the LSTM kernels"),
     "l2": ParamSpec(float, 0.0, 1.0, doc="L2 regularization of the LSTM kernels"),
+    "recurrent_l1": ParamSpec(float, 0.0, 1.0, doc="L1 of the recurrent kernels"),
+    "recurrent_l2": ParamSpec(float, 0.0, 1.0, doc="L2 of the recurrent kernels"),
+    "bias_l1": ParamSpec(float, 0.0, 1.0, doc="L1 of the LSTM biases"),
+    "bias_l2": ParamSpec(float, 0.0, 1.0, doc="L2 of the LSTM biases"),
     "residual": ParamSpec(
         str,
         choices=RESIDUALS,

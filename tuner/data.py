@@ -27,6 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from tuner import windowing
 from tuner.errors import InputError
+from tuner.log import log
 
 if TYPE_CHECKING:
     from tuner.config import TrialConfig
@@ -597,6 +598,8 @@ def read_table(path: str) -> Any:
     if len(df) == 0:
         columns = ", ".join(map(str, df.columns)) or "none"
         raise InputError(f"the table has no rows (columns: {columns})", source=path)
+    if not isinstance(df.index, pd.RangeIndex):  # e.g. a Parquet file's DatetimeIndex
+        df = df.reset_index()  # a column like any other (named as the index was, or "index")
     return df
 
 
@@ -610,6 +613,16 @@ def _load_series(options: DataOptions, max_window: int) -> Series:
     _require_columns(df, [*options.target, *(options.features or ()), options.time], src)
     if options.time is not None:
         df = df.sort_values(options.time, kind="stable")
+    else:
+        timelike = _time_like(df)
+        if timelike is not None:
+            log.info(
+                "note: %s: rows are taken in file order; column %r looks like a time: "
+                "--time %s sorts by it",
+                src,
+                timelike,
+                timelike,
+            )
     if options.features is None:
         skip = {*options.target, options.time}
         features = [c for c in df.columns if c not in skip and _is_numeric(df[c])]
@@ -623,6 +636,14 @@ def _load_series(options: DataOptions, max_window: int) -> Series:
     # Interpolation stays inside each split, so no split's values fill another's gaps.
     splits = windowing.split_bounds(len(df), options.val_fraction, options.test_fraction)
     table = _apply_nan_policy(df[columns].astype("float64"), options.nan, src, splits)
+    if len(table) < len(df):
+        log.warning(
+            "%s: --nan drop removed %d of %d rows; a window across a removed row joins the rows "
+            "around it as if they were adjacent (--nan interpolate keeps every time step)",
+            src,
+            len(df) - len(table),
+            len(df),
+        )
     values = table.to_numpy(dtype=np.float64)
     if not np.isfinite(values).all():
         row, col = np.argwhere(~np.isfinite(values))[0]
@@ -1085,6 +1106,32 @@ def _where(df: Any, position: int, src: str) -> str:
     if isinstance(label, (int, np.integer)):
         return f"line {int(label) + 2}" if src.lower().endswith(".csv") else f"row {label + 1}"
     return f"row {position + 1}"
+
+
+def _time_like(df: Any) -> str | None:
+    """The first column of dates or times (a datetime column, or text that parses as dates)."""
+    import warnings
+
+    import pandas as pd
+
+    for name in df.columns:
+        column = df[name]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            return str(name)
+        if column.dtype == object or pd.api.types.is_string_dtype(column):
+            sample = column.dropna().head(20)
+            if sample.empty or not all(
+                isinstance(v, str) and any(c in v for c in "-/:") for v in sample
+            ):
+                continue
+            try:
+                with warnings.catch_warnings():  # "could not infer format"
+                    warnings.simplefilter("ignore")
+                    pd.to_datetime(sample, errors="raise")
+            except (ValueError, TypeError, OverflowError):
+                continue
+            return str(name)
+    return None
 
 
 def _is_numeric(column: Any) -> bool:

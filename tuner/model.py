@@ -66,9 +66,10 @@ def build_model(
     import keras
 
     L = keras.layers
-    reg = None
-    if config.l1 or config.l2:
-        reg = keras.regularizers.L1L2(l1=config.l1, l2=config.l2)
+
+    def regularizer(l1: float, l2: float) -> Any:
+        return keras.regularizers.L1L2(l1=l1, l2=l2) if l1 or l2 else None
+
     mask = None  # text: where the tokens are not padding (for attention pooling)
     if task in ("text", "seq2seq"):
         inputs = keras.Input(
@@ -118,7 +119,9 @@ def build_model(
             kernel_initializer=config.kernel_initializer,
             recurrent_initializer=config.recurrent_initializer,
             unit_forget_bias=config.unit_forget_bias,
-            kernel_regularizer=reg,
+            kernel_regularizer=regularizer(config.l1, config.l2),
+            recurrent_regularizer=regularizer(config.recurrent_l1, config.recurrent_l2),
+            bias_regularizer=regularizer(config.bias_l1, config.bias_l2),
             dropout=config.dropout,
             recurrent_dropout=config.recurrent_dropout,
             return_sequences=(pooled and not seq2seq) or not last,
