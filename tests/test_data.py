@@ -65,7 +65,9 @@ def test_non_numeric_column(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     pd.DataFrame({"a": ["x"] * 50, "b": range(50)}).to_csv(path, index=False)
     with pytest.raises(InputError, match=r"d.csv: a: column is not numeric \(first value 'x'\)"):
-        load(DataOptions(str(path), target=("b",), features=("a",)), max_window=4)
+        load(DataOptions(str(path), target=("a",)), max_window=4)  # a target must be numbers
+    series = load(DataOptions(str(path), target=("b",), features=("a",)), max_window=4)
+    assert series.columns == ("a=x", "b"), "a text input is one-hot encoded"
 
 
 def test_series_too_short_for_window_horizon_and_splits(co2_csv: Path) -> None:
@@ -214,3 +216,31 @@ def test_nan_drop_says_how_many_rows_it_removed(tmp_path: Path, caplog) -> None:
         series = load(DataOptions(str(path), target=("y",), nan="drop"), max_window=3)
     assert len(series.values) == 38
     assert "--nan drop removed 2 of 40 rows" in caplog.text
+
+
+def test_text_inputs_are_one_hot_encoded_from_the_training_split(tmp_path: Path) -> None:
+    path = tmp_path / "shop.csv"
+    n = 100
+    kind = ["a", "b", "c"] * 33 + ["a"]
+    kind[95] = "new"  # a category only the test split has: all zeros
+    pd.DataFrame({"kind": kind, "sales": np.arange(n, dtype=float)}).to_csv(path, index=False)
+    series = load(DataOptions(str(path), target=("sales",)), max_window=3)
+    assert series.columns == ("kind=a", "kind=b", "kind=c", "sales")
+    assert series.categories == {"kind": ["a", "b", "c"]}
+    assert series.values[0, :3].tolist() == [1.0, 0.0, 0.0]
+    assert series.values[95, :3].tolist() == [0.0, 0.0, 0.0]
+
+    from tuner.predict import _read_series
+
+    options = DataOptions(str(path), target=("sales",))
+    values, _, _ = _read_series(options, list(series.columns), series.categories)
+    np.testing.assert_array_equal(values, series.values)
+
+
+def test_a_text_input_of_too_many_values_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"id": [f"u{i}" for i in range(60)], "y": range(60)}).to_csv(path, index=False)
+    with pytest.raises(InputError, match="42 distinct values") as e:  # 60 rows, 42 in train
+        load(DataOptions(str(path), target=("y",)), max_window=3)
+    assert e.value.field == "id" and "--features" in str(e.value)
+    load(DataOptions(str(path), target=("y",), features=()), max_window=3)  # left out: fine

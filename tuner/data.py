@@ -171,6 +171,8 @@ class Series:
     _cache: dict[tuple[str, int], Arrays] = field(default_factory=dict, repr=False)
     _ridges: dict[tuple[str, int], Ridge] = field(default_factory=dict, repr=False)
     _streams: dict[tuple[str, int, int], Stream] = field(default_factory=dict, repr=False)
+    # text input columns, one-hot encoded: each one's categories (in the training split)
+    categories: dict[str, list[str]] = field(default_factory=dict)
     task = "forecast"
     default_window = None  # a forecast's window is always the space's
 
@@ -625,16 +627,20 @@ def _load_series(options: DataOptions, max_window: int) -> Series:
             )
     if options.features is None:
         skip = {*options.target, options.time}
-        features = [c for c in df.columns if c not in skip and _is_numeric(df[c])]
+        features = [c for c in df.columns if c not in skip and c != _time_like(df[[c]])]
     else:
         features = list(options.features)
-    columns = [*features, *options.target]
-    for c in columns:
+    for c in options.target:
         if not _is_numeric(df[c]):
             bad = next(iter(df[c].dropna()), None)
             raise InputError(f"column is not numeric (first value {bad!r})", source=src, field=c)
     # Interpolation stays inside each split, so no split's values fill another's gaps.
     splits = windowing.split_bounds(len(df), options.val_fraction, options.test_fraction)
+    text = [c for c in features if not _is_numeric(df[c])]
+    categories = categories_of(df.iloc[splits[0]], text, src)
+    df = one_hot(df, categories)
+    features = [f for c in features for f in (encoded(c, categories[c]) if c in text else [c])]
+    columns = [*features, *options.target]
     table = _apply_nan_policy(df[columns].astype("float64"), options.nan, src, splits)
     if len(table) < len(df):
         log.warning(
@@ -659,6 +665,7 @@ def _load_series(options: DataOptions, max_window: int) -> Series:
     series = Series(
         values=values,
         columns=tuple(columns),
+        categories=categories,
         target_index=[columns.index(t) for t in options.target],
         horizon=options.horizon,
         splits=splits,
@@ -1106,6 +1113,47 @@ def _where(df: Any, position: int, src: str) -> str:
     if isinstance(label, (int, np.integer)):
         return f"line {int(label) + 2}" if src.lower().endswith(".csv") else f"row {label + 1}"
     return f"row {position + 1}"
+
+
+MAX_CATEGORIES = 32  # distinct values of a text input column that are one-hot encoded, at most
+
+
+def categories_of(train: Any, names: list[str], src: str) -> dict[str, list[str]]:
+    """Each text column's categories, as the training split has them (sorted); a column of
+    more than ``MAX_CATEGORIES`` is refused (one-hot would be too wide; name the inputs)."""
+    out = {}
+    for name in names:
+        values = sorted({str(v) for v in train[name].dropna()})
+        if len(values) > MAX_CATEGORIES:
+            raise InputError(
+                f"text column with {len(values)} distinct values in the training split; up to "
+                f"{MAX_CATEGORIES} are one-hot encoded: leave it out by naming the inputs with "
+                "--features",
+                source=src,
+                field=name,
+            )
+        out[name] = values
+    return out
+
+
+def encoded(name: str, categories: list[str]) -> list[str]:
+    """The one-hot columns of a text column: ``name=category``."""
+    return [f"{name}={c}" for c in categories]
+
+
+def one_hot(df: Any, categories: dict[str, list[str]]) -> Any:
+    """``df`` with a 0/1 column per category of each text column (a value the training split
+    never had, or none, is all zeros)."""
+    if not categories:
+        return df
+    import pandas as pd
+
+    columns = {
+        f"{name}={c}": (df[name].astype("string") == c).fillna(False).astype("float64")
+        for name, values in categories.items()
+        for c in values
+    }
+    return pd.concat([df, pd.DataFrame(columns, index=df.index)], axis=1)
 
 
 def _time_like(df: Any) -> str | None:

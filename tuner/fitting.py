@@ -170,6 +170,7 @@ def model_card(
             columns=list(dataset.columns),
             target_index=list(dataset.target_index),
             horizon=dataset.horizon,
+            categories=dataset.categories,
         )
     if isinstance(dataset, Pairs):
         return ModelCard(

@@ -234,7 +234,7 @@ def _forecast(
     target_index: list[int] = list(card.target_index)
     targets = [columns[i] for i in target_index]
     window, horizon = int(card.window), int(card.horizon)
-    values, labels, filled = _read_series(options, columns)
+    values, labels, filled = _read_series(options, columns, card.categories)
     n = len(values)
     if n < window:
         raise InputError(
@@ -313,13 +313,15 @@ def _later_times(labels: np.ndarray, ahead: np.ndarray) -> list[Any]:
 
 
 def _read_series(
-    options: data.DataOptions, columns: list[str]
+    options: data.DataOptions, columns: list[str], categories: dict[str, list[str]]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The model's columns in its order, sorted by time, after the study's NaN policy; the
-    label of each row (its time, or its row number in the file); and which values the policy
-    filled in."""
+    """The model's columns in its order (text columns one-hot encoded as in training), sorted by
+    time, after the study's NaN policy; the label of each row (its time, or its row number in
+    the file); and which values the policy filled in."""
     src = options.path
     df = data.read_table(src)
+    data._require_columns(df, [*categories, options.time], src)
+    df = data.one_hot(df, categories)
     data._require_columns(df, [*columns, options.time], src)
     if options.time is not None:
         df = df.sort_values(options.time, kind="stable")

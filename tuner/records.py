@@ -141,6 +141,8 @@ class ModelCard:
     target_vocab: int = 0
     decoder_length: int = 0
     stateful: bool = False  # forecast: the model reads the table in order, batch size 1
+    # forecast: text input columns one-hot encoded into ``name=category`` columns
+    categories: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def features(self) -> int:
@@ -152,7 +154,7 @@ class ModelCard:
     def to_json(self) -> str:
         out = dataclasses.asdict(self)
         keep = {
-            "forecast": ("columns", "target_index", "horizon", "stateful"),
+            "forecast": ("columns", "target_index", "horizon", "stateful", "categories"),
             "classify": ("classes",),
             "text": ("classes", "vocab_size"),
             "tag": ("classes", "targets", "target_scaler"),
@@ -160,7 +162,7 @@ class ModelCard:
         }[self.task]
         optional = ("columns", "target_index", "horizon", "classes", "vocab_size")
         seq2seq = ("target_vocab", "decoder_length")
-        for key in (*optional, "targets", "target_scaler", *seq2seq, "stateful"):
+        for key in (*optional, "targets", "target_scaler", *seq2seq, "stateful", "categories"):
             if key not in keep:
                 del out[key]
         return json.dumps(out, indent=2)
