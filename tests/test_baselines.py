@@ -280,3 +280,47 @@ def test_the_ridge_start_gets_the_ridge_baseline_s_lags() -> None:
     clamped = _ridge_start_window(space, {"scores": {"ridge_ar": {"lags": 1.0}}})
     assert clamped.start_with[0]["window"] == 48  # within the resolved range
     assert _ridge_start_window(space, {"scores": {}}) is space  # classify: no ridge
+
+
+def test_several_targets_are_compared_scale_free(tmp_path) -> None:
+    """Issue 13: the MAE averaged a kWh target with a degrees one; now each target's MAE is
+    recorded and the comparison is nmae, the mean of each one's MAE over its std."""
+    import pandas as pd
+
+    from tuner.data import DataOptions, load
+    from tuner.launch import check_objective
+    from tuner.space import parse_space
+
+    t = np.arange(400)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"kwh": 1000 + 300 * np.sin(t / 8) + rng.normal(0, 20, 400), "temp": np.cos(t / 5)}
+    )
+    path = tmp_path / "two.csv"
+    frame.to_csv(path, index=False)
+    series = load(DataOptions(str(path), target=("kwh", "temp")), 8)
+    result = b.compute(series, 8)
+    assert result["metric"] == "nmae" and set(result["mase_scales"]) == {"mae_kwh", "mae_temp"}
+    naive = result["scores"]["naive"]
+    units = frame.iloc[series.splits[0]].std(ddof=0)
+    expected = (naive["val_mae_kwh"] / units["kwh"] + naive["val_mae_temp"] / units["temp"]) / 2
+    assert naive["val_nmae"] == pytest.approx(expected, rel=1e-6)
+    best = result["scores"][result["best"]]
+    assert best["val_nmae"] == min(s["val_nmae"] for s in result["scores"].values())
+
+    attrs = {
+        "best_val_nmae": best["val_nmae"] / 2,
+        "test_nmae": best["test_nmae"] / 2,
+        "test_mae_kwh": 10.0,
+        "test_mae_temp": 0.1,
+    }
+    s = b.skill(result, attrs)
+    assert s["skill_val"] == pytest.approx(0.5) and s["skill_test"] == pytest.approx(0.5)
+    assert s["mase_test_kwh"] == pytest.approx(10.0 / result["mase_scales"]["mae_kwh"])
+    assert s["mase_test"] == pytest.approx((s["mase_test_kwh"] + s["mase_test_temp"]) / 2)
+    assert b.compare(result, attrs)["beats_baselines"] is True
+
+    space = check_objective(parse_space({"params": {}}, source="s.yaml"), series)
+    assert space.objective == "val_nmae" and space.raw["objective"] == "val_nmae"
+    named = parse_space({"objective": "val_mae_original"}, source="s.yaml")
+    assert check_objective(named, series).objective == "val_mae_original"

@@ -130,8 +130,8 @@ def test_best_value_is_the_best_epoch() -> None:
 def test_errors_in_original_units_come_with_the_passes_and_match_numpy() -> None:
     """mae_original / rmse_original are compiled metrics: each epoch's validation pass and
     ``evaluate`` give them, in the target's units (two targets, two steps ahead)."""
-    from tuner.data import output_scale
-    from tuner.training import evaluate, loss_and_metrics
+    from tuner.data import Targets, output_scale
+    from tuner.training import evaluate, loss_and_metrics, target_errors
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(37, 6, 3)).astype("float32")
@@ -141,7 +141,9 @@ def test_errors_in_original_units_come_with_the_passes_and_match_numpy() -> None
     )
     scale = output_scale(scaler, [2, 0], horizon=2)
     model = build_model(TrialConfig(units=(4,)), "forecast", (6, 3), 4)
-    loss, metrics = loss_and_metrics(TrialConfig(), "forecast", 4, scale)
+    units = np.array([7.0, 0.5])  # each target's std on the training split
+    targets = Targets(["kwh", "temp (C)"], units)
+    loss, metrics = loss_and_metrics(TrialConfig(), "forecast", 4, scale, targets)
     model.compile(optimizer="adam", loss=loss, metrics=metrics)
     scores = evaluate(model, x, y, "test", batch_size=8)  # 5 batches, the last one short
     pred = model.predict(x, verbose=0).reshape(-1, 2, 2)
@@ -150,6 +152,18 @@ def test_errors_in_original_units_come_with_the_passes_and_match_numpy() -> None
     assert scores["test_mae_original"] == pytest.approx(np.mean(np.abs(inverse)), rel=1e-5)
     assert scores["test_rmse_original"] == pytest.approx(np.sqrt(np.mean(inverse**2)), rel=1e-5)
     assert scores["test_loss"] == pytest.approx(np.mean((pred.reshape(-1, 4) - y) ** 2), rel=1e-5)
+    # several targets: each one's MAE in its units, and their mean over each one's std
+    per_target = np.abs(inverse).mean(axis=(0, 1))
+    assert scores["test_mae_kwh"] == pytest.approx(per_target[0], rel=1e-5)
+    assert scores["test_mae_temp__C_"] == pytest.approx(per_target[1], rel=1e-5)
+    assert scores["test_nmae"] == pytest.approx(np.mean(per_target / units), rel=1e-5)
+    assert target_errors(inverse.reshape(-1, 4), targets) == pytest.approx(
+        {
+            "mae_kwh": per_target[0],
+            "mae_temp__C_": per_target[1],
+            "nmae": np.mean(per_target / units),
+        }
+    )
 
 
 @pytest.mark.parametrize(

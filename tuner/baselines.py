@@ -37,6 +37,7 @@ import numpy as np
 
 from tuner import windowing
 from tuner.ridge import fit_ridge_ar
+from tuner.training import metric_name, target_errors
 
 if TYPE_CHECKING:
     from tuner.data import Dataset, Pairs, Sequences, Series, Steps, Texts
@@ -128,6 +129,7 @@ def forecast_baselines(
     """
     train, val, test = series.splits
     targets = series.target_index
+    several = series.targets()
     h = series.horizon
     if period is None:
         period = detect_period(series.values[train, targets[0]])
@@ -169,6 +171,9 @@ def forecast_baselines(
             out.setdefault(name, {})
             out[name][f"{split}_mae_original"] = float(np.mean(np.abs(err)))
             out[name][f"{split}_rmse_original"] = float(np.sqrt(np.mean(err**2)))
+            if several is not None:  # each target's MAE, and nmae: scale-free
+                errors = target_errors(err, several)
+                out[name].update({f"{split}_{k}": v for k, v in errors.items()})
     out["ridge_ar"]["alpha"] = ridge.alpha
     out["ridge_ar"]["lags"] = float(ridge.lags)
     return out
@@ -189,11 +194,17 @@ def seasonal_naive(values: np.ndarray, origin: np.ndarray, horizon: int, period:
 def mase_scale(series: Series, period: int | None) -> float:
     """The in-sample one-step (seasonal) naive MAE on the training split, in the target's units,
     averaged over targets: the denominator of the MASE (Hyndman & Koehler, 2006)."""
+    scales = mase_scales(series, period)
+    return float(np.mean(scales))
+
+
+def mase_scales(series: Series, period: int | None) -> list[float]:
+    """Each target's MASE denominator (see ``mase_scale``)."""
     train = series.values[series.splits[0]][:, series.target_index]
     m = period or 1
     if len(train) <= m:
-        return math.nan
-    return float(np.mean(np.abs(train[m:] - train[:-m])))
+        return [math.nan] * train.shape[1]
+    return np.mean(np.abs(train[m:] - train[:-m]), axis=0).tolist()
 
 
 # -- classify -------------------------------------------------------------------------------
@@ -370,20 +381,27 @@ def compute(dataset: Dataset, window: int, season: int | None = None) -> dict[st
     series: Series = dataset  # type: ignore[assignment]
     period = season or detect_period(series.values[series.splits[0], series.target_index[0]])
     scores = forecast_baselines(series, window, period)
-    best = min(scores, key=lambda n: scores[n]["val_mae_original"])  # chosen on validation
-    return {
+    metric = series.metric
+    best = min(scores, key=lambda n: scores[n][f"val_{metric}"])  # chosen on validation
+    out: dict[str, Any] = {
         "task": "forecast",
         "period": period,
         "window": window,
         "scores": scores,
         "best": best,
-        "metric": "mae_original",
+        "metric": metric,
         "mase_scale": mase_scale(series, period),
     }
+    several = series.targets()
+    if several is not None:  # each target's MASE denominator, for a MASE per target
+        scales = mase_scales(series, period)
+        out["mase_scales"] = {metric_name(n): s for n, s in zip(several.names, scales, strict=True)}
+    return out
 
 
 def metric_of(baselines: dict[str, Any]) -> str:
-    """What the baselines are compared on: ``mae_original`` (an error) or ``accuracy``."""
+    """What the baselines are compared on: ``mae_original`` or ``nmae`` (errors) or
+    ``accuracy``."""
     default = "mae_original" if baselines.get("task") == "forecast" else "accuracy"
     return str(baselines.get("metric", default))
 
@@ -391,15 +409,17 @@ def metric_of(baselines: dict[str, Any]) -> str:
 def skill(baselines: dict[str, Any], trial_metrics: dict[str, float]) -> dict[str, float]:
     """How the trial compares: ``skill_val`` / ``skill_test`` are the trial's error over the
     best baseline's (below 1: the trial is better; for classifiers the error is 1 - accuracy),
-    and ``mase_test`` for forecasts. Missing metrics are left out."""
+    and ``mase_test`` for forecasts (several targets: the mean of each one's MASE, with
+    ``mase_test_<target>``). Missing metrics are left out."""
     out: dict[str, float] = {}
     best = baselines["scores"][baselines["best"]]
+    metric = metric_of(baselines)
     for split in ("val", "test"):
-        if metric_of(baselines) == "mae_original":
+        if metric != "accuracy":
             mine = trial_metrics.get(
-                f"best_{split}_mae_original", trial_metrics.get(f"{split}_mae_original")
+                f"best_{split}_{metric}", trial_metrics.get(f"{split}_{metric}")
             )
-            theirs = best.get(f"{split}_mae_original")
+            theirs = best.get(f"{split}_{metric}")
         else:
             acc = trial_metrics.get(
                 f"best_{split}_accuracy", trial_metrics.get(f"{split}_accuracy")
@@ -409,6 +429,17 @@ def skill(baselines: dict[str, Any], trial_metrics: dict[str, float]) -> dict[st
             theirs = None if theirs is None else 1.0 - theirs
         if mine is not None and theirs is not None:
             out[f"skill_{split}"] = mine / theirs if theirs > 0 else (math.inf if mine > 0 else 1.0)
+    scales = baselines.get("mase_scales")
+    if scales:  # several targets: a MASE each, and their mean
+        each = {
+            name: trial_metrics[f"test_{name}"] / s
+            for name, s in scales.items()
+            if f"test_{name}" in trial_metrics and s and math.isfinite(s)
+        }
+        out.update({f"mase_test_{name[len('mae_') :]}": v for name, v in each.items()})
+        if len(each) == len(scales):
+            out["mase_test"] = float(np.mean(list(each.values())))
+        return out
     scale = baselines.get("mase_scale")
     test_mae = trial_metrics.get("test_mae_original")
     if scale and test_mae is not None and math.isfinite(scale):
@@ -421,6 +452,7 @@ def compare(baselines: dict[str, Any], trial_attrs: dict[str, Any] | None) -> di
     ``beats_baselines`` (its test error below every baseline's) and ``verdict``, one plain
     sentence that says so when the tuned model did not beat them."""
     out: dict[str, Any] = {
+        "metric": metric_of(baselines),
         "best_baseline": baselines["best"],
         "season": baselines.get("period"),
         "baselines": baselines["scores"],
@@ -428,9 +460,11 @@ def compare(baselines: dict[str, Any], trial_attrs: dict[str, Any] | None) -> di
     if trial_attrs is None:
         return out
     out["skill"] = skill(baselines, trial_attrs)
-    forecast = metric_of(baselines) == "mae_original"  # an error (forecasts, per-step values)
-    key = "test_mae_original" if forecast else "test_accuracy"
-    what = "test MAE" if forecast else "test accuracy"
+    metric = metric_of(baselines)
+    forecast = metric != "accuracy"  # an error (forecasts, per-step values)
+    key = f"test_{metric}"
+    names = {"mae_original": "test MAE", "nmae": "test MAE / target's std (mean over targets)"}
+    what = names.get(metric, "test accuracy")
     mine = trial_attrs.get(key)
     if mine is None:
         out["beats_baselines"] = None
@@ -440,7 +474,7 @@ def compare(baselines: dict[str, Any], trial_attrs: dict[str, Any] | None) -> di
     rival = (min if forecast else max)(theirs, key=theirs.__getitem__)
     beats = all((mine < v) if forecast else (mine > v) for v in theirs.values())
     out["beats_baselines"] = beats
-    unit = " (target's units)" if forecast else ""
+    unit = " (target's units)" if metric == "mae_original" else ""
     if beats:
         out["verdict"] = (
             f"the tuned LSTM beats every baseline: {what} {mine:.4g}{unit} vs "

@@ -511,12 +511,15 @@ def _baseline_lines(report: dict[str, Any] | None) -> list[str]:
     season = report.get("season")
     lines = [
         "baselines (validation / test"
+        + (" " + report["metric"] if report.get("metric") == "nmae" else "")
         + (f"; season {season}" if season else "")
         + "): "
         + "; ".join(
             f"{name} "
             + " / ".join(
-                f"{v:.4g}" for k, v in scores.items() if k.endswith(("_mae_original", "_accuracy"))
+                f"{v:.4g}"
+                for k, v in scores.items()
+                if k in (f"val_{report['metric']}", f"test_{report['metric']}")
             )
             for name, scores in report["baselines"].items()
         )

@@ -134,6 +134,16 @@ class Arrays:
 
 
 @dataclass(frozen=True)
+class Targets:
+    """A forecast of several targets: their names and units (each one's standard deviation on
+    the training split, whatever the trial's scaler), which make errors comparable across
+    targets of different units."""
+
+    names: list[str]
+    units: np.ndarray
+
+
+@dataclass(frozen=True)
 class Stream:
     """A stateful trial's data. Training: the training split as ``streams`` parallel,
     contiguous parts, cut into consecutive segments of ``window`` rows; batch ``i`` holds
@@ -237,7 +247,17 @@ class Series:
 
     @property
     def metric(self) -> str:
-        return "mae_original"
+        """What trials and baselines are compared on: the MAE in the target's units, or with
+        several targets ``nmae``, scale-free."""
+        return "nmae" if len(self.target_index) > 1 else "mae_original"
+
+    def targets(self) -> Targets | None:
+        """Several targets: their names and units (standard deviations on the training split)."""
+        if len(self.target_index) < 2:
+            return None
+        std = self.values[self.splits[0]][:, self.target_index].std(axis=0)
+        names = [self.columns[i] for i in self.target_index]
+        return Targets(names, np.where(std > 0, std, 1.0))
 
     def ridge(self, scaler: str, window: int) -> Ridge:
         """The closed-form ridge autoregression of the training windows (scaled units; its lag

@@ -122,7 +122,8 @@ def fit(
 
         model = build(arrays.streams)
         assert series is not None
-        ordered = OrderedPass(build(1), arrays, series.output_scale(arrays), config.loss)
+        scale = series.output_scale(arrays)
+        ordered = OrderedPass(build(1), arrays, scale, config.loss, series.targets())
     else:
         model = build()
     result = train(
@@ -138,6 +139,7 @@ def fit(
         validate=None
         if ordered is None
         else (lambda trained: ordered.scores(trained, ordered.stream.val, "val")),
+        targets=series.targets() if series is not None else None,
     )
     return Fit(result, model, arrays, ordered)
 

@@ -60,11 +60,28 @@ def max_window(space: Space) -> int:
     return int(max(space.candidates("window")))
 
 
-def check_objective(space: Space, dataset: Dataset) -> None:
-    """A per-step task's objective must fit its data: accuracy for labels, the MAE in the
-    targets' units for values."""
+def check_objective(space: Space, dataset: Dataset) -> Space:
+    """The objective for this data. A per-step task's must fit its targets: accuracy for
+    labels, the MAE in the targets' units for values. A forecast of several targets is
+    compared scale-free (``val_nmae``) unless the space names its objective (then a note says
+    that ``val_mae_original`` averages the targets' own units)."""
+    if space.task == "forecast" and dataset.metric == "nmae":
+        if "objective" not in space.raw:
+            log.info(
+                "note: %d targets: the objective is val_nmae, the mean over targets of each "
+                "one's MAE divided by its standard deviation on the training split (each "
+                "target's MAE is recorded as mae_<target>)",
+                len(dataset.target_index),  # type: ignore[union-attr]
+            )
+            return space.with_objective("val_nmae")
+        if space.objective == "val_mae_original":
+            log.info(
+                "note: val_mae_original averages the targets' errors in their own units; "
+                "objective: val_nmae weighs every target alike"
+            )
+        return space
     if space.task != "tag":
-        return
+        return space
     wrong = {"accuracy": "val_mae_original", "mae_original": "val_accuracy"}[dataset.metric]
     if space.objective == wrong:
         kind = "labels" if dataset.metric == "accuracy" else "values (decimals)"
@@ -74,6 +91,7 @@ def check_objective(space: Space, dataset: Dataset) -> None:
             source=space.source,
             field="objective",
         )
+    return space
 
 
 def prepare(
@@ -103,7 +121,7 @@ def prepare(
         log.info("note: %s", line)
     options = replace(options, task=space.task)
     dataset = data.load(options, 1 if space.window_auto else max_window(space))
-    check_objective(space, dataset)
+    space = check_objective(space, dataset)
     window_auto = space.window_auto
     if window_auto:
         space = _auto_window(space, dataset, season, dataset_path=options.path)

@@ -45,7 +45,7 @@ TASKS = ("forecast", "classify", "text", "tag", "seq2seq")
 # scaled units of the trial's own loss, so it only compares trials with one scaler and one loss;
 # val_mae_original (the validation MAE in the target's units) compares any two trials.
 OBJECTIVES: dict[str, dict[str, Literal["minimize", "maximize"]]] = {
-    "forecast": {"val_mae_original": "minimize", "val_loss": "minimize"},
+    "forecast": {"val_mae_original": "minimize", "val_loss": "minimize", "val_nmae": "minimize"},
     "classify": {"val_loss": "minimize", "val_accuracy": "maximize"},
     "text": {"val_loss": "minimize", "val_accuracy": "maximize"},
     # tag: accuracy for labels, the MAE in the targets' units for values (checked on the data)
@@ -100,6 +100,10 @@ class Space:
         if high >= 4 * low:
             params["window"]["log"] = True
         return parse_space({**self.raw, "params": params}, source=self.source)
+
+    def with_objective(self, objective: str) -> Space:
+        """This space with another objective (as if its file said so); re-validated."""
+        return parse_space({**self.raw, "objective": objective}, source=self.source)
 
     def candidates(self, name: str) -> list[Any]:
         """Every value ``name`` can take in this space (ranges: their bounds)."""

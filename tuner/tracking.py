@@ -51,6 +51,7 @@ BASELINE_COLUMNS = {  # by the metric the baselines are compared on
         "test_rmse_original",
     ),
     "accuracy": ("val_accuracy", "test_accuracy", "val_loss", "test_loss"),
+    "nmae": ("val_nmae", "test_nmae", "val_mae_original", "test_mae_original"),
 }
 
 

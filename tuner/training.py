@@ -7,6 +7,7 @@ epoch and stops when that returns True (pruned) or when the loss is not finite (
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from tuner.config import TrialConfig
 if TYPE_CHECKING:
     import keras
 
-    from tuner.data import Arrays, Stream
+    from tuner.data import Arrays, Stream, Targets
 
 Report = Callable[[int, dict[str, float]], bool]
 
@@ -90,8 +91,26 @@ def make_optimizer(config: TrialConfig, steps_per_epoch: int) -> keras.optimizer
     raise ValueError(f"unknown optimizer {config.optimizer!r}")
 
 
+def metric_name(target: str) -> str:
+    """``mae_<target>``, the target's name kept to what MLflow accepts in a metric's name."""
+    return "mae_" + re.sub(r"[^A-Za-z0-9_.-]", "_", target)
+
+
+def target_errors(err: np.ndarray, targets: Targets) -> dict[str, float]:
+    """From errors in the targets' units, ``(samples, horizon * targets)`` step-major: each
+    target's MAE (``mae_<target>``) and ``nmae``, the mean over targets of MAE / unit."""
+    per = np.abs(err).reshape(len(err), -1, len(targets.names)).mean(axis=(0, 1))
+    out = {metric_name(n): float(v) for n, v in zip(targets.names, per, strict=True)}
+    out["nmae"] = float(np.mean(per / targets.units))
+    return out
+
+
 def loss_and_metrics(
-    config: TrialConfig, task: str, n_outputs: int, output_scale: np.ndarray | None
+    config: TrialConfig,
+    task: str,
+    n_outputs: int,
+    output_scale: np.ndarray | None,
+    targets: Targets | None = None,
 ) -> tuple[Any, list[Any]]:
     """The loss and metrics to compile with.
 
@@ -100,6 +119,8 @@ def loss_and_metrics(
     error times each output's scale: every scaler is affine), the same for every scaler and
     loss, so trials compare fairly. Being compiled metrics, they come with every
     epoch's validation pass and with ``evaluate``: no separate prediction pass is needed.
+    With several ``targets`` (whose units differ) also each one's ``mae_<target>`` and
+    ``nmae``, the mean over targets of each one's MAE in its units: scale-free.
     """
     import keras
 
@@ -123,10 +144,27 @@ def loss_and_metrics(
             y_true = keras.ops.cast(y_true, y_pred.dtype)
             return super().update_state(y_true * scale, y_pred * scale, sample_weight)
 
-    return losses[config.loss], [
+    metrics: list[Any] = [
         keras.metrics.MeanMetricWrapper(mae_original, "mae_original"),
         RmseOriginal(name="rmse_original"),
     ]
+    if targets is not None:
+        k = len(targets.names)
+        per_unit = (scale / np.tile(targets.units, n_outputs // k)).astype("float32")
+
+        def nmae(y_true: Any, y_pred: Any) -> Any:
+            return keras.ops.mean(keras.ops.abs(y_true - y_pred) * per_unit, axis=-1)
+
+        metrics.append(keras.metrics.MeanMetricWrapper(nmae, "nmae"))
+        for j, name in enumerate(targets.names):
+            columns = list(range(j, n_outputs, k))  # the target's output at every step ahead
+
+            def one(y_true: Any, y_pred: Any, columns: list[int] = columns) -> Any:
+                err = keras.ops.take(keras.ops.abs(y_true - y_pred), columns, axis=-1)
+                return keras.ops.mean(err * scale[columns], axis=-1)
+
+            metrics.append(keras.metrics.MeanMetricWrapper(one, metric_name(name)))
+    return losses[config.loss], metrics
 
 
 def train(
@@ -141,6 +179,7 @@ def train(
     report: Report,
     scale: np.ndarray | None = None,
     validate: Callable[[keras.Model], dict[str, float]] | None = None,
+    targets: Targets | None = None,
 ) -> TrainResult:
     """Compile and fit, reporting every epoch. ``scale``: each output's scale, for errors in
     the target's own units (forecasts, per-step regressions); None for classifiers.
@@ -189,7 +228,7 @@ def train(
         x_train, y_train = cycled(arrays.x_train, arrays.y_train, config)
         batch_size, validation_data = config.batch_size, (arrays.x_val, arrays.y_val)
     steps = math.ceil(len(y_train) / batch_size)
-    loss, metrics = loss_and_metrics(config, task, n_outputs, scale)
+    loss, metrics = loss_and_metrics(config, task, n_outputs, scale, targets)
     model.compile(optimizer=make_optimizer(config, steps), loss=loss, metrics=metrics)
     epochs = Epochs()
     keep_best = keras.callbacks.EarlyStopping(
@@ -228,8 +267,16 @@ class OrderedPass:
     the first row; the forecasts made at the given origin rows are compared with their targets
     (loss in scaled units, MAE and RMSE in the targets' units)."""
 
-    def __init__(self, model: keras.Model, stream: Stream, scale: np.ndarray, loss: str) -> None:
+    def __init__(
+        self,
+        model: keras.Model,
+        stream: Stream,
+        scale: np.ndarray,
+        loss: str,
+        targets: Targets | None = None,
+    ) -> None:
         self.model, self.stream, self.scale, self.loss = model, stream, scale, loss
+        self.targets = targets
 
     def forecasts(self, trained: keras.Model) -> np.ndarray:
         """``(rows, n_outputs)``: the forecast made at every row from ``stream.start`` on."""
@@ -247,11 +294,15 @@ class OrderedPass:
             "mae": np.mean(absolute),
             "huber": np.mean(np.where(absolute <= 1, 0.5 * err**2, absolute - 0.5)),
         }[self.loss]
-        return {
+        out = {
             f"{prefix}_loss": float(loss),
             f"{prefix}_mae_original": float(np.mean(absolute * self.scale)),
             f"{prefix}_rmse_original": float(np.sqrt(np.mean((err * self.scale) ** 2))),
         }
+        if self.targets is not None:
+            errors = target_errors(err * self.scale, self.targets)
+            out.update({f"{prefix}_{k}": v for k, v in errors.items()})
+        return out
 
 
 def cycled(x: Any, y: np.ndarray, config: TrialConfig) -> tuple[Any, np.ndarray]:
