@@ -142,3 +142,20 @@ def test_go_backwards_is_not_drawn_for_a_bidirectional_trial() -> None:
         assert not (config.bidirectional and config.go_backwards)
         assert ("go_backwards" in trial.params) == (not config.bidirectional)
     assert seen == {(False, False), (False, True), (True, False)}
+
+
+def test_epochs_can_be_searched_within_the_cap() -> None:
+    from optuna.trial import FixedTrial
+
+    from tuner.errors import InputError
+    from tuner.sampling import sample
+    from tuner.space import parse_space
+
+    space = parse_space({"params": {"epochs": {"low": 5, "high": 40}}}, source="s.yaml")
+    assert space.epochs == 40 and space.capped_epochs(30) == 30  # what budget and pruner plan
+    assert sample(FixedTrial({"epochs": 12}), space).epochs == 12
+    assert sample(FixedTrial({"epochs": 35}), space, max_epochs=30).epochs == 30
+    plain = parse_space({"epochs": 7, "params": {}}, source="s.yaml")
+    assert sample(FixedTrial({}), plain).epochs == 7, "the top-level epochs when none is drawn"
+    with pytest.raises(InputError, match="epochs is set twice"):
+        parse_space({"epochs": 7, "params": {"epochs": [5, 10]}}, source="s.yaml")

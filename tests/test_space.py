@@ -213,3 +213,10 @@ def test_a_parameter_applies_when_its_condition_is_searched() -> None:
     )
     assert sample(FixedTrial({"decoder": "seq2seq"}), space).pooling == "last"  # not drawn
     assert sample(FixedTrial({"decoder": "dense", "pooling": "mean"}), space).pooling == "mean"
+
+
+def test_the_grid_has_per_layer_axes_only_where_a_trial_can_draw_them() -> None:
+    raw = {"sampler": "grid", "params": {"layers": [1, 2], "units": [8, 16]}}
+    assert set(parse_space(raw, source="s").grid()) == {"layers", "units"}
+    raw["params"]["units_schedule"] = ["equal", "per_layer"]
+    assert set(parse_space(raw, source="s").grid()) >= {"units_1", "units_2"}

@@ -266,6 +266,13 @@ PARAMS: dict[str, ParamSpec] = {
         doc="sequence length fed to the LSTM (text: tokens per text)",
     ),
     "batch_size": ParamSpec(int, 1, 65_536),
+    "epochs": ParamSpec(
+        int,
+        1,
+        100_000,
+        doc="epochs a trial trains (searched: each trial draws its own, capped by --max-epochs; "
+        "fixed: the same as the top-level epochs)",
+    ),
     "scaler": ParamSpec(
         str,
         choices=SCALERS,

@@ -63,6 +63,9 @@ def sample(
         shrink = schedule == "shrink"
         units = [max(MIN_UNITS, first // 2**i) if shrink else first for i in range(layers)]
     epochs = space.capped_epochs(max_epochs)
+    drawn = values.pop("epochs")
+    if "epochs" in space.searched or "epochs" in space.fixed:  # this trial's own, within the cap
+        epochs = min(int(drawn), epochs)
     return TrialConfig(
         layers=layers,
         units=tuple(units),

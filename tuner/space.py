@@ -129,7 +129,8 @@ class Space:
         return strategies.stream_seed(self.sampler, self.seed, strategies.SAMPLER_STREAM)
 
     def capped_epochs(self, max_epochs: int | None) -> int:
-        """The epochs a trial runs: the space's, capped by ``--max-epochs`` if given."""
+        """The most epochs a trial runs: the space's (the top of ``params.epochs`` when it is
+        searched), capped by ``--max-epochs`` if given."""
         return self.epochs if max_epochs is None else min(self.epochs, int(max_epochs))
 
     def make_pruner(self, max_epochs: int | None = None) -> optuna.pruners.BasePruner:
@@ -141,7 +142,8 @@ class Space:
         """Every searched parameter's values, for the grid sampler (per-layer units included)."""
         grid: dict[str, list[Any]] = {}
         names = dict(self.searched)
-        if "units" in names:
+        if "units" in names and "per_layer" in self.candidates("units_schedule"):
+            # units_1..units_N are what a per_layer trial draws; others draw `units` alone
             for extra in per_layer_names(int(max(self.candidates("layers")))):
                 names[extra] = names["units"]
         for name, dist in names.items():
@@ -278,6 +280,20 @@ def parse_space(raw: Any, *, source: str, lines: Lines | None = None) -> Space:
             searched[name] = _distribution(name, spec, value, path, err)
         else:
             fixed[name] = _value(name, spec, value, path, err)
+
+    if "epochs" in params:
+        if "epochs" in raw:
+            raise err(
+                ("params", "epochs"),
+                "epochs is set twice: at the top level (every trial's) and in params (searched "
+                "or fixed); keep one",
+            )
+        if "epochs" in fixed:
+            epochs = int(fixed["epochs"])
+        else:  # the most a trial can draw: what the pruner and the budget plan for
+            dist = searched["epochs"]
+            tops = dist.choices if isinstance(dist, CategoricalDistribution) else [dist.high]  # type: ignore[attr-defined]
+            epochs = max(int(v) for v in tops)  # type: ignore[arg-type]
 
     if fixed.get("bidirectional") is True and fixed.get("go_backwards") is True:
         raise err(
