@@ -38,6 +38,8 @@ LEAST = {
     "season": 2,
     "horizon": 1,
     "trials_per_process": 0,
+    "max_params": 1,
+    "max_memory": 1,
     "gpu": 0,
     "top": 1,
     "seeds": 1,
@@ -122,6 +124,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from tuner.processes import run_workers
 
     setup_device(None)
+    _set_limits(a)
     prepared = _prepare(a)
     j = launch.create(prepared, a.trials)
     try:
@@ -133,6 +136,16 @@ def cmd_run(a: argparse.Namespace) -> int:
     if not a.quiet:
         _print_summary(j.study, ran)
     return 0
+
+
+def _set_limits(a: argparse.Namespace) -> None:
+    """``--max-params`` / ``--max-memory`` for this worker and the processes it starts."""
+    from tuner.footprint import MAX_MEMORY_ENV, MAX_PARAMS_ENV
+
+    if a.max_params is not None:
+        os.environ[MAX_PARAMS_ENV] = str(a.max_params)
+    if a.max_memory is not None:
+        os.environ[MAX_MEMORY_ENV] = str(a.max_memory)
 
 
 def cmd_create(a: argparse.Namespace) -> int:
@@ -159,6 +172,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
 
     die_with_parent()
     setup_device(a.gpu)
+    _set_limits(a)
     stores = _stores(a)
     if a.trials_per_process and not a.trial_process:
         launch.require_studies(stores.storage)  # before a child starts
@@ -645,8 +659,22 @@ def _parser() -> argparse.ArgumentParser:
         stores(sp)
         quiet(sp)
 
+    def limits(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--max-params",
+            type=int,
+            help="prune, before it is built, a trial of more parameters (counted from its shape)",
+        )
+        sp.add_argument(
+            "--max-memory",
+            type=float,
+            help="prune, before it is built, a trial estimated to need more MiB to train "
+            "(default: the memory of the GPU it runs on, else of the machine)",
+        )
+
     run = sub.add_parser("run", help="run a study here (creates or resumes it)")
     define(run)
+    limits(run)
     run.add_argument("--workers", type=int, default=1, help="local worker processes (1)")
     run.set_defaults(func=cmd_run)
 
@@ -668,6 +696,7 @@ def _parser() -> argparse.ArgumentParser:
         "(10; 1: a fresh process per trial; 0: all in this process)",
     )
     worker.add_argument("--trial-process", action="store_true", help=argparse.SUPPRESS)
+    limits(worker)
     stores(worker)
     quiet(worker)
     worker.set_defaults(func=cmd_worker)

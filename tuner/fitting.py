@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from tuner.config import TrialConfig
     from tuner.data import Arrays
+    from tuner.footprint import Footprint
     from tuner.space import Space
     from tuner.training import OrderedPass
 
@@ -28,11 +29,15 @@ class Fit:
     model: keras.Model
     arrays: Arrays | Stream
     ordered: OrderedPass | None = None  # a stateful model: its batch-1 copy reads in order
+    size: Footprint | None = None  # estimated before the model was built
 
     def summary(self) -> dict[str, float]:
         """``epochs_run``, and for a run that ended well ``best_epoch`` and the best epoch's
         validation scores as ``best_val_*`` (the model holds that epoch's weights)."""
         out = {EPOCHS_RUN: float(len(self.result.history))}
+        out["params"] = float(self.model.count_params())
+        if self.size is not None:
+            out.update(self.size.metrics())
         if self.result.best_epoch is not None and self.result.stopped is None:
             out["best_epoch"] = float(self.result.best_epoch)
             best = self.result.history[self.result.best_epoch]
@@ -86,9 +91,12 @@ def fit(
     objective: str,
     direction: str,
     report: Report | None = None,
+    limits: tuple[int | None, float | None] | None = None,
 ) -> Fit:
     """Seed everything from ``config.seed``, build the model (with the closed-form ridge when
-    the config starts from it) and train it, calling ``report`` after every epoch."""
+    the config starts from it) and train it, calling ``report`` after every epoch. Its size is
+    estimated first (``footprint``); over ``limits`` (max parameters, max MiB) nothing is built
+    (``OverLimit``)."""
     from tuner.device import import_keras
     from tuner.model import build_model
     from tuner.training import train
@@ -116,6 +124,21 @@ def fit(
             batch=batch,
         )
 
+    from tuner import footprint
+
+    size = footprint.estimate(
+        config,
+        dataset.task,
+        arrays.input_shape,
+        dataset.n_outputs,
+        n_targets=len(series.target_index) if series is not None else 1,
+        vocab=(dataset.source_vocab, dataset.target_vocab) if isinstance(dataset, Pairs) else None,
+        batch=arrays.streams if isinstance(arrays, Stream) else None,
+    )
+    if limits is not None:
+        reason = size.over(*limits)
+        if reason is not None:
+            raise footprint.OverLimit(f"not built: {reason}")
     ordered = None
     if isinstance(arrays, Stream):  # trained on parallel parts, scored reading in order
         from tuner.training import OrderedPass
@@ -141,7 +164,7 @@ def fit(
         else (lambda trained: ordered.scores(trained, ordered.stream.val, "val")),
         targets=series.targets() if series is not None else None,
     )
-    return Fit(result, model, arrays, ordered)
+    return Fit(result, model, arrays, ordered, size)
 
 
 def seed_everything(seed: int) -> None:

@@ -264,6 +264,7 @@ class Worker:
     def _train(self, trial: optuna.Trial, config: Any, run: TrialRun) -> Outcome:
         """Train; trial errors become a FAIL outcome here."""
         from tuner.fitting import fit, model_card, shared_test_windows
+        from tuner.footprint import OverLimit, limits
 
         objective = self.space.objective
         report = EpochReport(trial, run, objective, prunes_from(self.space.pruner), self.stop)
@@ -274,9 +275,12 @@ class Worker:
                 objective=objective,
                 direction=self.space.direction,
                 report=report,
+                limits=limits(),
             )
         except (FatalError, TakenOver):
             raise
+        except OverLimit as e:  # pruned before it is built: the sampler learns to avoid it
+            return Outcome(TrialState.PRUNED, reason=str(e))
         except Exception as e:  # a trial's own error: OOM, bad runtime config, ...
             log.debug("trial %d failed", trial.number, exc_info=True)
             return outcome.of_error(e)
