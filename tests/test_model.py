@@ -290,3 +290,31 @@ def test_the_seq2seq_decoder_starts_from_the_last_targets_and_reads_its_own_fore
         read = np.asarray(step_in)[:, 0, :]
         expected = x[:, -1, target_index] if k == 1 else out[:, 2 * (k - 2) : 2 * (k - 1)]
         np.testing.assert_allclose(read, expected, atol=1e-6)
+
+
+def test_large_inputs_reach_keras_batch_by_batch_from_the_views(monkeypatch) -> None:
+    """Issue 13: windows were copied whole into Keras (window x the series' memory). Past
+    TUNER_IN_MEMORY_MIB (0 here) each batch is copied out of the views alone."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from tuner.training import BATCHES_ENV, batched
+
+    series = np.arange(200, dtype="float32").reshape(100, 2)
+    x = sliding_window_view(series, 5, axis=0).transpose(0, 2, 1)  # a view: 96 windows
+    y = np.arange(96, dtype="float32")[:, None]
+    assert batched(x, y, 32, shuffle=True, seed=0) is None, "small: the arrays themselves"
+    monkeypatch.setenv(BATCHES_ENV, "0")
+    fed = batched(x, y, 32, shuffle=True, seed=0)
+    assert len(fed) == 3
+    seen = []
+    for i in range(len(fed)):
+        xb, yb = fed[i]
+        assert xb.flags.c_contiguous and xb.shape[1:] == (5, 2)
+        np.testing.assert_array_equal(xb, x[yb[:, 0].astype(int)])  # each window with its target
+        seen += yb[:, 0].tolist()
+    assert sorted(seen) == list(range(96)), "an epoch reads every window once"
+    first = fed[0][1].tolist()
+    fed.on_epoch_end()
+    assert fed[0][1].tolist() != first, "reshuffled each epoch"
+    result = fit(tiny(), lambda epoch, logs: False, epochs=2)  # trains through them
+    assert len(result.history) == 2 and np.isfinite(result.best_value)

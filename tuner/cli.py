@@ -8,6 +8,7 @@ inside the commands, so ``tuner --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -127,14 +128,16 @@ def cmd_run(a: argparse.Namespace) -> int:
     _set_limits(a)
     prepared = _prepare(a)
     j = launch.create(prepared, a.trials)
+    study, storage, stores, tracker = j.study, j.storage, j.stores, j.tracker
+    data_path = prepared.data_path
+    del prepared, j  # the workers read the data themselves: this process keeps no copy
+    gc.collect()
     try:
-        ran = run_workers(
-            j.study, j.stores, prepared.data_path, a.workers, quiet=a.quiet, verbose=a.verbose
-        )
+        ran = run_workers(study, stores, data_path, a.workers, quiet=a.quiet, verbose=a.verbose)
     finally:
-        launch.close_if_idle(j.study, j.storage, j.stores.storage, j.tracker)
+        launch.close_if_idle(study, storage, stores.storage, tracker)
     if not a.quiet:
-        _print_summary(j.study, ran)
+        _print_summary(study, ran)
     return 0
 
 

@@ -237,13 +237,21 @@ def train(
         patience=config.patience or config.epochs,
         restore_best_weights=True,
     )
+    fed = (
+        None if stateful else batched(x_train, y_train, batch_size, shuffle=True, seed=config.seed)
+    )
+    if fed is not None and validation_data is not None:
+        x_val, y_val = validation_data
+        validation_data = (
+            batched(x_val, y_val, batch_size, shuffle=False, seed=0) or validation_data
+        )
     model.fit(
-        x_train,
-        y_train,
+        x_train if fed is None else fed,
+        y_train if fed is None else None,
         validation_data=validation_data,
         epochs=config.epochs,
-        batch_size=batch_size,
-        shuffle=not stateful,
+        batch_size=batch_size if fed is None else None,
+        shuffle=fed is None and not stateful,  # a PyDataset shuffles itself
         verbose=0,
         callbacks=[*([Ordered()] if stateful else []), epochs, keep_best],
     )
@@ -252,6 +260,50 @@ def train(
     if finite and result.stopped != "diverged":
         result.best_value, result.best_epoch = best_of(finite, objective, direction)
     return result
+
+
+IN_MEMORY_MIB = 256.0  # inputs whose copy would be larger go to Keras batch by batch
+BATCHES_ENV = "TUNER_IN_MEMORY_MIB"  # overrides IN_MEMORY_MIB (tests: 0 sends every input so)
+
+
+def materialized_mib(x: Any) -> float:
+    """What a copy of ``x`` takes (windows are views of the series: a copy is window x larger)."""
+    arrays = x.values() if isinstance(x, dict) else [x]
+    return sum(a.size * a.itemsize for a in arrays) / 2**20
+
+
+def batched(x: Any, y: np.ndarray, batch_size: int, *, shuffle: bool, seed: int) -> Any:
+    """``(x, y)`` as Keras should get them: the arrays themselves when their copy is small,
+    else a ``keras.utils.PyDataset`` that copies one batch at a time out of the views (a
+    window is ``window`` rows of the series: copying every window at once takes ``window``
+    times the series' memory). Shuffled every epoch when ``shuffle``."""
+    import os
+
+    limit = float(os.environ.get(BATCHES_ENV, IN_MEMORY_MIB))
+    if isinstance(x, dict) or materialized_mib(x) <= limit:
+        return None
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.order = np.arange(len(y))
+            self.rng = np.random.default_rng(seed)
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+        def __len__(self) -> int:
+            return math.ceil(len(y) / batch_size)
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+            rows = np.sort(self.order[i * batch_size : (i + 1) * batch_size])
+            return np.ascontiguousarray(x[rows]), np.ascontiguousarray(y[rows])
+
+        def on_epoch_end(self) -> None:
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+    return Batches()
 
 
 def reset_states(model: keras.Model) -> None:
@@ -328,5 +380,9 @@ def evaluate(
 ) -> dict[str, float]:
     """Loss and compiled metrics on one split (forecasts: also in the target's units), in one
     pass. The training batch size reuses the function traced for validation: no retrace."""
-    scores = model.evaluate(x, y, verbose=0, return_dict=True, batch_size=batch_size)
+    fed = batched(x, y, batch_size, shuffle=False, seed=0)
+    if fed is not None:
+        scores = model.evaluate(fed, verbose=0, return_dict=True)
+    else:
+        scores = model.evaluate(x, y, verbose=0, return_dict=True, batch_size=batch_size)
     return {f"{prefix}_{k}": float(v) for k, v in scores.items()}
