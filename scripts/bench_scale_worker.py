@@ -1,11 +1,11 @@
 """B4's worker: a real `tuner worker` whose training is a fixed wait standing in for GPU time.
 
-Only the model is fake: ``build_model`` returns nothing, ``train`` sleeps ``BENCH_WAIT`` seconds
-spread over the trial's epochs and reports a scripted value each epoch through the worker's real
-report path (MLflow curve point, Optuna report, pruner), ``evaluate`` returns scripted metrics and
-``log_model`` logs a small artifact. Sampling, the claim, the storage, heartbeats, pruning, the
-MLflow runs and the garbage collection after each trial (without Keras, no session to clear)
-are the product's own. Each wait is appended to ``BENCH_LOG/<pid>.jsonl``.
+Only the model is fake: ``build_model`` returns a stand-in with no weights, ``train`` sleeps
+``BENCH_WAIT`` seconds spread over the trial's epochs and reports a scripted value each epoch
+through the worker's real report path (MLflow curve point, Optuna report, pruner), ``evaluate``
+returns scripted metrics and ``log_model`` logs a small artifact. Sampling, the claim, the
+storage, heartbeats, pruning, the MLflow runs and the garbage collection after each trial are
+the product's own. Each wait is appended to ``BENCH_LOG/<pid>.jsonl``.
 
 Usage: bench_scale_worker.py WORKER-ARGS... (waits for the file ``BENCH_GO`` before starting;
 with ``BENCH_PROFILE=FOLDER``, writes a pyinstrument profile of the worker there)
@@ -74,12 +74,19 @@ def fake_log_model(self: Any, run_id: str, model: Any, card: Any) -> str:
     return f"runs:/{run_id}/model"
 
 
+class StandIn:
+    """What ``build_model`` returns here: no layers, no weights."""
+
+    def count_params(self) -> int:
+        return 0
+
+
 def patch() -> None:
     import tuner.model
     import tuner.training
     from tuner.tracking import Tracker
 
-    tuner.model.build_model = lambda *a, **k: None
+    tuner.model.build_model = lambda *a, **k: StandIn()
     tuner.training.train = fake_train
     tuner.training.evaluate = fake_evaluate
     Tracker.log_model = fake_log_model  # type: ignore[method-assign]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +17,20 @@ CO2_OPTIONS = ["--target", "co2", "--time", "date", "--nan", "interpolate"]
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Every test gets its own embedded home and no store URLs from the environment."""
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """Every test gets its own embedded home and no store URLs from the environment, and leaves
+    the environment as it found it (the CLI run in-process sets variables its workers inherit,
+    e.g. ``--max-params``: once, a later test's trials were pruned by an earlier one's limit)."""
+    saved = dict(os.environ)
     for var in ("TUNER_STORAGE", "MLFLOW_TRACKING_URI", "TUNER_HEARTBEAT"):
         monkeypatch.delenv(var, raising=False)
     home = tmp_path / "home"
     monkeypatch.setenv("TUNER_HOME", str(home))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
     monkeypatch.chdir(tmp_path)
-    return home
+    yield home
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(autouse=True)

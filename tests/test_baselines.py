@@ -11,6 +11,7 @@ import pytest
 from tuner import baselines as b
 from tuner import windowing
 from tuner.data import Sequences, Series
+from tuner.errors import InputError
 from tuner.ridge import fit_ridge, fit_ridge_ar
 
 
@@ -324,3 +325,8 @@ def test_several_targets_are_compared_scale_free(tmp_path) -> None:
     assert space.objective == "val_nmae" and space.raw["objective"] == "val_nmae"
     named = parse_space({"objective": "val_mae_original"}, source="s.yaml")
     assert check_objective(named, series).objective == "val_mae_original"
+
+    one = load(DataOptions(str(path), target=("kwh",)), 8)
+    with pytest.raises(InputError, match="val_nmae compares several targets") as e:
+        check_objective(parse_space({"objective": "val_nmae"}, source="s.yaml"), one)
+    assert e.value.field == "objective" and e.value.source == "s.yaml"

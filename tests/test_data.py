@@ -193,6 +193,14 @@ def test_a_parquet_datetime_index_can_be_the_time_column(tmp_path: Path) -> None
     assert series.values[0, 0] == 119.0 and series.columns == ("load",)
 
 
+def test_a_parquet_file_s_leftover_row_numbers_are_not_an_input(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"load": np.arange(200.0)}).query("load % 3 != 0")  # rows 1, 2, 4, ...
+    path = tmp_path / "load.parquet"
+    frame.to_parquet(path)  # the unnamed index is stored as-is
+    series = load(DataOptions(str(path), target=("load",)), max_window=5)
+    assert series.columns == ("load",)
+
+
 def test_file_order_is_named_when_a_column_looks_like_a_time(tmp_path: Path, caplog) -> None:
     path = tmp_path / "t.csv"
     pd.DataFrame({"when": [f"2026-01-{d:02d}" for d in range(1, 29)], "y": range(28)}).to_csv(
@@ -235,6 +243,14 @@ def test_text_inputs_are_one_hot_encoded_from_the_training_split(tmp_path: Path)
     options = DataOptions(str(path), target=("sales",))
     values, _, _ = _read_series(options, list(series.columns), series.categories)
     np.testing.assert_array_equal(values, series.values)
+
+    kind[7] = None  # a missing category is a missing value, not "none of them"
+    pd.DataFrame({"kind": kind, "sales": np.arange(n, dtype=float)}).to_csv(path, index=False)
+    with pytest.raises(InputError, match="line 9") as e:
+        load(DataOptions(str(path), target=("sales",)), max_window=3)
+    assert e.value.field == "kind" and "\n" not in str(e.value)
+    dropped = load(DataOptions(str(path), target=("sales",), nan="drop"), max_window=3)
+    assert len(dropped.values) == n - 1
 
 
 def test_a_text_input_of_too_many_values_is_refused(tmp_path: Path) -> None:

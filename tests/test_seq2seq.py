@@ -125,7 +125,7 @@ def test_the_encoder_decoder_is_causal_and_scored_like_the_baseline(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_a_seq2seq_study_runs_and_decodes_greedily(space_file, tmp_path: Path) -> None:
+def test_a_seq2seq_study_runs_and_decodes_greedily(space_file, tmp_path: Path, capsys) -> None:
     import optuna
 
     from tuner.cli import main
@@ -150,6 +150,8 @@ params:
     )
     storage, _, _ = embedded()
     study = optuna.load_study(study_name="s", storage=storage)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done, [(t.state.name, t.params, t.user_attrs.get("reason")) for t in study.trials]
     assert 0 < study.best_trial.user_attrs["test_accuracy"] <= 1
     out_file = tmp_path / "p.csv"
     assert main(["predict", "--study", "s", "--data", str(data), "-o", str(out_file)]) == 0
@@ -158,3 +160,16 @@ params:
     lengths = out["predicted"].str.split().str.len()
     assert lengths.max() <= 6, "decoding stops at the end or the target length"
     assert set(" ".join(out["predicted"]).split()) <= {str(i) for i in range(1, 13)}
+    # a shorter source is padded as in training; a longer one is refused, not cut
+    short = tmp_path / "short.npz"
+    np.savez(short, encoder=np.array([[3, 1, 2, 0], [5, 4, 0, 0]]))
+    assert main(["predict", "--study", "s", "--data", str(short), "-o", str(out_file)]) == 0
+    assert len(pd.read_csv(out_file)) == 2
+    long = tmp_path / "long.npz"
+    np.savez(long, encoder=np.ones((2, 8), "int64"))
+    capsys.readouterr()
+    assert (
+        main(["predict", "--study", "s", "--data", str(long), "-o", str(tmp_path / "x.csv")]) == 2
+    )
+    assert not (tmp_path / "x.csv").exists()
+    assert "encoder: a source of 8 tokens is longer than the model's (6)" in capsys.readouterr().err

@@ -193,6 +193,8 @@ def test_window_auto_is_resolved_to_a_range(space_file) -> None:
     "params, says",
     [
         ({"decoder": "seq2seq", "pooling": ["last", "mean"]}, "pooling applies only when decoder"),
+        ({"decoder": "seq2seq", "residual": "last"}, "residual applies only when decoder"),
+        ({"decoder": "seq2seq", "highway": [False, True]}, "highway applies only when decoder"),
         ({"optimizer": "adam", "momentum": 0.5}, "momentum applies only when optimizer is sgd"),
         ({"bidirectional": False, "merge_mode": "sum"}, "bidirectional is false here"),
         ({"fcn_filters": 32}, "fcn is false here"),
@@ -213,6 +215,10 @@ def test_a_parameter_applies_when_its_condition_is_searched() -> None:
     )
     assert sample(FixedTrial({"decoder": "seq2seq"}), space).pooling == "last"  # not drawn
     assert sample(FixedTrial({"decoder": "dense", "pooling": "mean"}), space).pooling == "mean"
+    space = parse_space(
+        {"params": {"decoder": ["dense", "seq2seq"], "residual": ["none", "ridge"]}}, source="s"
+    )
+    assert sample(FixedTrial({"decoder": "seq2seq"}), space).residual == "none"  # not drawn
 
 
 def test_the_grid_has_per_layer_axes_only_where_a_trial_can_draw_them() -> None:

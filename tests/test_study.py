@@ -199,3 +199,28 @@ def test_fingerprint_mismatch_is_refused() -> None:
         InputError, match=r"^d.csv: fingerprint: this data differs from the study's"
     ):
         studies.check_fingerprint(spec(), "sha256:bb", "d.csv")
+
+
+def test_a_study_created_by_an_earlier_version_resumes(storage) -> None:
+    """Options added since (``text``), the objective chosen for several targets (``val_nmae``)
+    and checks added since (a parameter that can never apply) do not lock a study out."""
+    old_data = {"file": "d.csv", "task": "forecast", "target": ["a", "b"], "features": None}
+    old_space = {"params": {"units": {"low": 8, "high": 32}, "merge_mode": "sum"}}
+    with pytest.raises(InputError, match="merge_mode applies only when bidirectional"):
+        parse_space(old_space, source="s.yaml")
+    space = parse_space(old_space, source="s", stored=True)
+    old = StudySpec(space=old_space, data=old_data, fingerprint="sha256:aa", max_epochs=None)
+    studies.create_or_resume(storage, "s1", space, old, target=5)
+    now = {**old_space, "objective": "val_nmae"}
+    data_now = {**old_data, "text": None, "horizon": 1, "nan": "fail"}
+    new = StudySpec(space=now, data=data_now, fingerprint="sha256:aa", max_epochs=None)
+    study, created = studies.create_or_resume(storage, "s1", space, new, target=5)
+    assert not created
+    assert study.user_attrs[records.SPEC]["space"] == old_space, "its objective kept"
+    loaded, stored = studies.load(storage, "s1")
+    assert stored.space == old_space
+    with pytest.raises(InputError, match="different data options"):
+        other = StudySpec(
+            space=now, data={**data_now, "horizon": 2}, fingerprint="sha256:aa", max_epochs=None
+        )
+        studies.create_or_resume(storage, "s1", space, other, target=5)

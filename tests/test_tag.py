@@ -72,6 +72,20 @@ def test_a_long_table_reads_by_id_in_time_order(tmp_path: Path) -> None:
     assert len(k) == 1 and np.allclose(steps.y[k[0], :, 0], s0["level"])
 
 
+def test_text_labels_in_a_long_table(tmp_path: Path) -> None:
+    x, y = samples.regimes(30, 12)
+    options = DataOptions(
+        path=str(long_table(tmp_path, x, y, name="regime")),
+        task="tag",
+        id="id",
+        time="t",
+        target=("regime",),
+    )
+    steps = load(options, 1)
+    assert steps.labels and steps.classes == ["high", "low", "mid"]
+    assert steps.y.shape == (30, 12) and steps.y.dtype.kind == "i"
+
+
 @pytest.mark.parametrize(
     "x, y, says",
     [
@@ -108,6 +122,9 @@ def test_the_objective_must_fit_the_targets(tmp_path: Path) -> None:
         check_objective(space, steps)
     assert e.value.field == "objective" and e.value.source == "tag.yaml"
     check_objective(parse_space({"task": "tag"}, source="tag.yaml"), steps)  # val_loss: fine
+    losses = parse_space({"task": "tag", "params": {"loss": ["mse", "huber"]}}, source="tag.yaml")
+    with pytest.raises(InputError, match="val_loss is not comparable across trials when loss"):
+        check_objective(losses, steps)
 
 
 def test_pooling_and_convolutions_do_not_apply_to_tag() -> None:

@@ -184,22 +184,6 @@ PARAMS: dict[str, ParamSpec] = {
     "recurrent_l2": ParamSpec(float, 0.0, 1.0, doc="L2 of the recurrent kernels"),
     "bias_l1": ParamSpec(float, 0.0, 1.0, doc="L1 of the LSTM biases"),
     "bias_l2": ParamSpec(float, 0.0, 1.0, doc="L2 of the LSTM biases"),
-    "residual": ParamSpec(
-        str,
-        choices=RESIDUALS,
-        tasks=("forecast",),
-        when=("stateful", (False,)),
-        doc="the network learns the residual of a reference forecast added to its output: "
-        "none; last (the last observed value) or mean (the window's mean), the window's inputs "
-        "then shifted by the same (per-window normalization); ridge (the closed-form ridge "
-        "autoregression of the training windows, frozen)",
-    ),
-    "highway": ParamSpec(
-        bool,
-        tasks=("forecast",),
-        when=("stateful", (False,)),
-        doc="add a trainable linear autoregression of the window to the output (LSTNet)",
-    ),
     "decoder": ParamSpec(
         str,
         choices=DECODERS,
@@ -208,6 +192,22 @@ PARAMS: dict[str, ParamSpec] = {
         doc="dense: one Dense layer gives every step ahead from the LSTMs' last output; "
         "seq2seq: the LSTMs encode the window, a decoder LSTM started from their last states "
         "[h, c] forecasts one step at a time, each step reading the one before",
+    ),
+    "residual": ParamSpec(
+        str,
+        choices=RESIDUALS,
+        tasks=("forecast",),
+        when=(("stateful", (False,)), ("decoder", ("dense",))),
+        doc="the network learns the residual of a reference forecast added to its output: "
+        "none; last (the last observed value) or mean (the window's mean), the window's inputs "
+        "then shifted by the same (per-window normalization); ridge (the closed-form ridge "
+        "autoregression of the training windows, frozen)",
+    ),
+    "highway": ParamSpec(
+        bool,
+        tasks=("forecast",),
+        when=(("stateful", (False,)), ("decoder", ("dense",))),
+        doc="add a trainable linear autoregression of the window to the output (LSTNet)",
     ),
     "frontend": ParamSpec(
         str,

@@ -70,8 +70,8 @@ class DataOptions:
     @classmethod
     def from_spec(cls, spec: dict[str, Any], path: str) -> DataOptions:
         kw = {k: v for k, v in spec.items() if k != "file"}
-        kw["target"] = tuple(kw["target"])
-        if kw["features"] is not None:
+        kw["target"] = tuple(kw.get("target", ()))
+        if kw.get("features") is not None:
             kw["features"] = tuple(kw["features"])
         return cls(path=path, **kw)
 
@@ -620,8 +620,10 @@ def read_table(path: str) -> Any:
     if len(df) == 0:
         columns = ", ".join(map(str, df.columns)) or "none"
         raise InputError(f"the table has no rows (columns: {columns})", source=path)
-    if not isinstance(df.index, pd.RangeIndex):  # e.g. a Parquet file's DatetimeIndex
-        df = df.reset_index()  # a column like any other (named as the index was, or "index")
+    if isinstance(df.index, pd.DatetimeIndex) or any(n is not None for n in df.index.names):
+        df = df.reset_index()  # a Parquet file's time or named index: a column like any other
+    elif not isinstance(df.index, pd.RangeIndex):  # pandas' leftover row numbers: not data
+        df = df.reset_index(drop=True)
     return df
 
 
@@ -661,7 +663,8 @@ def _load_series(options: DataOptions, max_window: int) -> Series:
     df = one_hot(df, categories)
     features = [f for c in features for f in (encoded(c, categories[c]) if c in text else [c])]
     columns = [*features, *options.target]
-    table = _apply_nan_policy(df[columns].astype("float64"), options.nan, src, splits)
+    origin = {f: c for c in text for f in encoded(c, categories[c])}
+    table = _apply_nan_policy(df[columns].astype("float64"), options.nan, src, splits, origin)
     if len(table) < len(df):
         log.warning(
             "%s: --nan drop removed %d of %d rows; a window across a removed row joins the rows "
@@ -999,7 +1002,10 @@ def _table_steps(options: DataOptions) -> tuple[np.ndarray, np.ndarray, list[str
     groups = _groups(df, options, features, src)
     x = np.stack([g[features].to_numpy(np.float64) for _, g in groups])
     y = np.stack([g[targets].to_numpy() for _, g in groups])
-    return x, (y[:, :, 0] if not all(numeric) else y), targets
+    if all(numeric):
+        return x, y, targets
+    labels = y[:, :, 0]
+    return x, (labels.astype(str) if labels.dtype.kind == "O" else labels), targets
 
 
 def _random_split(
@@ -1163,16 +1169,17 @@ def encoded(name: str, categories: list[str]) -> list[str]:
 
 def one_hot(df: Any, categories: dict[str, list[str]]) -> Any:
     """``df`` with a 0/1 column per category of each text column (a value the training split
-    never had, or none, is all zeros)."""
+    never had is all zeros; a missing one is NaN in each, for the NaN policy to see)."""
     if not categories:
         return df
     import pandas as pd
 
-    columns = {
-        f"{name}={c}": (df[name].astype("string") == c).fillna(False).astype("float64")
-        for name, values in categories.items()
-        for c in values
-    }
+    columns = {}
+    for name, values in categories.items():
+        text = df[name].astype(str).to_numpy()
+        missing = df[name].isna().to_numpy()
+        for c in values:
+            columns[f"{name}={c}"] = np.where(missing, np.nan, (text == c).astype("float64"))
     return pd.concat([df, pd.DataFrame(columns, index=df.index)], axis=1)
 
 
@@ -1208,7 +1215,10 @@ def _is_numeric(column: Any) -> bool:
     return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
 
 
-def _apply_nan_policy(df: Any, policy: str, src: str, splits: tuple[slice, ...]) -> Any:
+def _apply_nan_policy(
+    df: Any, policy: str, src: str, splits: tuple[slice, ...], origin: dict[str, str] | None = None
+) -> Any:
+    """``origin``: the file's column of each derived one (a one-hot column's text column)."""
     cols = list(df.columns)
     missing = df[cols].isna()
     if not missing.to_numpy().any():
@@ -1218,7 +1228,7 @@ def _apply_nan_policy(df: Any, policy: str, src: str, splits: tuple[slice, ...])
         raise InputError(
             f"NaN at {_where(df, row, src)} (use --nan drop or --nan interpolate)",
             source=src,
-            field=cols[col],
+            field=(origin or {}).get(cols[col], cols[col]),
         )
     if policy == "drop":
         return df.dropna(subset=cols).reset_index(drop=True)

@@ -65,6 +65,13 @@ def check_objective(space: Space, dataset: Dataset) -> Space:
     labels, the MAE in the targets' units for values. A forecast of several targets is
     compared scale-free (``val_nmae``) unless the space names its objective (then a note says
     that ``val_mae_original`` averages the targets' own units)."""
+    if space.objective == "val_nmae" and dataset.metric != "nmae":
+        raise InputError(
+            "val_nmae compares several targets scale-free; this data has one target: use "
+            "val_mae_original (its MAE in its own units) or val_loss",
+            source=space.source,
+            field="objective",
+        )
     if space.task == "forecast" and dataset.metric == "nmae":
         if "objective" not in space.raw:
             log.info(
@@ -82,6 +89,17 @@ def check_objective(space: Space, dataset: Dataset) -> Space:
         return space
     if space.task != "tag":
         return space
+    if (
+        dataset.metric == "mae_original"
+        and space.objective == "val_loss"
+        and "loss" in space.searched
+    ):
+        raise InputError(
+            "val_loss is not comparable across trials when loss is searched; use objective: "
+            "val_mae_original",
+            source=space.source,
+            field="objective",
+        )
     wrong = {"accuracy": "val_mae_original", "mae_original": "val_accuracy"}[dataset.metric]
     if space.objective == wrong:
         kind = "labels" if dataset.metric == "accuracy" else "values (decimals)"
@@ -242,7 +260,7 @@ def with_data(study: optuna.Study, data_path: str) -> tuple[StudySpec, Space, Da
     from tuner.space import parse_space
 
     spec = StudySpec.from_dict(study.user_attrs[records.SPEC])
-    space = parse_space(spec.space, source=f"study {study.study_name}")
+    space = parse_space(spec.space, source=f"study {study.study_name}", stored=True)
     dataset = data.load(data.DataOptions.from_spec(spec.data, data_path), max_window(space))
     studies.check_fingerprint(spec, dataset.fingerprint(), data_path)
     return spec, space, dataset

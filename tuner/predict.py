@@ -527,7 +527,16 @@ def _seq2seq(
             source=src,
             field="encoder",
         )
-    source = data.fit_tokens(source.astype(np.int64), card.vocab_size, source.shape[1])
+    size = int(model.inputs[0].shape[1])  # the source length the model was trained on
+    tokens = int((source != 0).sum(axis=1).max()) if source.size else 0
+    if tokens > size:
+        raise InputError(
+            f"a source of {tokens} tokens is longer than the model's ({size}): decoding a cut "
+            "source would not translate it",
+            source=src,
+            field="encoder",
+        )
+    source = data.fit_tokens(source.astype(np.int64), card.vocab_size, size)
     n, length = len(source), int(card.decoder_length)
     decoder = np.zeros((n, length), dtype=np.int64)
     decoder[:, 0] = card.target_vocab  # the start token

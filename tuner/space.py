@@ -216,8 +216,12 @@ def load_space(path: str | Path, *, sampler: str | None = None, pruner: str | No
     return parse_space(raw, source=source, lines=_lines(node) if node is not None else {})
 
 
-def parse_space(raw: Any, *, source: str, lines: Lines | None = None) -> Space:
-    """Validate an already-loaded mapping (a file, or the copy stored on a study)."""
+def parse_space(
+    raw: Any, *, source: str, lines: Lines | None = None, stored: bool = False
+) -> Space:
+    """Validate an already-loaded mapping (a file, or the copy stored on a study: ``stored``,
+    which skips the checks added to refuse a file's mistakes that earlier versions accepted
+    and ran harmlessly, so a study created then can still be resumed)."""
     lines = lines or {}
 
     def err(path: tuple[Any, ...], message: str) -> InputError:
@@ -302,7 +306,7 @@ def parse_space(raw: Any, *, source: str, lines: Lines | None = None) -> Space:
             "both directions itself; Keras refuses it)",
         )
 
-    for name in [*searched, *fixed]:
+    for name in [*searched, *fixed] if not stored else []:
         for other, allowed in PARAMS[name].conditions:
             value = fixed.get(other, PARAMS[other].default(other))
             if other not in searched and value not in allowed:

@@ -42,13 +42,18 @@ def create_or_resume(
             raise InputError(f"study {name!r} exists but was not created by tuner", field="--study")
         if spec.window_auto and _without_window(stored.get("space")) == _without_window(spec.space):
             spec = replace(spec, space=stored["space"])  # the window range it was resolved to
+        if _defaulted_before(stored.get("space"), spec.space):
+            spec = replace(spec, space=stored["space"])  # the objective it was created with
         # The sampler and pruner may change on resume; the space's parameters and the data not.
         for key, what in (
             ("fingerprint", "data"),
             ("space", "search space"),
             ("data", "data options"),
         ):
-            if _without_strategy(stored.get(key)) != _without_strategy(getattr(spec, key)):
+            ours, theirs = stored.get(key), getattr(spec, key)
+            if key == "data":
+                ours, theirs = _data_now(ours), _data_now(theirs)
+            if _without_strategy(ours) != _without_strategy(theirs):
                 raise InputError(
                     f"study {name!r} exists with different {what}; resume it with the same "
                     f"inputs or name a new study with --study",
@@ -88,6 +93,32 @@ def _without_window(value: Any) -> Any:
     return value
 
 
+def _defaulted_before(stored: Any, space: dict[str, Any]) -> bool:
+    """Whether ``stored`` is ``space`` but for the objective this version chose for it: a
+    study of several targets created before ``val_nmae`` existed named no objective and keeps
+    the one it was created with."""
+    return (
+        isinstance(stored, dict)
+        and "objective" not in stored
+        and space.get("objective") == "val_nmae"
+        and _without_strategy(stored)
+        == _without_strategy({k: v for k, v in space.items() if k != "objective"})
+    )
+
+
+def _data_now(stored: Any) -> Any:
+    """Stored data options as this version writes them (an older study's spec lacks the
+    options added since, which take their defaults)."""
+    from tuner.data import DataOptions
+
+    if not isinstance(stored, dict) or "file" not in stored:
+        return stored
+    try:
+        return DataOptions.from_spec(stored, stored["file"]).to_spec()
+    except TypeError:  # an option this version does not know: compared as it is
+        return stored
+
+
 def _without_strategy(value: Any) -> Any:
     if isinstance(value, dict) and "params" in value:
         return {k: v for k, v in value.items() if k not in ("sampler", "pruner")}
@@ -111,7 +142,7 @@ def load(storage: optuna.storages.BaseStorage, name: str) -> tuple[optuna.Study,
     if raw is None:
         raise InputError(f"study {name!r} was not created by tuner", field="--study")
     spec = StudySpec.from_dict(raw)
-    space = parse_space(spec.space, source=f"study {name}")
+    space = parse_space(spec.space, source=f"study {name}", stored=True)
     study = optuna.load_study(
         study_name=name,
         storage=storage,
