@@ -156,7 +156,8 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     ):
         problems.append(f"{c['complete'] + c['pruned']} complete or pruned trials, target {target}")
     best = studies.best_trial(study)
-    if c["complete"] and (best is None or best.value is None or not math.isfinite(best.value)):
+    value = None if best is None else studies.value(best)
+    if c["complete"] and (value is None or not math.isfinite(value)):
         problems.append("the best value is not finite")
     return report
 

@@ -215,7 +215,7 @@ def cmd_status(a: argparse.Namespace) -> int:
         "failed": c["fail"],
         "running": c["running"],
         "waiting": c["waiting"],
-        "best_value": None if best is None else best.value,
+        "best_value": None if best is None else studies.value(best),
         "best_trial": None if best is None else best.number,
         "best_params": None if best is None else best.params,
         "epochs_used": studies.epochs_used(study),
@@ -233,7 +233,7 @@ def cmd_status(a: argparse.Namespace) -> int:
     if out["budget_epochs"]:
         print(f"epochs: {out['epochs_used']} of a budget of {out['budget_epochs']}")
     if best is not None:
-        print(f"best: trial {best.number}, value {best.value:.6g}")
+        print(f"best: trial {best.number}, value {studies.value(best):.6g}")
         print("  " + _params_line(best.params))
     for line in _baseline_lines(out["baselines"]):
         print(line)
@@ -253,7 +253,7 @@ def cmd_best(a: argparse.Namespace) -> int:
     if a.by_mean:
         from tuner.rerun import best_by_mean
 
-        best = best_by_mean(study, study.direction.name.lower())
+        best = best_by_mean(study, study.directions[0].name.lower())
         if best is None:
             log.warning("no trial was retrained yet: tuner retrain --top K --seeds S")
             return 1
@@ -261,7 +261,9 @@ def cmd_best(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"best trial {best.number} of study {study.study_name!r}: value {best.value:.6g}")
+    print(
+        f"best trial {best.number} of study {study.study_name!r}: value {studies.value(best):.6g}"
+    )
     print("  params:  " + _params_line(best.params))
     print("  metrics: " + _params_line(out["metrics"]))
     print(f"  mlflow run: {out[records.RUN_ID]}")
@@ -274,7 +276,22 @@ def cmd_best(a: argparse.Namespace) -> int:
         )
     for line in _baseline_lines(out["baselines"]):
         print(line)
+    for line in _pareto_lines(out["pareto"]):
+        print(line)
     return 0
+
+
+def _pareto_lines(front: list[dict[str, Any]]) -> list[str]:
+    """The Pareto front as a table: trial, each objective, the parameters."""
+    if not front:
+        return []
+    names = list(front[0]["values"])
+    lines = [f"pareto front ({len(front)} trials, none beaten on every objective):"]
+    lines.append("  " + " ".join(f"{n:>16}" for n in ["trial", *names]) + "  params")
+    for row in front:
+        cells = [f"{row['trial']:>16}", *(f"{v:>16.6g}" for v in row["values"].values())]
+        lines.append("  " + " ".join(cells) + "  " + _params_line(row["params"]))
+    return lines
 
 
 def cmd_reproduce(a: argparse.Namespace) -> int:
@@ -360,6 +377,10 @@ def cmd_export(a: argparse.Namespace) -> int:
     table = study.trials_dataframe()
     # Optuna's bookkeeping (fixed_params, failed_trial, ...) is not the user's: attributes only
     table = table.drop(columns=[c for c in table.columns if c.startswith("system_attrs_")])
+    if len(study.directions) > 1:  # several objectives: which trials are on the Pareto front
+        from tuner.study import pareto_front
+
+        table["pareto"] = table["number"].isin([row["trial"] for row in pareto_front(study)])
     _write_table(table, a.output)
     print(f"wrote {len(table)} trials to {a.output}")
     return 0
@@ -498,12 +519,13 @@ def _open_study(a: argparse.Namespace, *, heartbeat: bool = False) -> Any:
 
 def _best_info(study: Any, best: Any) -> dict[str, Any]:
     from tuner import records
+    from tuner import study as studies
 
     attrs = best.user_attrs
     return {
         "study": study.study_name,
         "trial": best.number,
-        "value": best.value,
+        "value": studies.value(best),
         "params": best.params,
         "metrics": {k: v for k, v in attrs.items() if k not in records.NOT_METRICS},
         records.RUN_ID: attrs.get(records.RUN_ID),
@@ -511,6 +533,7 @@ def _best_info(study: Any, best: Any) -> dict[str, Any]:
         records.CUDNN: attrs.get(records.CUDNN),
         "baselines": _baseline_report(study, best),
         "retrain": (study.user_attrs.get(records.RETRAIN) or {}).get(str(best.number)),
+        "pareto": studies.pareto_front(study),
     }
 
 
@@ -563,11 +586,17 @@ def _print_summary(study: Any, ran: int) -> None:
     best = studies.best_trial(study)
     if best is not None:
         info = _best_info(study, best)
-        print(f"best trial {best.number}: {_params_line({'value': best.value, **info['metrics']})}")
+        line = _params_line({"value": studies.value(best), **info["metrics"]})
+        print(f"best trial {best.number}: {line}")
         print("  params: " + _params_line(best.params))
         print(f"  model:  {info[records.MODEL_URI] or 'not logged'}")
     for line in _baseline_lines(_baseline_report(study, best)):
         print(line)
+    front = studies.pareto_front(study)
+    if front:
+        names = ", ".join(front[0]["values"])
+        print(f"pareto front ({names}): trials {', '.join(str(r['trial']) for r in front)}")
+        print("  (tuner best lists them; tuner predict --trial N uses one)")
     print("browse every trial and curve: tuner ui   (then open http://127.0.0.1:5000)")
 
 

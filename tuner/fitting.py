@@ -44,6 +44,37 @@ class Fit:
             out.update({f"best_{k}": v for k, v in best.items() if k.startswith("val_")})
         return out
 
+    def latency_ms(self, batch_size: int, repeats: int = 5) -> float:
+        """The median wall time (ms) of predicting one batch of validation inputs (a text
+        model: from token ids; a stateful one: its batch-size-1 copy, one segment), after one
+        call that traces it."""
+        import statistics
+        import time
+
+        import numpy as np
+
+        model, arrays = self.model, self.arrays
+        x: Any
+        if self.ordered is not None:
+            model, x = self.ordered.model, self.ordered.stream.x_all[:1]
+        elif isinstance(arrays, Stream):
+            raise ValueError("a stateful fit has its ordered copy")
+        elif isinstance(arrays.x_val, dict):
+            x = {k: np.asarray(v[:batch_size]) for k, v in arrays.x_val.items()}
+        else:
+            x = np.asarray(arrays.x_val[:batch_size])
+        model.predict_on_batch(x)
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            model.predict_on_batch(x)
+            times.append(time.perf_counter() - started)
+        if self.ordered is not None:
+            from tuner.training import reset_states
+
+            reset_states(model)
+        return 1000 * statistics.median(times)
+
     def saved_model(self) -> keras.Model:
         """The model as it is saved: a text model behind its ``TextVectorization`` (it takes
         raw text), a stateful one as its batch-size-1 copy (it reads a table in order), any

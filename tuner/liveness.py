@@ -238,7 +238,7 @@ def record_end(
     study: optuna.Study,
     trial: optuna.Trial,
     state: TrialState,
-    value: float | None,
+    value: float | list[float] | None,
     attrs: dict[str, Any],
 ) -> bool:
     """A trial's attributes, then its final state; safe to repeat (a finished trial is skipped).

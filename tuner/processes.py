@@ -215,7 +215,7 @@ class Progress:
             complete=c["complete"],
             pruned=c["pruned"],
             failed=c["fail"],
-            best="-" if best is None else f"{best.value:.4g}",
+            best="-" if best is None else f"{studies.value(best):.4g}",
             refresh=False,
         )
         self.bar.refresh()

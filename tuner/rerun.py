@@ -79,7 +79,7 @@ def reproduce(
     recorded: dict[str, Any] = {
         k: v for k, v in trial.user_attrs.items() if isinstance(v, (int, float))
     }
-    recorded["value"] = trial.value
+    recorded["value"] = trial.values[0] if trial.values else None
     return {
         "trial": number,
         "seed": config.seed,
@@ -109,12 +109,12 @@ def retrain(
     complete = [
         t
         for t in study.get_trials(deepcopy=False)
-        if t.state == TrialState.COMPLETE and t.value is not None
+        if t.state == TrialState.COMPLETE and t.values is not None
     ]
     if not complete:
         raise InputError(f"study {study.study_name!r} has no complete trial", field="--study")
     reverse = space.direction == "maximize"
-    best = sorted(complete, key=lambda t: float(t.value or 0.0), reverse=reverse)[:top]
+    best = sorted(complete, key=lambda t: float(t.values[0]), reverse=reverse)[:top]
     test_key = f"test_{dataset.metric}"
     out = []
     for trial in best:
@@ -127,7 +127,9 @@ def retrain(
             if tracker is not None:
                 tracker.log_retrain(study, trial.number, config, result)
             runs.append((config.seed, result))
-        summary = _summary(trial.number, float(trial.value or 0.0), runs, test_key)
+        summary = _summary(
+            trial.number, float(trial.values[0] if trial.values else 0.0), runs, test_key
+        )
         stored = dict(study.user_attrs.get(records.RETRAIN) or {})
         stored[str(trial.number)] = summary
         study.set_user_attr(records.RETRAIN, stored)

@@ -53,6 +53,9 @@ OBJECTIVES: dict[str, dict[str, Literal["minimize", "maximize"]]] = {
     # seq2seq: the accuracy is per token, over each target up to and including its end
     "seq2seq": {"val_loss": "minimize", "val_accuracy": "maximize"},
 }
+# What a study may weigh against its first objective (a list ``objective``): the model's size
+# and its time to predict one batch, both measured on each trial's trained model.
+COSTS: dict[str, Literal["minimize", "maximize"]] = {"params": "minimize", "latency_ms": "minimize"}
 TOP_LEVEL = (
     "name",
     "description",
@@ -80,7 +83,7 @@ class Space:
     source: str
     raw: dict[str, Any]  # the validated mapping, as stored on the study
     task: str
-    objective: str
+    objective: str  # the first objective: what training selects its epoch by and pruning reads
     direction: Literal["minimize", "maximize"]
     epochs: int
     patience: int
@@ -92,6 +95,15 @@ class Space:
     start_with: tuple[dict[str, Any], ...]
     min_steps_per_epoch: int = 0
     window_auto: bool = False  # `window: auto`: the range comes from the data (``with_window``)
+    costs: tuple[str, ...] = ()  # the objectives after the first (``COSTS``): a Pareto front
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return (self.objective, *self.costs)
+
+    @property
+    def directions(self) -> list[str]:
+        return [self.direction, *(COSTS[c] for c in self.costs)]
 
     def with_window(self, low: int, high: int) -> Space:
         """This space with ``window: auto`` replaced by the range ``[low, high]`` (log-scaled
@@ -216,6 +228,12 @@ def load_space(path: str | Path, *, sampler: str | None = None, pruner: str | No
     return parse_space(raw, source=source, lines=_lines(node) if node is not None else {})
 
 
+def _wrapped_name(conf: dict[str, Any]) -> Any:
+    """The name of the pruner a ``patient`` pruner wraps (None for any other)."""
+    wrapped = conf.get("wrapped") if conf.get("name") == "patient" else None
+    return wrapped.get("name") if isinstance(wrapped, dict) else wrapped
+
+
 def parse_space(
     raw: Any, *, source: str, lines: Lines | None = None, stored: bool = False
 ) -> Space:
@@ -246,6 +264,29 @@ def parse_space(
         raise err(("task",), f"unknown task {task!r}; valid: {', '.join(TASKS)}")
     objectives = OBJECTIVES[task]
     objective = raw.get("objective", next(iter(objectives)))
+    costs: tuple[str, ...] = ()
+    if isinstance(objective, list):
+        if len(objective) < 2 or not isinstance(objective[0], str):
+            raise err(
+                ("objective",),
+                "a list objective is the objective first, then what to weigh against it: "
+                f"[val_..., {' and/or '.join(COSTS)}]",
+            )
+        if objective[0] in COSTS:
+            raise err(
+                ("objective",),
+                f"the first objective is the validation score that training and pruning read "
+                f"({', '.join(objectives)}); {objective[0]} comes after it",
+            )
+        costs = tuple(objective[1:])
+        for cost in costs:
+            if cost not in COSTS or costs.count(cost) > 1:
+                raise err(
+                    ("objective",),
+                    f"after the first objective come {' and/or '.join(COSTS)} (once each), got "
+                    f"{cost!r}",
+                )
+        objective = objective[0]
     if objective not in objectives:
         raise err(
             ("objective",),
@@ -259,6 +300,15 @@ def parse_space(
     seed = _whole(raw.get("seed", 0), 0, 2**31 - 1, ("seed",), err)
     sampler = _named(raw.get("sampler", "tpe"), ("sampler",), err)
     pruner = _named(raw.get("pruner", "median"), ("pruner",), err)
+    if costs:  # Optuna's CMA-ES is single-objective; Hyperband's brackets read one direction
+        for key, conf, unfit in (("sampler", sampler, "cmaes"), ("pruner", pruner, "hyperband")):
+            names = {conf.get("name"), _wrapped_name(conf)}
+            if unfit in names:
+                raise err(
+                    (key,),
+                    f"{unfit} does not take several objectives; with a list objective use "
+                    + ("tpe, random, gp, qmc or grid" if key == "sampler" else "another pruner"),
+                )
 
     params = raw.get("params") or {}
     if not isinstance(params, dict):
@@ -331,6 +381,7 @@ def parse_space(
         task=task,
         objective=objective,
         direction=objectives[objective],
+        costs=costs,
         epochs=epochs,
         patience=patience,
         seed=seed,

@@ -121,3 +121,19 @@ def prunes_from(conf: dict[str, Any]) -> int | None:
     if name == "patient":
         return prunes_from(_wrapped_conf(conf.get("wrapped", "median")))
     return 0
+
+
+class FirstObjective:
+    """A study of several objectives as a pruner sees it: one direction, the first objective's
+    (Optuna's pruners read ``study.direction``, which such a study refuses, and its trials
+    cannot ``report``: the worker stores each epoch's first objective itself)."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    @property
+    def direction(self) -> optuna.study.StudyDirection:
+        return self._study.directions[0]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)

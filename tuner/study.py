@@ -67,7 +67,7 @@ def create_or_resume(
         study = optuna.create_study(
             study_name=name,
             storage=storage,
-            direction=space.direction,
+            directions=space.directions,  # type: ignore[arg-type]
             sampler=space.make_sampler(),
             pruner=space.make_pruner(spec.max_epochs),
         )
@@ -75,6 +75,8 @@ def create_or_resume(
         return create_or_resume(storage, name, space, spec, target)
     study.set_user_attr(records.SPEC, spec.to_dict())
     study.set_user_attr(records.TARGET, target)
+    if space.costs:
+        study.set_metric_names(list(space.objectives))
     for params in space.start_with:
         study.enqueue_trial(params, skip_if_exists=True)
     return study, True
@@ -227,10 +229,41 @@ def fail_waiting(study: optuna.Study, reason: str) -> list[int]:
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:
+    """The trial with the best (first) objective: with several objectives, the end of the
+    Pareto front where the first is best (the model ``tuner predict`` uses by default)."""
+    if len(study.directions) == 1:
+        try:
+            return study.best_trial
+        except ValueError:
+            return None
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.values is not None
+    ]
+    if not done:
         return None
+    sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
+    return min(done, key=lambda t: (sign * t.values[0], t.number))
+
+
+def value(trial: optuna.trial.FrozenTrial) -> float | None:
+    """A trial's (first) objective value."""
+    return None if trial.values is None else trial.values[0]
+
+
+def pareto_front(study: optuna.Study) -> list[dict[str, Any]]:
+    """With several objectives, the trials no other beats on every one (best first value
+    first): each trial's number, ``values`` by objective name, and ``params``; else empty."""
+    if len(study.directions) == 1:
+        return []
+    names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
+    sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
+    front = sorted(study.best_trials, key=lambda t: (sign * t.values[0], t.number))
+    return [
+        {"trial": t.number, "values": dict(zip(names, t.values, strict=True)), "params": t.params}
+        for t in front
+    ]
 
 
 def check_fingerprint(spec: StudySpec, fingerprint: str, data_path: str) -> None:

@@ -172,6 +172,7 @@ class Tracker:
         from mlflow.entities import Metric
 
         from tuner.study import best_trial, counts
+        from tuner.study import value as best_value
 
         c = counts(study)
         now = _now()
@@ -182,9 +183,10 @@ class Tracker:
         else:
             metrics = [Metric(f"trials_{k}", v, now, step) for k, v in c.items() if k != "counted"]
         best = best_trial(study)
-        if best is not None and best.value is not None:
+        value = None if best is None else best_value(best)
+        if best is not None and value is not None:
             if metrics:
-                metrics.append(Metric("best_value", best.value, now, step))
+                metrics.append(Metric("best_value", value, now, step))
             baselines = study.user_attrs.get(records.BASELINES)
             if metrics and baselines:
                 from tuner.baselines import skill
@@ -237,6 +239,30 @@ class Tracker:
             "parallel_coordinate": optuna.visualization.plot_parallel_coordinate,
             "intermediate_values": optuna.visualization.plot_intermediate_values,
         }
+        if len(study.directions) > 1:  # the plots read the first objective; the front, all
+            import functools
+
+            import pandas as pd
+
+            from tuner.study import pareto_front
+
+            first = study.metric_names[0] if study.metric_names else "objective_0"
+            for name in ("optimization_history", "param_importances", "parallel_coordinate"):
+                figures[name] = functools.partial(  # type: ignore[call-arg]
+                    figures[name], target=lambda t: t.values[0], target_name=first
+                )
+            figures["pareto_front"] = optuna.visualization.plot_pareto_front
+            front = pd.DataFrame(
+                [
+                    {
+                        "trial": row["trial"],
+                        **row["values"],
+                        **{f"params_{k}": v for k, v in row["params"].items()},
+                    }
+                    for row in pareto_front(study)
+                ]
+            )
+            self.client.log_text(parent_run_id, front.to_csv(index=False), "pareto.csv")
         for name, plot in figures.items():
             try:
                 with warnings.catch_warnings():  # "importance may be inaccurate" on few trials

@@ -39,7 +39,7 @@ from tuner.retry import retrying, unretried
 from tuner.sampling import sample
 from tuner.signals import Interrupted, StopRequest
 from tuner.space import Space
-from tuner.strategies import prunes_from
+from tuner.strategies import FirstObjective, prunes_from
 from tuner.tracking import INTERRUPTED_STATUS, Tracker, TrialRun
 
 
@@ -234,7 +234,10 @@ class Worker:
             attrs[records.RUN_ID] = run.run_id
         if missing:  # MLflow stayed down past the bound: say what its records lack
             attrs[records.UNRECORDED] = "; ".join(missing)
-        self._tell(trial, result.state, result.value, attrs)
+        value: float | list[float] | None = result.value
+        if result.value is not None and self.space.costs:  # several objectives: costs follow
+            value = [result.value, *(float(result.metrics[c]) for c in self.space.costs)]
+        self._tell(trial, result.state, value, attrs)
         if result.best and run.run_id is not None and not missing:
             try:  # the UI's mark moves to this run; a study's close settles any race
                 self.tracker.mark_best(self.study.user_attrs[records.PARENT_RUN], run.run_id)
@@ -254,7 +257,11 @@ class Worker:
             )
 
     def _tell(
-        self, trial: optuna.Trial, state: TrialState, value: float | None, attrs: dict[str, Any]
+        self,
+        trial: optuna.Trial,
+        state: TrialState,
+        value: float | list[float] | None,
+        attrs: dict[str, Any],
     ) -> None:
         """Record the trial's end (``liveness.record_end``: ``TakenOver`` if another worker
         finished it first); a used-up grid stops this worker."""
@@ -288,6 +295,8 @@ class Worker:
         # scores (best_{objective} among them) are that epoch's: no second pass. Summary metrics
         # get names of their own, so they never add points to an epoch curve.
         result = outcome.of_training(done.result, done.summary())
+        if result.value is not None and "latency_ms" in self.space.costs:
+            result.metrics["latency_ms"] = done.latency_ms(config.batch_size)
         if result.value is None or not self._is_best(result.value):
             return result
         result.best = True
@@ -308,7 +317,9 @@ class Worker:
     def _is_best(self, value: float | None) -> bool:
         best = studies.best_trial(self.study)
         assert value is not None
-        return outcome.is_better(value, None if best is None else best.value, self.space.direction)
+        return outcome.is_better(
+            value, None if best is None else studies.value(best), self.space.direction
+        )
 
 
 @dataclass
@@ -334,12 +345,20 @@ class EpochReport:
         value = logs.get(self.objective)
         if value is None or not math.isfinite(value):
             return False
+        study = self.trial.study
+        several = len(study.directions) > 1  # Optuna's report refuses: pruned on the first
         try:
-            self.trial.report(value, epoch)
+            if several:
+                study._storage.set_trial_intermediate_value(self.trial._trial_id, epoch, value)
+            else:
+                self.trial.report(value, epoch)
         except optuna.exceptions.UpdateFinishedTrialError:
             raise TakenOver() from None
         if self.prune_from is None or epoch < self.prune_from:
             return False  # the pruner cannot prune yet (or ever): not worth a round trip
+        if several:
+            frozen = study._storage.get_trial(self.trial._trial_id)
+            return bool(study.pruner.prune(FirstObjective(study), frozen))  # type: ignore[arg-type]
         return bool(self.trial.should_prune())
 
 
