@@ -49,3 +49,22 @@ def import_keras() -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def keras_backend() -> str:
+    """The backend Keras runs on (or will) in this process, without importing it: as Keras
+    decides, ``KERAS_BACKEND``, else its ``keras.json`` (``$KERAS_HOME`` or ``~/.keras``), else
+    TensorFlow."""
+    import json
+    import sys
+    from pathlib import Path
+
+    if "keras" in sys.modules:
+        return str(sys.modules["keras"].backend.backend())
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+    try:
+        return str(json.loads((home / "keras.json").read_text()).get("backend", "tensorflow"))
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"

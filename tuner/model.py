@@ -284,6 +284,17 @@ def text_model(model: keras.Model, vectorizer: Any) -> keras.Model:
     return keras.Model(inputs, model(vectorizer(inputs)), name="lstm_tuner_text")
 
 
+def text_parts(model: keras.Model) -> tuple[Any, keras.Model]:
+    """A saved text model's ``TextVectorization`` and the network behind it. On JAX and PyTorch
+    a model cannot take strings through its graph, so text is vectorized first, eagerly, as in
+    training; on TensorFlow the whole model takes them too."""
+    import keras
+
+    vectorizer = next(x for x in model.layers if isinstance(x, keras.layers.TextVectorization))
+    network = next(x for x in model.layers if isinstance(x, keras.Model))
+    return vectorizer, network
+
+
 def selection(features: int, target_index: list[int], n_outputs: int) -> np.ndarray:
     """The ``(features, n_outputs)`` 0/1 matrix that copies each target's column to its outputs
     at every step ahead (outputs are step-major: step 0's targets, step 1's, ...)."""

@@ -420,16 +420,14 @@ def _text(model: keras.Model, card: records.ModelCard, options: data.DataOptions
                 field=options.text,
             )
         df, rows = df[~missing], rows[~missing]
-    import keras
+    from tuner.model import text_parts
 
-    texts = np.array(df[options.text].astype(str).tolist(), dtype=object)[:, None]
-    # Keras's predict() refuses string arrays; the model itself takes them, in batches
-    out = np.concatenate(
-        [
-            keras.ops.convert_to_numpy(model(texts[i : i + 1024], training=False))
-            for i in range(0, len(texts), 1024)
-        ]
+    vectorizer, network = text_parts(model)  # strings do not pass a JAX or PyTorch graph
+    texts = np.array(df[options.text].astype(str).tolist(), dtype=object)
+    ids = np.concatenate(
+        [np.asarray(vectorizer(texts[i : i + 1024])) for i in range(0, len(texts), 1024)]
     )
+    out = network.predict(ids.astype(np.int32), batch_size=1024, verbose=0)
     label = options.target[0] if options.target else None
     actual = df[label].to_numpy() if label in df.columns else None
     return _labelled("row", rows, out, list(card.classes), actual)

@@ -19,6 +19,7 @@ attribute               on     holds
 ``reason``              trial  why a trial is FAIL or PRUNED
 ``error``               trial  the exception type of a trial's own error (the failure streak)
 ``worker``              trial  the worker that ran it (host:pid of its ``tuner worker``)
+``keras_backend``       trial  tensorflow, jax or torch: what the trial trained on
 ``seed``, ``sampler_seed``, ``cudnn_eligible``, ``epochs``, ``epochs_run``, ``interrupted``
 ======================  =====  ===============================================================
 
@@ -54,11 +55,23 @@ WORKER = "worker"
 SEED = "seed"
 SAMPLER_SEED = "sampler_seed"
 CUDNN = "cudnn_eligible"
+BACKEND = "keras_backend"  # tensorflow, jax or torch: what the trial trained on
 EPOCHS = "epochs"  # the epochs a trial trains (reserved at its claim under a budget)
 EPOCHS_RUN = "epochs_run"  # the epochs it trained
 INTERRUPTED = "interrupted"  # the number of a trial stopped by a signal (to be retried)
 # A trial's attributes that describe it rather than measure it (the rest are metrics).
-NOT_METRICS = (RUN_ID, MODEL_URI, REASON, ERROR, WORKER, SEED, SAMPLER_SEED, CUDNN, INTERRUPTED)
+NOT_METRICS = (
+    RUN_ID,
+    MODEL_URI,
+    REASON,
+    ERROR,
+    WORKER,
+    SEED,
+    SAMPLER_SEED,
+    CUDNN,
+    BACKEND,
+    INTERRUPTED,
+)
 
 # -- reasons (the start of a trial's ``reason``) ------------------------------------------------
 INTERRUPTED_REASON = "interrupted by "  # + the signal's name: the trial is retried as it was
@@ -71,10 +84,13 @@ BUDGET_SPENT_REASON = "not run: the study's epoch budget was spent first"
 ROLE_TAG = "tuner.role"  # study (the parent run) or retrain; trials' runs have none
 REASON_TAG = "tuner.reason"
 CUDNN_TAG = "tuner.cudnn_eligible"
+BACKEND_TAG = "tuner.keras_backend"
 RETRY_OF_TAG = "tuner.retry_of"
 RETRAIN_OF_TAG = "tuner.retrain_of"
 SEED_TAG = "tuner.seed"
 STUDY_TAG = "tuner.study"  # on the experiment
+# MLflow 3 opens an experiment in its GenAI view unless told it is model training
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 LOG_ID_TAG = "tuner.log_id"  # a run created while MLflow was flaky: found again by this id
 STUDY_NAME_TAG = "optuna.study_name"
 TRIAL_NUMBER_TAG = "optuna.trial_number"

@@ -134,15 +134,19 @@ def loss_and_metrics(
         np.ones(n_outputs, "float32") if output_scale is None else output_scale.astype("float32")
     )
 
+    def times(values: Any, factors: np.ndarray) -> Any:
+        """``values * factors`` on every backend (a torch tensor does not multiply by numpy)."""
+        return values * keras.ops.convert_to_tensor(factors, dtype=values.dtype)
+
     def mae_original(y_true: Any, y_pred: Any) -> Any:
-        return keras.ops.mean(keras.ops.abs(y_true - y_pred) * scale, axis=-1)
+        return keras.ops.mean(times(keras.ops.abs(y_true - y_pred), scale), axis=-1)
 
     class RmseOriginal(keras.metrics.RootMeanSquaredError):
         """RMSE over every output of every sample of the pass, in the target's units."""
 
         def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
             y_true = keras.ops.cast(y_true, y_pred.dtype)
-            return super().update_state(y_true * scale, y_pred * scale, sample_weight)
+            return super().update_state(times(y_true, scale), times(y_pred, scale), sample_weight)
 
     metrics: list[Any] = [
         keras.metrics.MeanMetricWrapper(mae_original, "mae_original"),
@@ -153,7 +157,7 @@ def loss_and_metrics(
         per_unit = (scale / np.tile(targets.units, n_outputs // k)).astype("float32")
 
         def nmae(y_true: Any, y_pred: Any) -> Any:
-            return keras.ops.mean(keras.ops.abs(y_true - y_pred) * per_unit, axis=-1)
+            return keras.ops.mean(times(keras.ops.abs(y_true - y_pred), per_unit), axis=-1)
 
         metrics.append(keras.metrics.MeanMetricWrapper(nmae, "nmae"))
         for j, name in enumerate(targets.names):
@@ -161,7 +165,7 @@ def loss_and_metrics(
 
             def one(y_true: Any, y_pred: Any, columns: list[int] = columns) -> Any:
                 err = keras.ops.take(keras.ops.abs(y_true - y_pred), columns, axis=-1)
-                return keras.ops.mean(err * scale[columns], axis=-1)
+                return keras.ops.mean(times(err, scale[columns]), axis=-1)
 
             metrics.append(keras.metrics.MeanMetricWrapper(one, metric_name(name)))
     return losses[config.loss], metrics

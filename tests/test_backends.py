@@ -1,0 +1,69 @@
+"""Keras 3's backends (issue 13): a study trains and predicts on TensorFlow (the default, the
+rest of the suite), JAX (a test dependency: CI runs it) and PyTorch (where it is installed: its
+PyPI wheel brings ~5 GB of CUDA libraries, so elsewhere the test says so and skips). Each trial
+records the backend it trained on."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tuner.device import keras_backend
+
+BACKENDS = {"jax": "jax", "torch": "torch"}  # backend -> the package it needs
+
+
+def test_the_backend_is_read_as_keras_reads_it(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delitem(sys.modules, "keras", raising=False)  # as a fresh trial process
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert keras_backend() == "tensorflow"
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "jax"}))
+    assert keras_backend() == "jax"
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    assert keras_backend() == "torch"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_a_study_trains_and_predicts_on_the_backend(
+    backend: str, space_file, co2_csv, monkeypatch, tmp_path: Path
+) -> None:
+    if backend == "torch" and importlib.util.find_spec("torch") is None:
+        pytest.skip("PyTorch is not installed here (its PyPI wheel brings ~5 GB of CUDA)")
+    assert importlib.util.find_spec(BACKENDS[backend]), f"{backend} is a test dependency"
+    import optuna
+    import pandas as pd
+    from conftest import CO2_OPTIONS
+
+    from tuner.cli import main
+    from tuner.storage import embedded
+
+    monkeypatch.setenv("KERAS_BACKEND", backend)  # the trial processes start with it
+    space = space_file("""
+task: forecast
+epochs: 2
+sampler: random
+pruner: none
+params:
+  units: 8
+  window: 8
+  residual: [none, ridge]
+  highway: true
+start_with:
+  - {residual: ridge}
+""")
+    argv = ["run", str(space), "--data", str(co2_csv), *CO2_OPTIONS, "--study", "s", "-q"]
+    assert main([*argv, "--trials", "1"]) == 0
+    storage, _, _ = embedded()
+    (trial,) = optuna.load_study(study_name="s", storage=storage).trials
+    assert trial.state.name == "COMPLETE", trial.user_attrs.get("reason")
+    assert trial.user_attrs["keras_backend"] == backend
+    assert trial.user_attrs["test_mae_original"] > 0
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--study", "s", "--data", str(co2_csv), "-o", str(out)]) == 0
+    assert pd.read_csv(out)["co2_pred"].notna().all()
