@@ -175,9 +175,11 @@ fi
 
 pids=()
 interrupted=0
+stopping=""
 # shellcheck disable=SC2317  # invoked by the traps below
 forward() {
     interrupted=1
+    stopping=$1
     echo "launch_workers: got SIG$1, stopping ${#pids[@]} worker(s)" >&2
     for pid in ${pids[@]+"${pids[@]}"}; do kill -TERM "$pid" 2>/dev/null || true; done
 }
@@ -191,6 +193,9 @@ for slot in "${slots[@]}"; do
     where=${slot:+GPU ${slot#cvd:}}
     echo "launch_workers: worker pid $! on ${where:-CPU}" >&2
 done
+# A signal that came while the workers were starting reached only those started before it:
+# a loaded machine can start a worker before its pid is in the list.
+if [[ -n $stopping ]]; then forward "$stopping"; fi
 
 failed=0
 for pid in "${pids[@]}"; do

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,7 +73,13 @@ def test_forecast_study_end_to_end_then_resume(space_file, co2_csv, capsys) -> N
     parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"plots", "trials.csv"} <= parent_files
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
-    assert "plots/optimization_history.html" in plots
+    assert {"plots/optimization_history.html", "plots/optimization_history.png"} <= plots
+    assert "plots/best_predictions.png" in plots  # the best model against the series
+    # issue 14: the plots render offline: a PNG, and HTML that fetches no script
+    folder = Path(client.download_artifacts(parent.info.run_id, "plots"))
+    assert (folder / "optimization_history.png").read_bytes().startswith(b"\x89PNG")
+    html = (folder / "optimization_history.html").read_text()
+    assert re.findall(r"<script[^>]*\ssrc=", html) == [] and len(html) > 1_000_000
     for t in trials:
         run = client.get_run(t.user_attrs["mlflow_run_id"])
         assert run.info.experiment_id == exp.experiment_id
@@ -254,6 +261,11 @@ params:
     assert run.data.params["window"] == "12", "a classifier's window defaults to the whole sequence"
     assert 0.0 <= run.data.metrics["val_accuracy"] <= 1.0 and "test_accuracy" in run.data.metrics
     assert check(study, tracker).ok
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    for run_id in (run.info.run_id, parent):  # issue 14: the best model's confusion matrix
+        assert "plots/best_confusion_matrix.png" in {
+            a.path for a in client.list_artifacts(run_id, "plots")
+        }
 
 
 def test_four_local_workers_on_the_embedded_store_twice(space_file, co2_csv, capfd) -> None:
@@ -444,3 +456,39 @@ def test_a_window_auto_study_resumes_with_the_range_it_was_resolved_to(
     assert main(argv) == 0, capsys.readouterr().err
     study, _, _ = stores()
     assert study.user_attrs["tuner_spec"]["space"]["params"]["window"] == old
+
+
+def test_the_summary_and_tuner_ui_lead_to_the_study_s_runs(space_file, co2_csv, capsys) -> None:
+    """Issue 14: the experiment opens in MLflow's model-training view, and both the run's
+    summary and `tuner ui` (one server worker, its URL printed once it answers) name the runs
+    page of the study."""
+    import os
+    import urllib.request
+
+    from tuner.testing import free_port, kill_group, start, tail, wait_for
+
+    space = space_file(TINY_FORECAST)
+    argv = ["run", str(space), "--data", str(co2_csv), *CO2_OPTIONS, "--study", "s"]
+    assert main([*argv, "--trials", "1"]) == 0
+    study, client, _ = stores()
+    exp_id = study.user_attrs["mlflow_experiment_id"]
+    kind = client.get_experiment(exp_id).tags["mlflow.experimentKind"]
+    assert kind == "custom_model_development"
+    out = capsys.readouterr().out
+    assert f"ui   (then open http://127.0.0.1:5000/#/experiments/{exp_id}/runs)" in out
+
+    port = free_port()
+    log = Path("ui.log")
+    ui = start([sys.executable, "-m", "tuner", "ui", "--port", str(port)], log, dict(os.environ))
+    try:
+        line = wait_for(
+            lambda: next((x for x in tail(log, 50) if x.startswith("MLflow UI: ")), None),
+            180,
+            "tuner ui printing its URL",
+        )
+        assert line.split()[2] == f"http://127.0.0.1:{port}/#/experiments/{exp_id}/runs"
+        url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/get?experiment_id={exp_id}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert json.load(response)["experiment"]["name"] == "s"
+    finally:
+        kill_group(ui)

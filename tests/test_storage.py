@@ -126,6 +126,8 @@ def test_ui_command_points_mlflow_at_the_study_store() -> None:
         "127.0.0.1",
         "--port",
         "5000",
+        "--workers",
+        "1",
     ]
     assert env == {
         "MLFLOW_BACKEND_STORE_URI": "postgresql://u:pw@h/mlflow",

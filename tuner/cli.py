@@ -11,6 +11,7 @@ import argparse
 import gc
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ LEAST = {
     "seeds": 1,
     "trial": 0,
     "port": 1,
+    "wait": 0,
 }
 
 
@@ -137,7 +139,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     finally:
         launch.close_if_idle(study, storage, stores.storage, tracker)
     if not a.quiet:
-        _print_summary(study, ran)
+        _print_summary(study, ran, stores.tracking)
     return 0
 
 
@@ -422,13 +424,62 @@ def cmd_ui(a: argparse.Namespace) -> int:
     from tuner.storage import resolve
 
     stores = resolve(None, a.tracking_uri)
+    experiment = _experiment_of(stores.tracking, a.study)
     if stores.tracking.startswith(("http://", "https://")):
-        print(f"the tracking server already serves the UI: {mask(stores.tracking)}")
+        url = runs_url(mask(stores.tracking), experiment)
+        print(f"the tracking server already serves the UI: {url}")
         return 0
     command, env = ui_command(stores.tracking, stores.artifacts, a.host, a.port)
-    print(f"MLflow UI on http://{a.host}:{a.port} (Ctrl-C to stop)", flush=True)
-    os.execvpe(command[0], command, {**os.environ, **env})
-    return 0  # not reached
+    server = subprocess.Popen(command, env={**os.environ, **env})
+    base = f"http://{a.host}:{a.port}"
+    print(f"starting the MLflow UI on {base} ...", flush=True)
+    try:
+        if _answers(f"{base}/health", server, a.wait):
+            print(f"MLflow UI: {runs_url(base, experiment)}   (Ctrl-C to stop)", flush=True)
+        elif server.poll() is None:
+            print(f"the MLflow UI has not answered in {a.wait:g} s; still starting", flush=True)
+        return server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        return 130
+
+
+def _experiment_of(tracking: str, study: str | None) -> str | None:
+    """The experiment id of ``study`` (or of the only study) in the tracking store, if any."""
+    try:
+        from mlflow import MlflowClient
+
+        from tuner import records
+
+        client = MlflowClient(tracking)
+        if study is not None:
+            exp = client.get_experiment_by_name(study)
+            return None if exp is None else exp.experiment_id
+        found = client.search_experiments(filter_string=f"tags.`{records.STUDY_TAG}` != ''")
+        return found[0].experiment_id if len(found) == 1 else None
+    except Exception:  # the UI opens on the experiments list instead
+        return None
+
+
+def _answers(url: str, server: subprocess.Popen[bytes], wait: float) -> bool:
+    """Poll ``url`` until it answers 200, the server exits, or ``wait`` seconds pass."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def ui_command(
@@ -437,6 +488,7 @@ def ui_command(
     """``mlflow ui`` with the interpreter's own mlflow (the venv's bin/ need not be on PATH).
     The store's URI goes by environment: it may hold a password, and arguments are public."""
     command = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)]
+    command += ["--workers", "1"]  # one server process: answers in seconds on a small machine
     env = {"MLFLOW_BACKEND_STORE_URI": tracking}
     if artifacts:
         env["MLFLOW_DEFAULT_ARTIFACT_ROOT"] = artifacts
@@ -573,7 +625,29 @@ def _baseline_lines(report: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _print_summary(study: Any, ran: int) -> None:
+def runs_url(base: str, experiment_id: str | None) -> str:
+    """The MLflow UI's page of a study's runs (the experiment opens in its model-training view:
+    ``tracking.Tracker.ensure_study`` tags it so)."""
+    base = base.rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs" if experiment_id else base
+
+
+def tuner_command() -> str:
+    """How this shell runs tuner: ``tuner`` where it is on PATH, else the path it was run by
+    (a fresh shell after ``pip install`` in a venv has ``.venv/bin/tuner``)."""
+    import shutil
+
+    argv0 = Path(sys.argv[0])
+    found = shutil.which("tuner")
+    if argv0.name == "tuner" and (found is None or Path(found).resolve() != argv0.resolve()):
+        try:
+            return str(argv0.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(argv0.resolve())
+    return "tuner"
+
+
+def _print_summary(study: Any, ran: int, tracking: str) -> None:
     from tuner import records
     from tuner import study as studies
 
@@ -597,7 +671,14 @@ def _print_summary(study: Any, ran: int) -> None:
         names = ", ".join(front[0]["values"])
         print(f"pareto front ({names}): trials {', '.join(str(r['trial']) for r in front)}")
         print("  (tuner best lists them; tuner predict --trial N uses one)")
-    print("browse every trial and curve: tuner ui   (then open http://127.0.0.1:5000)")
+    experiment = study.user_attrs.get(records.EXPERIMENT)
+    if tracking.startswith(("http://", "https://")):
+        from tuner.errors import mask
+
+        print(f"browse every trial and curve: {runs_url(mask(tracking), experiment)}")
+    else:
+        url = runs_url("http://127.0.0.1:5000", experiment)
+        print(f"browse every trial and curve: {tuner_command()} ui   (then open {url})")
 
 
 def _names(value: str | None) -> list[str]:
@@ -806,6 +887,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000, help="port (5000)")
+    ui.add_argument("--study", help="print the URL of this study's runs (default: the only one)")
+    ui.add_argument(
+        "--wait", type=float, default=120.0, help="seconds to wait for it to answer (120)"
+    )
     ui.set_defaults(func=cmd_ui)
 
     proxy = sub.add_parser("proxy", help="serve the storage to many workers over gRPC")

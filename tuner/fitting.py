@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tuner.data import Dataset, Pairs, Series, Steps, Stream, Texts
+from tuner.data import Dataset, Pairs, Sequences, Series, Steps, Stream, Texts
 from tuner.records import EPOCHS_RUN, ModelCard
 from tuner.training import Report, TrainResult
 
@@ -100,6 +100,47 @@ class Fit:
         assert not isinstance(a, Stream)
         x, y = (a.x_test, a.y_test) if last is None else (a.x_test[-last:], a.y_test[-last:])
         return evaluate(self.model, x, y, "test", batch_size)
+
+
+PLOTTED = 2000  # the last windows of a split a forecast's figure shows
+
+
+def best_figure(done: Fit, dataset: Dataset, season: int | None, batch_size: int) -> Any:
+    """The figure of a best model (``tuner.figures``): a forecast's one-step-ahead predictions
+    against the actual series on the validation and test splits (their last ``PLOTTED``
+    windows), with the naive and seasonal-naive forecasts; a classifier's confusion matrix on
+    the test split. None for the other tasks and for stateful forecasts."""
+    import numpy as np
+
+    from tuner import figures
+
+    a = done.arrays
+    if done.ordered is not None or isinstance(a, Stream):
+        return None
+    if isinstance(dataset, Series):
+        sc, t = a.scaler, dataset.target_index[0]
+        assert sc is not None  # a forecast's windows are always scaled
+
+        def units(v: Any) -> Any:
+            return np.asarray(v, dtype=np.float64) * sc.scale[t] + sc.center[t]
+
+        def split(name: str, x: Any, y: Any) -> figures.Split:
+            x, y = np.asarray(x[-PLOTTED:]), np.asarray(y[-PLOTTED:])
+            predicted = np.asarray(done.model.predict(x, batch_size=batch_size, verbose=0))
+            baselines = {"naive (last value)": units(x[:, -1, t])}
+            if season and season <= x.shape[1]:
+                baselines[f"seasonal naive ({season})"] = units(x[:, -season, t])
+            return figures.Split(name, units(y[:, 0]), units(predicted[:, 0]), baselines)
+
+        target = dataset.columns[t]
+        return figures.forecast_figure(
+            [split("validation", a.x_val, a.y_val), split("test", a.x_test, a.y_test)], target
+        )
+    if isinstance(dataset, (Sequences, Texts)):
+        p = np.asarray(done.model.predict(a.x_test, batch_size=batch_size, verbose=0))
+        predicted = (p[:, 0] > 0.5).astype(int) if p.shape[1] == 1 else p.argmax(axis=1)
+        return figures.confusion_figure(np.asarray(a.y_test), predicted, list(dataset.classes))
+    return None
 
 
 def shared_test_windows(dataset: Dataset, space: Space) -> int | None:

@@ -76,10 +76,17 @@ class Tracker:
             exp_id = self.client.create_experiment(
                 study_name,
                 artifact_location=artifact_location,
-                tags={records.STUDY_TAG: study_name},
+                tags={
+                    records.STUDY_TAG: study_name,
+                    records.EXPERIMENT_KIND_TAG: records.EXPERIMENT_KIND,
+                },
             )
         else:
             exp_id = exp.experiment_id
+            if records.EXPERIMENT_KIND_TAG not in exp.tags:  # a study made before the tag
+                self.client.set_experiment_tag(
+                    exp_id, records.EXPERIMENT_KIND_TAG, records.EXPERIMENT_KIND
+                )
         runs = self.client.search_runs(
             [exp_id], filter_string=f"tags.`{records.ROLE_TAG}` = 'study'", max_results=1
         )
@@ -229,29 +236,35 @@ class Tracker:
             self.client.update_run(run_id, name=f"trial-{number} (best)")
 
     def _log_plots(self, parent_run_id: str, study: optuna.Study) -> None:
+        """The trials as ``trials.csv`` and the study's plots, each as a PNG (Optuna's
+        matplotlib plots) and a self-contained HTML (plotly.js inside, not fetched from a CDN:
+        GPU clusters are often offline); several objectives add ``pareto.csv`` and the front."""
+        import functools
+
         import optuna
+        from optuna.visualization import matplotlib as mpl
 
         table = study.trials_dataframe()
         self.client.log_text(parent_run_id, table.to_csv(index=False), "trials.csv")
-        figures: dict[str, Callable[[optuna.Study], Any]] = {
-            "optimization_history": optuna.visualization.plot_optimization_history,
-            "param_importances": optuna.visualization.plot_param_importances,
-            "parallel_coordinate": optuna.visualization.plot_parallel_coordinate,
-            "intermediate_values": optuna.visualization.plot_intermediate_values,
+        v = optuna.visualization
+        figures: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+            "optimization_history": (v.plot_optimization_history, mpl.plot_optimization_history),
+            "param_importances": (v.plot_param_importances, mpl.plot_param_importances),
+            "parallel_coordinate": (v.plot_parallel_coordinate, mpl.plot_parallel_coordinate),
+            "intermediate_values": (v.plot_intermediate_values, mpl.plot_intermediate_values),
         }
         if len(study.directions) > 1:  # the plots read the first objective; the front, all
-            import functools
-
             import pandas as pd
 
             from tuner.study import pareto_front
 
             first = study.metric_names[0] if study.metric_names else "objective_0"
             for name in ("optimization_history", "param_importances", "parallel_coordinate"):
-                figures[name] = functools.partial(  # type: ignore[call-arg]
-                    figures[name], target=lambda t: t.values[0], target_name=first
+                figures[name] = tuple(  # type: ignore[assignment]
+                    functools.partial(f, target=lambda t: t.values[0], target_name=first)
+                    for f in figures[name]
                 )
-            figures["pareto_front"] = optuna.visualization.plot_pareto_front
+            figures["pareto_front"] = (v.plot_pareto_front, mpl.plot_pareto_front)
             front = pd.DataFrame(
                 [
                     {
@@ -263,14 +276,27 @@ class Tracker:
                 ]
             )
             self.client.log_text(parent_run_id, front.to_csv(index=False), "pareto.csv")
-        for name, plot in figures.items():
+        for name, (plotly, matplotlib) in figures.items():
             try:
-                with warnings.catch_warnings():  # "importance may be inaccurate" on few trials
-                    warnings.simplefilter("ignore", UserWarning)
-                    fig = plot(study)
+                with warnings.catch_warnings():  # "importance may be inaccurate" on few trials,
+                    warnings.simplefilter("ignore")  # "experimental" matplotlib plots
+                    html = plotly(study).to_html(include_plotlyjs=True, full_html=True)
+                    image = _figure_of(matplotlib(study))
             except (ValueError, RuntimeError, ZeroDivisionError):
                 continue  # e.g. importances need two complete trials with varied parameters
-            self.client.log_figure(parent_run_id, fig, f"plots/{name}.html")
+            self.client.log_text(parent_run_id, html, f"plots/{name}.html")
+            self.log_image(parent_run_id, image, f"plots/{name}.png")
+
+    def log_image(self, run_ids: str | list[str], figure: Any, path: str) -> None:
+        """A matplotlib figure as a PNG artifact of each run, then closed (pyplot keeps every
+        open figure)."""
+        import matplotlib.pyplot as plt
+
+        try:
+            for run_id in [run_ids] if isinstance(run_ids, str) else run_ids:
+                self.client.log_figure(run_id, figure, path)
+        finally:
+            plt.close(figure)
 
     # -- one trial ---------------------------------------------------------------------------
     def kill_trial_run(self, study: optuna.Study, trial: Any, reason: str) -> None:
@@ -489,6 +515,22 @@ class TrialRun:
             out.append("the run's end")
         return out
 
+    def log_image(self, figure: Any, path: str, parent: str | None = None) -> None:
+        """A figure of the trial, on its run and (``parent``) the study's; a warning if MLflow
+        is down: a missing figure does not fail a trial that trained well."""
+        import matplotlib.pyplot as plt
+
+        if self.run_id is None:
+            self.catch_up()
+        if self.run_id is None:
+            plt.close(figure)
+            return
+        try:
+            runs = [str(self.run_id)] + ([parent] if parent else [])
+            self.tracker.log_image(runs, figure, path)
+        except Exception as e:
+            log.warning("the figure of trial %d was not recorded: %s", self.number, brief(e, 500))
+
     def log_model(self, model: Any, card: records.ModelCard) -> str | None:
         """The model's artifacts; None (with a message) if MLflow is down: a missing model file
         does not fail a trial that trained well."""
@@ -537,3 +579,13 @@ def _param(value: Any) -> str:
 
 def _now() -> int:
     return int(time.time() * 1000)
+
+
+def _figure_of(axes: Any) -> Any:
+    """The figure of what Optuna's matplotlib plots return (one Axes, or an array of them)."""
+    import numpy as np
+
+    first = np.asarray(axes, dtype=object).flat[0] if isinstance(axes, np.ndarray) else axes
+    figure = first.figure
+    figure.tight_layout()
+    return figure

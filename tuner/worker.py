@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 from tuner import liveness, outcome, records
 from tuner import study as studies
 from tuner.data import Dataset
+from tuner.device import keras_backend
 from tuner.errors import FatalError, brief
 from tuner.liveness import TakenOver
 from tuner.log import log
@@ -156,11 +157,13 @@ class Worker:
         )
         if self.reserved is not None and self.reserved < config.epochs:  # the budget's last
             config = dataclasses.replace(config, epochs=max(1, self.reserved))
-        tags = {records.CUDNN_TAG: str(config.cudnn_eligible).lower()}
+        backend = keras_backend()
+        tags = {records.CUDNN_TAG: str(config.cudnn_eligible).lower(), records.BACKEND_TAG: backend}
         if retry_of is not None:
             tags[records.RETRY_OF_TAG] = str(retry_of)
         attrs: dict[str, Any] = {
             records.CUDNN: config.cudnn_eligible,
+            records.BACKEND: backend,
             records.SEED: seed,
             records.SAMPLER_SEED: self.space.sampler_seed(),
             records.EPOCHS: config.epochs,  # what `tuner reproduce` runs it with again
@@ -312,7 +315,24 @@ class Worker:
                 trial.set_user_attr(records.MODEL_URI, uri)
         except optuna.exceptions.UpdateFinishedTrialError:
             raise TakenOver() from None
+        self._log_figure(run, done, config.batch_size)
         return result
+
+    def _log_figure(self, run: TrialRun, done: Any, batch_size: int) -> None:
+        """The best model's figure (forecasts against the actual series, or the confusion
+        matrix) on its run and the study's; a figure that cannot be drawn is only a warning."""
+        from tuner.fitting import best_figure
+
+        season = (self.study.user_attrs.get(records.BASELINES) or {}).get("period")
+        try:
+            figure = best_figure(done, self.dataset, season, batch_size)
+        except Exception as e:
+            log.warning("the figure of trial %d was not drawn: %s", run.number, brief(e))
+            return
+        if figure is not None:
+            name = "predictions" if self.dataset.task == "forecast" else "confusion_matrix"
+            parent = self.study.user_attrs.get(records.PARENT_RUN)
+            run.log_image(figure, f"plots/best_{name}.png", parent=parent)
 
     def _is_best(self, value: float | None) -> bool:
         best = studies.best_trial(self.study)
