@@ -114,6 +114,20 @@ def test_classification_errors(tmp_path: Path, npz_binary: Path) -> None:
         load(DataOptions(str(pickled), task="classify"), max_window=1)
 
 
+def test_sktime_s_channels_first_layout_gets_its_fix_named(tmp_path: Path, caplog) -> None:
+    """Issue 14: samples x channels x timesteps was read as one step of 251 features."""
+    path = tmp_path / "gunpoint.npz"
+    y = np.arange(20) % 2
+    np.savez(path, X=np.zeros((20, 1, 251)), y=y)
+    with pytest.raises(InputError, match=r"1 time step of 251 features.*transpose\(0, 2, 1\)") as e:
+        load(DataOptions(str(path), task="classify"), max_window=1)
+    assert e.value.field == "X" and "\n" not in str(e.value)
+    np.savez(path, X=np.random.default_rng(0).normal(size=(20, 3, 40)), y=y)
+    with caplog.at_level("INFO", logger="tuner"):
+        load(DataOptions(str(path), task="classify"), max_window=1)
+    assert "3 time steps of 40 features" in caplog.text
+
+
 def test_classification_long_table_multiclass(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     rows = [

@@ -129,7 +129,7 @@ start_with:
   - {units: 32}
   - {units: 4}
 """)
-    argv = ["run", str(space), "--data", str(co2_csv), *CO2_OPTIONS, "--study", "s", "-q"]
+    argv = ["run", str(space), "--data", str(co2_csv), *CO2_OPTIONS, "--study", "s"]
     assert main([*argv, "--trials", "3"]) == 0
     assert "pareto front (val_mae_original, params, latency_ms): trials" in capsys.readouterr().out
     storage, tracking, _ = embedded()

@@ -722,6 +722,7 @@ def _load_sequences(options: DataOptions, max_window: int) -> Sequences:
         )
     if len(x) != len(y):
         raise InputError(f"X has {len(x)} samples but y has {len(y)}", source=src, field="y")
+    _check_layout(x, src)
     x, y = _sequence_nans(x, y, options.nan, src)
     classes, y_idx = np.unique(y, return_inverse=True)
     if len(classes) < 2:
@@ -739,6 +740,29 @@ def _load_sequences(options: DataOptions, max_window: int) -> Sequences:
     return Sequences(
         x=x.astype(np.float32), y=y_idx.astype(np.int64), classes=classes.tolist(), splits=splits
     )
+
+
+def _check_layout(x: np.ndarray, src: str) -> None:
+    """``X`` is samples x timesteps x features. sktime, tslearn's channels-first exports and
+    PyTorch put the channels before the time steps: one time step of many "features" is that
+    layout (refused, naming the fix); fewer steps than features may be (a note)."""
+    n, steps, features = x.shape
+    if steps == 1 and features > 1:
+        raise InputError(
+            f"X has shape {x.shape}: 1 time step of {features} features. Sequences of "
+            f"{features} steps with 1 channel (sktime's samples x channels x timesteps) need "
+            "X.transpose(0, 2, 1) before saving",
+            source=src,
+            field="X",
+        )
+    if steps < features:
+        log.info(
+            "note: %s: X has %d time steps of %d features each; if it is samples x channels x "
+            "timesteps (sktime's layout), save X.transpose(0, 2, 1)",
+            src,
+            steps,
+            features,
+        )
 
 
 def _load_texts(options: DataOptions) -> Texts:

@@ -143,7 +143,7 @@ def prepare(
     window_auto = space.window_auto
     if window_auto:
         space = _auto_window(space, dataset, season, dataset_path=options.path)
-    check_names(space)  # last: a name outside the common ones imports Keras (seconds)
+    check_names(space)
     name = name or f"{Path(space_path).stem}-{Path(options.path).stem}"
     check_study_name(name)
     check_separate(stores.storage, stores.tracking)
