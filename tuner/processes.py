@@ -181,15 +181,24 @@ def die_with_parent() -> None:
 
 
 class Progress:
-    """A live bar: trials done of the target, pruned / failed, current best, elapsed and ETA."""
+    """A live bar: trials done of the target (a running trial counts the share of its epochs it
+    has reported, so the bar moves during the first one), pruned / failed, current best,
+    elapsed and ETA. Where no bar can be drawn (not a terminal, or one of 0 columns), one line
+    per finished trial instead."""
 
     def __init__(self, study: Any, quiet: bool) -> None:
+        import shutil
+
         from tuner import records
 
         self.study = study
         self.bar = None
         self.budget = None
-        if not quiet:
+        self.lines = not quiet and (
+            not sys.stderr.isatty() or shutil.get_terminal_size((0, 0)).columns <= 0
+        )
+        self.done = -1
+        if not quiet and not self.lines:
             from tqdm import tqdm
 
             self.budget = study.user_attrs.get(records.BUDGET)
@@ -201,6 +210,8 @@ class Progress:
             self.update()
 
     def update(self) -> None:
+        if self.lines:
+            self._line()
         if self.bar is None:
             return
         from tuner import study as studies
@@ -210,7 +221,7 @@ class Progress:
         if self.budget:
             self.bar.n = min(int(self.budget), studies.epochs_used(self.study))
         else:
-            self.bar.n = c["complete"] + c["pruned"]
+            self.bar.n = round(c["complete"] + c["pruned"] + self._running_share(), 1)
         self.bar.set_postfix(
             complete=c["complete"],
             pruned=c["pruned"],
@@ -219,6 +230,40 @@ class Progress:
             refresh=False,
         )
         self.bar.refresh()
+
+    def _running_share(self) -> float:
+        """How far the running trials are, in trials: each one's epochs reported over its
+        planned epochs."""
+        from optuna.trial import TrialState
+
+        from tuner import records
+
+        share = 0.0
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            planned = int(t.user_attrs.get(records.EPOCHS) or 0)
+            if planned > 0:
+                share += min(0.99, len(t.intermediate_values) / planned)
+        return share
+
+    def _line(self) -> None:
+        """One line each time a trial finishes: counts and the best value so far."""
+        from tuner import records
+        from tuner import study as studies
+
+        c = studies.counts(self.study)
+        done = c["complete"] + c["pruned"] + c["fail"]
+        if done == self.done:
+            return
+        self.done = done
+        target = self.study.user_attrs.get(records.TARGET)
+        best = studies.best_trial(self.study)
+        value = "-" if best is None else f"{studies.value(best):.4g}"
+        print(
+            f"trials {done}/{target}: complete={c['complete']} pruned={c['pruned']} "
+            f"failed={c['fail']} best={value}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def close(self) -> None:
         if self.bar is not None:

@@ -1,0 +1,44 @@
+"""`tuner run`'s progress (issue 14): the bar moves during the first trial, and where no bar
+can be drawn, one line per finished trial. Scripted studies, no training."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.distributions import IntDistribution
+from optuna.trial import create_trial
+
+from tuner import records
+from tuner.processes import Progress
+
+
+def study_with_a_running_trial() -> optuna.Study:
+    study = optuna.create_study()
+    study.set_user_attr(records.TARGET, 4)
+    study.add_trial(
+        create_trial(value=0.5, params={"u": 8}, distributions={"u": IntDistribution(1, 64)})
+    )
+    running = study.ask()
+    running.set_user_attr(records.EPOCHS, 10)
+    for epoch in range(4):
+        study._storage.set_trial_intermediate_value(running._trial_id, epoch, 1.0)
+    return study
+
+
+def test_a_running_trial_counts_the_share_of_its_epochs() -> None:
+    progress = Progress(study_with_a_running_trial(), quiet=True)  # no bar: the share alone
+    assert progress._running_share() == 0.4
+
+
+def test_without_a_terminal_each_finished_trial_is_a_line(capsys) -> None:
+    study = study_with_a_running_trial()
+    progress = Progress(study, quiet=False)  # pytest's stderr is not a terminal
+    assert progress.lines and progress.bar is None
+    progress.update()
+    progress.update()  # nothing finished since: no second line
+    study.tell(study.get_trials()[1].number, 0.25)
+    progress.update()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "trials 1/4: complete=1 pruned=0 failed=0 best=0.5",
+        "trials 2/4: complete=2 pruned=0 failed=0 best=0.25",
+    ]
