@@ -305,6 +305,9 @@ def test_launcher_forwards_signals(fake_bin, tmp_path, sig):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # a shell cannot trap a signal ignored when it started: pytest run in the background
+        # (`pytest &`) passes SIGINT ignored to its children; a terminal's launcher has it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 10
     while len(list(logs.glob("*.ready"))) < 2 and time.monotonic() < deadline:

@@ -85,6 +85,15 @@ def test_the_best_trial_and_the_pareto_front_of_several_objectives() -> None:
     assert studies.pareto_front(single) == [] and studies.value(studies.best_trial(single)) == 0.4
 
 
+def test_dominance_reads_each_objective_s_direction() -> None:
+    from tuner.outcome import dominates
+
+    both = ["minimize", "minimize"]
+    assert dominates([1, 2], [1, 3], both) and not dominates([1, 3], [1, 3], both)
+    assert not dominates([0, 4], [1, 3], both) and not dominates([1, 3], [0, 4], both)
+    assert dominates([0.9, 10], [0.8, 10], ["maximize", "minimize"])
+
+
 def test_pruning_reads_the_first_objective_of_several() -> None:
     """Optuna's trials cannot report with several objectives, nor its pruners read a direction:
     the worker stores each epoch's first objective, and the pruner sees the first direction."""
@@ -145,6 +154,11 @@ start_with:
     front = best["pareto"]
     assert front and list(front[0]["values"]) == ["val_mae_original", "params", "latency_ms"]
     assert best["trial"] == front[0]["trial"], "the best first objective leads the front"
+    for row in front:  # every front trial keeps its model: predict with any of them
+        assert "model_uri" in study.trials[row["trial"]].user_attrs, row
+    last = co2_csv.parent / "front.csv"
+    data = ["--data", str(co2_csv), "-o", str(last)]
+    assert main(["predict", "--study", "s", "--trial", str(front[-1]["trial"]), *data]) == 0
     assert main(["best", "--study", "s"]) == 0
     assert "pareto front" in capsys.readouterr().out
 

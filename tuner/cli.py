@@ -260,6 +260,8 @@ def cmd_best(a: argparse.Namespace) -> int:
             log.warning("no trial was retrained yet: tuner retrain --top K --seeds S")
             return 1
     out = _best_info(study, best)
+    if a.register:
+        out["registered"] = _register(a, study, best.number)
     if a.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -280,7 +282,32 @@ def cmd_best(a: argparse.Namespace) -> int:
         print(line)
     for line in _pareto_lines(out["pareto"]):
         print(line)
+    r = out.get("registered")
+    if r:
+        print(f"registered model {r['name']} version {r['version']} (trial {best.number}); serve:")
+        print(f"  {r['serve']}")
     return 0
+
+
+def _register(a: argparse.Namespace, study: Any, trial: int) -> dict[str, Any]:
+    """``tuner best --register NAME --data F``: the trial's model as a registered pyfunc."""
+    from tuner.errors import InputError, mask
+    from tuner.serving import register
+    from tuner.tracking import Tracker
+
+    if not a.data:
+        raise InputError("--register needs --data: a table for the model's input example")
+    tracking = _stores(a).tracking
+    version, uri = register(study, Tracker(tracking), trial, a.register, a.data)
+    import shutil
+
+    env = f"MLFLOW_TRACKING_URI={mask(tracking)} "
+    mlflow = "mlflow"
+    beside = Path(sys.executable).parent / "mlflow"  # a venv's, not on a fresh shell's PATH
+    if beside.exists() and shutil.which("mlflow") != str(beside):
+        mlflow = f"PATH={beside.parent}:$PATH {beside}"  # its server runs the venv's uvicorn
+    serve = f"{env}{mlflow} models serve -m models:/{a.register}/{version} --env-manager local"
+    return {"name": a.register, "version": version, "model_uri": uri, "serve": serve}
 
 
 def _pareto_lines(front: list[dict[str, Any]]) -> list[str]:
@@ -379,7 +406,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     table = study.trials_dataframe()
     # Optuna's bookkeeping (fixed_params, failed_trial, ...) is not the user's: attributes only
     table = table.drop(columns=[c for c in table.columns if c.startswith("system_attrs_")])
-    if len(study.directions) > 1:  # several objectives: which trials are on the Pareto front
+    if len(study.directions) > 1 and "number" in table:  # which trials are on the front
         from tuner.study import pareto_front
 
         table["pareto"] = table["number"].isin([row["trial"] for row in pareto_front(study)])
@@ -429,10 +456,17 @@ def cmd_ui(a: argparse.Namespace) -> int:
         url = runs_url(mask(stores.tracking), experiment)
         print(f"the tracking server already serves the UI: {url}")
         return 0
+    import signal
+
     command, env = ui_command(stores.tracking, stores.artifacts, a.host, a.port)
     server = subprocess.Popen(command, env={**os.environ, **env})
     base = f"http://{a.host}:{a.port}"
     print(f"starting the MLflow UI on {base} ...", flush=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM too: the server never outlives tuner ui
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         if _answers(f"{base}/health", server, a.wait):
             print(f"MLflow UI: {runs_url(base, experiment)}   (Ctrl-C to stop)", flush=True)
@@ -440,12 +474,14 @@ def cmd_ui(a: argparse.Namespace) -> int:
             print(f"the MLflow UI has not answered in {a.wait:g} s; still starting", flush=True)
         return server.wait()
     except KeyboardInterrupt:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
         return 130
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
 def _experiment_of(tracking: str, study: str | None) -> str | None:
@@ -467,6 +503,7 @@ def _experiment_of(tracking: str, study: str | None) -> str | None:
 
 def _answers(url: str, server: subprocess.Popen[bytes], wait: float) -> bool:
     """Poll ``url`` until it answers 200, the server exits, or ``wait`` seconds pass."""
+    import http.client
     import time
     import urllib.request
 
@@ -476,7 +513,7 @@ def _answers(url: str, server: subprocess.Popen[bytes], wait: float) -> bool:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return True
-        except OSError:
+        except (OSError, http.client.HTTPException):
             pass
         time.sleep(0.5)
     return False
@@ -493,6 +530,36 @@ def ui_command(
     if artifacts:
         env["MLFLOW_DEFAULT_ARTIFACT_ROOT"] = artifacts
     return command, env
+
+
+def cmd_dashboard(a: argparse.Namespace) -> int:
+    """optuna-dashboard on the study storage (the optional ``dashboard`` extra). The URL goes
+    through the Python API, not a command line: it may hold a password."""
+    import importlib.util
+
+    from tuner.errors import InputError, mask
+    from tuner.launch import require_studies
+    from tuner.storage import make_storage
+
+    if importlib.util.find_spec("optuna_dashboard") is None:
+        raise InputError(
+            "optuna-dashboard is not installed: pip install 'tuner[dashboard]'",
+            field="dashboard",
+        )
+    import optuna_dashboard
+
+    stores = _stores(a)
+    require_studies(stores.storage)
+    storage = make_storage(stores.storage, heartbeat=False, create_tables=False)
+    print(
+        f"optuna-dashboard for {mask(stores.storage)} on http://{a.host}:{a.port} (Ctrl-C to stop)",
+        flush=True,
+    )
+    try:
+        optuna_dashboard.run_server(storage, host=a.host, port=a.port)
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 def cmd_proxy(a: argparse.Namespace) -> int:
@@ -822,13 +889,20 @@ def _parser() -> argparse.ArgumentParser:
 
     best = sub.add_parser("best", help="the best trial: params, metrics, model")
     study_arg(best)
-    stores(best, tracking=False)
+    stores(best)
     best.add_argument(
         "--by-mean",
         action="store_true",
         help="the retrained trial with the best mean validation value over its seeds",
     )
     best.add_argument("--json", action="store_true", help="print the best trial as JSON")
+    best.add_argument(
+        "--register",
+        metavar="NAME",
+        help="log its model as an MLflow pyfunc model (raw rows in, predictions out) and "
+        "register it as NAME; needs --data (its input example)",
+    )
+    best.add_argument("--data", help="with --register: a table of the study's kind (an example)")
     best.set_defaults(func=cmd_best)
 
     rep = sub.add_parser("reproduce", help="train trial N again from its parameters and seed")
@@ -892,6 +966,12 @@ def _parser() -> argparse.ArgumentParser:
         "--wait", type=float, default=120.0, help="seconds to wait for it to answer (120)"
     )
     ui.set_defaults(func=cmd_ui)
+
+    dash = sub.add_parser("dashboard", help="optuna-dashboard on the study storage")
+    stores(dash, tracking=False)
+    dash.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    dash.add_argument("--port", type=int, default=8080, help="port (8080)")
+    dash.set_defaults(func=cmd_dashboard)
 
     proxy = sub.add_parser("proxy", help="serve the storage to many workers over gRPC")
     stores(proxy)

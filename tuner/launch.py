@@ -197,6 +197,14 @@ def create(prepared: Prepared, target: int | None) -> Joined:
         study, _ = studies.create_or_resume(
             storage, prepared.name, space, spec, target or DEFAULT_TRIALS
         )
+        stored = study.user_attrs[records.SPEC]["space"]
+        if stored != space.raw:  # a resume keeps the study's own (its window range, objective)
+            from dataclasses import replace
+
+            from tuner.space import parse_space
+
+            space = parse_space(stored, source=space.source, stored=True)
+            spec = replace(spec, space=stored)
         # A resume keeps the study's budget unless a new one is given; a budget alone (no
         # --trials) runs trials until it is spent.
         budget = spec.budget_epochs or study.user_attrs.get(records.BUDGET)

@@ -110,3 +110,14 @@ def same_value(stored: Any, ours: Any) -> bool:
     if isinstance(stored, dict) and isinstance(ours, dict):
         return stored.keys() == ours.keys() and all(same_value(stored[k], ours[k]) for k in ours)
     return bool(stored == ours)
+
+
+def dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
+    """Whether values ``a`` are at least as good as ``b`` on every objective and better on one
+    (``directions``: minimize / maximize each)."""
+    sign = [-1.0 if d == "maximize" else 1.0 for d in directions]
+    x = [s * v for s, v in zip(sign, a, strict=True)]
+    y = [s * v for s, v in zip(sign, b, strict=True)]
+    return all(p <= q for p, q in zip(x, y, strict=True)) and any(
+        p < q for p, q in zip(x, y, strict=True)
+    )

@@ -142,6 +142,14 @@ def predict(
             raise InputError(f"cannot read {records.CARD_FILE}: {e}", source=model_uri) from None
         card = records.ModelCard.from_json(text, model_uri)
         model = load_model(folder / records.MODEL_FILE)
+    return predict_with(model, card, data_path, model_uri)
+
+
+def predict_with(
+    model: keras.Model, card: records.ModelCard, data_path: str, model_uri: str
+) -> pd.DataFrame:
+    """``predict`` with a loaded model and its card (``model_uri`` names them in errors); the
+    MLflow pyfunc model (``tuner.serving``) predicts through here too."""
     options = data.DataOptions.from_spec(card.data, data_path)
     if card.task == "seq2seq":
         shape = getattr(model, "input_shape", None)

@@ -236,15 +236,11 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
             return study.best_trial
         except ValueError:
             return None
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.values is not None
-    ]
-    if not done:
+    front = study.best_trials  # a trial best on the first objective, ties aside, is on it
+    if not front:
         return None
     sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
-    return min(done, key=lambda t: (sign * t.values[0], t.number))
+    return min(front, key=lambda t: (sign * t.values[0], t.number))
 
 
 def value(trial: optuna.trial.FrozenTrial) -> float | None:

@@ -275,7 +275,10 @@ class Tracker:
                     for row in pareto_front(study)
                 ]
             )
-            self.client.log_text(parent_run_id, front.to_csv(index=False), "pareto.csv")
+            if len(front):
+                self.client.log_text(parent_run_id, front.to_csv(index=False), "pareto.csv")
+        import matplotlib.pyplot as plt
+
         for name, (plotly, matplotlib) in figures.items():
             try:
                 with warnings.catch_warnings():  # "importance may be inaccurate" on few trials,
@@ -283,18 +286,38 @@ class Tracker:
                     html = plotly(study).to_html(include_plotlyjs=True, full_html=True)
                     image = _figure_of(matplotlib(study))
             except (ValueError, RuntimeError, ZeroDivisionError):
+                plt.close("all")  # a plot that failed half-way may have opened its figure
                 continue  # e.g. importances need two complete trials with varied parameters
-            self.client.log_text(parent_run_id, html, f"plots/{name}.html")
+            try:
+                self.client.log_text(parent_run_id, html, f"plots/{name}.html")
+            except Exception:
+                plt.close(image)
+                raise
             self.log_image(parent_run_id, image, f"plots/{name}.png")
+        self._copy_best_figure(parent_run_id, study)
 
-    def log_image(self, run_ids: str | list[str], figure: Any, path: str) -> None:
-        """A matplotlib figure as a PNG artifact of each run, then closed (pyplot keeps every
-        open figure)."""
+    def _copy_best_figure(self, parent_run_id: str, study: optuna.Study) -> None:
+        """The best trial's figure (``plots/best_*.png``, on its run) onto the study's run: at
+        the study's close, so an older best's upload never lands last."""
+        from tuner.study import best_trial
+
+        best = best_trial(study)
+        run_id = None if best is None else best.user_attrs.get(records.RUN_ID)
+        if run_id is None:
+            return
+        names = [a.path for a in self.client.list_artifacts(run_id, "plots")]
+        with tempfile.TemporaryDirectory() as tmp:
+            for path in names:
+                if Path(path).name.startswith("best_"):
+                    local = self.client.download_artifacts(run_id, path, tmp)
+                    self.client.log_artifact(parent_run_id, local, "plots")
+
+    def log_image(self, run_id: str, figure: Any, path: str) -> None:
+        """A matplotlib figure as a PNG artifact, then closed (pyplot keeps every open one)."""
         import matplotlib.pyplot as plt
 
         try:
-            for run_id in [run_ids] if isinstance(run_ids, str) else run_ids:
-                self.client.log_figure(run_id, figure, path)
+            self.client.log_figure(run_id, figure, path)
         finally:
             plt.close(figure)
 
@@ -515,9 +538,9 @@ class TrialRun:
             out.append("the run's end")
         return out
 
-    def log_image(self, figure: Any, path: str, parent: str | None = None) -> None:
-        """A figure of the trial, on its run and (``parent``) the study's; a warning if MLflow
-        is down: a missing figure does not fail a trial that trained well."""
+    def log_image(self, figure: Any, path: str) -> None:
+        """A figure of the trial on its run; a warning if MLflow is down: a missing figure
+        does not fail a trial that trained well."""
         import matplotlib.pyplot as plt
 
         if self.run_id is None:
@@ -526,8 +549,7 @@ class TrialRun:
             plt.close(figure)
             return
         try:
-            runs = [str(self.run_id)] + ([parent] if parent else [])
-            self.tracker.log_image(runs, figure, path)
+            self.tracker.log_image(str(self.run_id), figure, path)
         except Exception as e:
             log.warning("the figure of trial %d was not recorded: %s", self.number, brief(e, 500))
 

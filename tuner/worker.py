@@ -299,10 +299,16 @@ class Worker:
         # get names of their own, so they never add points to an epoch curve.
         result = outcome.of_training(done.result, done.summary())
         if result.value is not None and "latency_ms" in self.space.costs:
-            result.metrics["latency_ms"] = done.latency_ms(config.batch_size)
-        if result.value is None or not self._is_best(result.value):
+            try:
+                result.metrics["latency_ms"] = done.latency_ms(config.batch_size)
+            except Exception as e:  # predicting failed (out of memory, ...): a trial error
+                log.debug("trial %d's latency failed", trial.number, exc_info=True)
+                return outcome.of_error(e)
+        if result.value is None:
             return result
-        result.best = True
+        result.best = self._is_best(result.value)
+        if not result.best and not self._on_front(result):
+            return result
         # The test split is evaluated for the trials that were best when they completed, and
         # recorded; it is never reported to Optuna, so it never steers the search.
         result.metrics.update(
@@ -315,8 +321,21 @@ class Worker:
                 trial.set_user_attr(records.MODEL_URI, uri)
         except optuna.exceptions.UpdateFinishedTrialError:
             raise TakenOver() from None
-        self._log_figure(run, done, config.batch_size)
+        if result.best:
+            self._log_figure(run, done, config.batch_size)
         return result
+
+    def _on_front(self, result: Outcome) -> bool:
+        """Several objectives: whether no finished trial beats this one on every objective
+        (then its model is kept too, for `tuner predict --trial N`)."""
+        if not self.space.costs or result.value is None:
+            return False
+        values = [result.value, *(float(result.metrics[c]) for c in self.space.costs)]
+        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return not any(
+            t.values is not None and outcome.dominates(t.values, values, self.space.directions)
+            for t in done
+        )
 
     def _log_figure(self, run: TrialRun, done: Any, batch_size: int) -> None:
         """The best model's figure (forecasts against the actual series, or the confusion
@@ -329,10 +348,9 @@ class Worker:
         except Exception as e:
             log.warning("the figure of trial %d was not drawn: %s", run.number, brief(e))
             return
-        if figure is not None:
+        if figure is not None:  # the study's run gets it when the study goes idle
             name = "predictions" if self.dataset.task == "forecast" else "confusion_matrix"
-            parent = self.study.user_attrs.get(records.PARENT_RUN)
-            run.log_image(figure, f"plots/best_{name}.png", parent=parent)
+            run.log_image(figure, f"plots/best_{name}.png")
 
     def _is_best(self, value: float | None) -> bool:
         best = studies.best_trial(self.study)
