@@ -307,7 +307,7 @@ def _register(a: argparse.Namespace, study: Any, trial: int) -> dict[str, Any]:
     if beside.exists() and shutil.which("mlflow") != str(beside):
         mlflow = f"PATH={beside.parent}:$PATH {beside}"  # its server runs the venv's uvicorn
     serve = f"{env}{mlflow} models serve -m models:/{a.register}/{version} --env-manager local"
-    return {"name": a.register, "version": version, "model_uri": uri, "serve": serve}
+    return {"name": a.register, "version": version, "uri": uri, "serve": serve}
 
 
 def _pareto_lines(front: list[dict[str, Any]]) -> list[str]:

@@ -3,8 +3,9 @@ table the study read and answers what ``tuner predict`` writes, through the same
 (``predict.predict_with``: the saved scaler, windowing, classes, safe loading). ``tuner best
 --register NAME --data F`` logs it on the trial's run, with a signature and an input example
 cut from ``F``, and registers it; ``mlflow models serve -m models:/NAME/1 --env-manager local``
-then answers on raw rows, and ``mlflow.pyfunc.load_model`` works in a notebook. The model
-carries the ``tuner`` package (``code_paths``), so it loads where tuner is not installed.
+then answers on raw rows, and MLflow's pyfunc loader works in a notebook. The model carries
+the ``tuner`` package (``code_paths``), so it loads where tuner is not installed, and is logged
+as code (``pyfunc_model.py``), so loading it unpickles nothing.
 
 Tables only: a study that read an ``.npz`` (token ids, arrays of sequences) is refused, as rows
 of a table cannot hold its arrays."""
@@ -98,7 +99,7 @@ def register(
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
                 name=PYFUNC_NAME,
-                python_model=TunerModel(),
+                python_model=str(Path(__file__).with_name("pyfunc_model.py")),
                 artifacts={
                     "model": str(folder / records.MODEL_FILE),
                     "card": str(card_file),
