@@ -475,7 +475,8 @@ def test_the_summary_and_tuner_ui_lead_to_the_study_s_runs(space_file, co2_csv, 
     kind = client.get_experiment(exp_id).tags["mlflow.experimentKind"]
     assert kind == "custom_model_development"
     out = capsys.readouterr().out
-    assert f"ui   (then open http://127.0.0.1:5000/#/experiments/{exp_id}/runs)" in out
+    page = f"/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+    assert f"ui   (then open http://127.0.0.1:5000{page})" in out
 
     port = free_port()
     log = Path("ui.log")
@@ -486,7 +487,7 @@ def test_the_summary_and_tuner_ui_lead_to_the_study_s_runs(space_file, co2_csv, 
             180,
             "tuner ui printing its URL",
         )
-        assert line.split()[2] == f"http://127.0.0.1:{port}/#/experiments/{exp_id}/runs"
+        assert line.split()[2] == f"http://127.0.0.1:{port}{page}"
         url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/get?experiment_id={exp_id}"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert json.load(response)["experiment"]["name"] == "s"

@@ -693,10 +693,12 @@ def _baseline_lines(report: dict[str, Any] | None) -> list[str]:
 
 
 def runs_url(base: str, experiment_id: str | None) -> str:
-    """The MLflow UI's page of a study's runs (the experiment opens in its model-training view:
-    ``tracking.Tracker.ensure_study`` tags it so)."""
+    """The MLflow UI's page of a study's runs, in its model-training view (MLflow 3 opens in
+    its GenAI view otherwise; ``tracking.Tracker.ensure_study`` also tags the experiment)."""
     base = base.rstrip("/")
-    return f"{base}/#/experiments/{experiment_id}/runs" if experiment_id else base
+    if not experiment_id:
+        return base
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def tuner_command() -> str:
