@@ -217,7 +217,6 @@ class Progress:
         from tuner import study as studies
 
         c = studies.counts(self.study)
-        best = studies.best_trial(self.study)
         if self.budget:
             self.bar.n = min(int(self.budget), studies.epochs_used(self.study))
         else:
@@ -226,10 +225,16 @@ class Progress:
             complete=c["complete"],
             pruned=c["pruned"],
             failed=c["fail"],
-            best="-" if best is None else f"{studies.value(best):.4g}",
+            best=self._best_text(),
             refresh=False,
         )
         self.bar.refresh()
+
+    def _best_text(self) -> str:
+        from tuner import study as studies
+
+        best = studies.best_trial(self.study)
+        return "-" if best is None else f"{studies.value(best):.4g}"
 
     def _running_share(self) -> float:
         """How far the running trials are, in trials: each one's epochs reported over its
@@ -256,11 +261,9 @@ class Progress:
             return
         self.done = done
         target = self.study.user_attrs.get(records.TARGET)
-        best = studies.best_trial(self.study)
-        value = "-" if best is None else f"{studies.value(best):.4g}"
         print(
             f"trials {done}/{target}: complete={c['complete']} pruned={c['pruned']} "
-            f"failed={c['fail']} best={value}",
+            f"failed={c['fail']} best={self._best_text()}",
             file=sys.stderr,
             flush=True,
         )

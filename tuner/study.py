@@ -236,11 +236,14 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
             return study.best_trial
         except ValueError:
             return None
-    front = study.best_trials  # a trial best on the first objective, ties aside, is on it
-    if not front:
-        return None
+    front = _front(study)  # a trial best on the first objective, ties aside, is on it
+    return front[0] if front else None
+
+
+def _front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The Pareto front of a study of several objectives, best first objective first."""
     sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
-    return min(front, key=lambda t: (sign * t.values[0], t.number))
+    return sorted(study.best_trials, key=lambda t: (sign * t.values[0], t.number))
 
 
 def value(trial: optuna.trial.FrozenTrial) -> float | None:
@@ -254,11 +257,9 @@ def pareto_front(study: optuna.Study) -> list[dict[str, Any]]:
     if len(study.directions) == 1:
         return []
     names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
-    sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
-    front = sorted(study.best_trials, key=lambda t: (sign * t.values[0], t.number))
     return [
         {"trial": t.number, "values": dict(zip(names, t.values, strict=True)), "params": t.params}
-        for t in front
+        for t in _front(study)
     ]
 
 

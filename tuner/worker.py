@@ -239,7 +239,7 @@ class Worker:
             attrs[records.UNRECORDED] = "; ".join(missing)
         value: float | list[float] | None = result.value
         if result.value is not None and self.space.costs:  # several objectives: costs follow
-            value = [result.value, *(float(result.metrics[c]) for c in self.space.costs)]
+            value = self._values(result)
         self._tell(trial, result.state, value, attrs)
         if result.best and run.run_id is not None and not missing:
             try:  # the UI's mark moves to this run; a study's close settles any race
@@ -325,12 +325,17 @@ class Worker:
             self._log_figure(run, done, config.batch_size)
         return result
 
+    def _values(self, result: Outcome) -> list[float]:
+        """A finished trial's objectives: its value, then each cost from its metrics."""
+        assert result.value is not None
+        return [result.value, *(float(result.metrics[c]) for c in self.space.costs)]
+
     def _on_front(self, result: Outcome) -> bool:
         """Several objectives: whether no finished trial beats this one on every objective
         (then its model is kept too, for `tuner predict --trial N`)."""
         if not self.space.costs or result.value is None:
             return False
-        values = [result.value, *(float(result.metrics[c]) for c in self.space.costs)]
+        values = self._values(result)
         done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         return not any(
             t.values is not None and outcome.dominates(t.values, values, self.space.directions)
