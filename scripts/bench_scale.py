@@ -20,6 +20,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,108 +65,128 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) ->
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
+@dataclass
+class Servers:
+    """A private PostgreSQL server with the study's and MLflow's databases, and an MLflow
+    tracking server on the latter: what a fleet's workers share."""
+
+    admin: str
+    storage: str
+    tracking: str
+    pids: dict[str, int]  # the servers' root processes, by name
+
+    def cpu(self) -> dict[str, float]:
+        return {name: _tree_cpu(pid) for name, pid in self.pids.items()}
+
+
+@contextmanager
+def servers(folder: Path, max_connections: int, prefix: str) -> Iterator[Servers]:
+    with (
+        private_postgres(max_connections) as (admin, pg_pid),
+        pg_databases(f"{prefix}_optuna", f"{prefix}_mlflow", admin=admin) as (optuna_db, ml_db),
+    ):
+        run(tuner_cli("db", "init", "--storage", optuna_db, "--tracking-uri", ml_db), nice_env())
+        port = free_port()
+        log(f"{prefix}: mlflow server on port {port}")
+        ml_server = subprocess.Popen(
+            niced(
+                [
+                    sys.executable,
+                    "-m",
+                    "mlflow",
+                    "server",
+                    "--backend-store-uri",
+                    ml_db.replace("postgresql://", "postgresql+psycopg://"),
+                    "--artifacts-destination",
+                    str(folder / "artifacts"),
+                    "--serve-artifacts",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "2",
+                ]
+            ),
+            env=nice_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            tracking = f"http://127.0.0.1:{port}"
+            _wait_http(f"{tracking}/health", ml_server)
+            yield Servers(
+                admin, optuna_db, tracking, {"mlflow": ml_server.pid, "postgresql": pg_pid}
+            )
+        finally:
+            ml_server.terminate()
+            try:
+                ml_server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                ml_server.kill()
+
+
+def create(csv: Path, stores: Servers, trials: int, epochs: int) -> None:
+    """The stand-in study (the shipped forecast space on elecdemand), or its target raised."""
+    run(
+        tuner_cli(
+            "create",
+            str(ROOT / "search_spaces" / "forecast.yaml"),
+            "--data",
+            str(csv),
+            "--target",
+            "Demand",
+            "--time",
+            "t",
+            "--study",
+            "scale",
+            "--trials",
+            str(trials),
+            "--max-epochs",
+            str(epochs),
+            "--storage",
+            stores.storage,
+            "--tracking-uri",
+            stores.tracking,
+            "--quiet",
+        ),
+        nice_env(),
+    )
+
+
 def bench(size: str) -> list[Figure]:
     s = SIZES[size]
     out: list[Figure] = []
-    servers: list[subprocess.Popen[bytes]] = []
-    with (
-        scratch("b4") as folder,
-        private_postgres(4 * max(s["workers"]) + 50) as (admin, pg_pid),
-        pg_databases("b4_optuna", "b4_mlflow", admin=admin) as (optuna_db, ml_db),
-    ):
-        try:
-            csv = elecdemand_csv(folder)
-            env = nice_env()
-            run(tuner_cli("db", "init", "--storage", optuna_db, "--tracking-uri", ml_db), env)
-            port = free_port()
-            log(f"B4: mlflow server on port {port}")
-            ml_server = subprocess.Popen(
-                niced(
-                    [
-                        sys.executable,
-                        "-m",
-                        "mlflow",
-                        "server",
-                        "--backend-store-uri",
-                        ml_db.replace("postgresql://", "postgresql+psycopg://"),
-                        "--artifacts-destination",
-                        str(folder / "artifacts"),
-                        "--serve-artifacts",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--workers",
-                        "2",
-                    ]
+    with scratch("b4") as folder, servers(folder, 4 * max(s["workers"]) + 50, "b4") as stores:
+        csv = elecdemand_csv(folder)
+        target = 0
+        for n in s["workers"]:
+            target += s["rounds"] * n
+            create(csv, stores, target, s["epochs"])
+            log(f"B4: {n} workers, {s['rounds'] * n} trials, wait {s['wait']} s")
+            stage = _stage(folder / f"n{n}", n, s, csv, stores)
+            stage["trials_in_study_at_end"] = target
+            out += [
+                Figure(
+                    "B4",
+                    f"achieved / ideal throughput, N={n} (PostgreSQL, MLflow server)",
+                    stage["efficiency"],
+                    0.90,
+                    op=">=",
+                    details=stage,
                 ),
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            servers.append(ml_server)
-            tracking = f"http://127.0.0.1:{port}"
-            _wait_http(f"{tracking}/health", ml_server)
-            target = 0
-            for n in s["workers"]:
-                target += s["rounds"] * n
-                run(
-                    tuner_cli(
-                        "create",
-                        str(ROOT / "search_spaces" / "forecast.yaml"),
-                        "--data",
-                        str(csv),
-                        "--target",
-                        "Demand",
-                        "--time",
-                        "t",
-                        "--study",
-                        "scale",
-                        "--trials",
-                        str(target),
-                        "--max-epochs",
-                        str(s["epochs"]),
-                        "--storage",
-                        optuna_db,
-                        "--tracking-uri",
-                        tracking,
-                        "--quiet",
-                    ),
-                    env,
-                )
-                log(f"B4: {n} workers, {s['rounds'] * n} trials, wait {s['wait']} s")
-                servers_pids = {"mlflow": ml_server.pid, "postgresql": pg_pid}
-                stage = _stage(folder / f"n{n}", n, s, csv, optuna_db, tracking, servers_pids)
-                stage["trials_in_study_at_end"] = target
-                out += [
-                    Figure(
-                        "B4",
-                        f"achieved / ideal throughput, N={n} (PostgreSQL, MLflow server)",
-                        stage["efficiency"],
-                        0.90,
-                        op=">=",
-                        details=stage,
-                    ),
-                    Figure(
-                        "B4",
-                        f"coordination per trial, N={n}",
-                        stage["coordination_ms"],
-                        50.0,
-                        unit=" ms",
-                        details={
-                            "mean_ms": stage["coordination_mean_ms"],
-                            "worker_cpu_ms_per_trial": stage["coordination_cpu_ms"],
-                        },
-                    ),
-                ]
-        finally:
-            for p in servers:
-                p.terminate()
-            for p in servers:
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+                Figure(
+                    "B4",
+                    f"coordination per trial, N={n}",
+                    stage["coordination_ms"],
+                    50.0,
+                    unit=" ms",
+                    details={
+                        "mean_ms": stage["coordination_mean_ms"],
+                        "worker_cpu_ms_per_trial": stage["coordination_cpu_ms"],
+                    },
+                ),
+            ]
     return out
 
 
@@ -183,20 +206,16 @@ def _tree_cpu(pid: int) -> float:
     return total
 
 
-def _stage(
-    folder: Path,
-    n: int,
-    s: dict[str, Any],
-    csv: Path,
-    storage: str,
-    tracking: str,
-    servers: dict[str, int],
-) -> dict[str, Any]:
+def run_workers(
+    folder: Path, n: int, wait: float, csv: Path, stores: Servers, **env_extra: str
+) -> tuple[float, float, dict[str, float]]:
+    """N stand-in workers on the study until it has its target: their start (all at once),
+    their peak RSS together (GiB), and the servers' CPU seconds meanwhile."""
     import psutil
 
     folder.mkdir(parents=True)
     go = folder / "go"
-    env = nice_env(BENCH_WAIT=str(s["wait"]), BENCH_LOG=str(folder), BENCH_GO=str(go))
+    env = nice_env(BENCH_WAIT=str(wait), BENCH_LOG=str(folder), BENCH_GO=str(go), **env_extra)
     command = [
         sys.executable,
         str(SCRIPTS / "bench_scale_worker.py"),
@@ -206,9 +225,9 @@ def _stage(
         "--data",
         str(csv),
         "--storage",
-        storage,
+        stores.storage,
         "--tracking-uri",
-        tracking,
+        stores.tracking,
         "--trials-per-process",
         "0",
         "--quiet",
@@ -222,11 +241,11 @@ def _stage(
         if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
             for p in procs:
                 p.kill()
-            raise RuntimeError("B4 workers did not get ready")
+            raise RuntimeError("the stand-in workers did not get ready")
         time.sleep(0.5)
     go.touch()
     started = time.time()
-    server_cpu = {name: _tree_cpu(pid) for name, pid in servers.items()}
+    server_cpu = stores.cpu()
     peak_rss = 0.0
     while any(p.poll() is None for p in procs):
         total = 0
@@ -238,10 +257,15 @@ def _stage(
                 pass
         peak_rss = max(peak_rss, total / 2**30)
         time.sleep(2)
-    server_cpu = {name: _tree_cpu(pid) - server_cpu[name] for name, pid in servers.items()}
+    server_cpu = {name: cpu - server_cpu[name] for name, cpu in stores.cpu().items()}
     errors = [p.stderr.read().decode()[-800:] for p in procs if p.returncode != 0 and p.stderr]
     if errors:
-        raise RuntimeError(f"{len(errors)} B4 workers failed; one said:\n{errors[0]}")
+        raise RuntimeError(f"{len(errors)} stand-in workers failed; one said:\n{errors[0]}")
+    return started, peak_rss, server_cpu
+
+
+def _stage(folder: Path, n: int, s: dict[str, Any], csv: Path, stores: Servers) -> dict[str, Any]:
+    started, peak_rss, server_cpu = run_workers(folder, n, s["wait"], csv, stores)
     out = _analyse(folder, n, started, peak_rss)
     # What the shared servers cost per trial: on a real deployment the workers are on their own
     # machines, and only these share one; here everything shares 2 cores.

@@ -1,11 +1,14 @@
 """B4's worker: a real `tuner worker` whose training is a fixed wait standing in for GPU time.
 
-Only the model is fake: ``build_model`` returns a stand-in with no weights, ``train`` sleeps
-``BENCH_WAIT`` seconds spread over the trial's epochs and reports a scripted value each epoch
-through the worker's real report path (MLflow curve point, Optuna report, pruner), ``evaluate``
-returns scripted metrics and ``log_model`` logs a small artifact. Sampling, the claim, the
+Only the model is fake: ``build_model`` returns a stand-in with no weights (and a hybrid's ridge
+is not fitted), ``train`` sleeps ``BENCH_WAIT`` seconds spread over the trial's epochs and
+reports a scripted value each epoch through the worker's real report path (MLflow curve point,
+Optuna report, pruner), ``evaluate`` returns scripted metrics and ``log_model`` logs a small
+artifact. Sampling, the claim, the
 storage, heartbeats, pruning, the MLflow runs and the garbage collection after each trial are
-the product's own. Each wait is appended to ``BENCH_LOG/<pid>.jsonl``.
+the product's own. Each wait is appended to ``BENCH_LOG/<pid>.jsonl``. With ``BENCH_BREAKDOWN``
+set, the CPU time of each stage of the trial path (in the thread that runs trials) is written to
+``BENCH_LOG/<pid>.stages.json`` at the end.
 
 Usage: bench_scale_worker.py WORKER-ARGS... (waits for the file ``BENCH_GO`` before starting;
 with ``BENCH_PROFILE=FOLDER``, writes a pyinstrument profile of the worker there)
@@ -56,7 +59,15 @@ def fake_train(model: Any, arrays: Any, config: Any, *, report: Any, **_: Any) -
             break
     with LOG.open("a") as f:
         f.write(
-            json.dumps({"start": started, "end": time.time(), "slept": slept, "cpu": cpu}) + "\n"
+            json.dumps(
+                {
+                    "start": started,
+                    "end": time.time(),
+                    "slept": slept,
+                    "cpu": cpu,
+                }
+            )
+            + "\n"
         )
     if result.stopped is None:
         result.best_value, result.best_epoch = best_of(
@@ -82,14 +93,67 @@ class StandIn:
 
 
 def patch() -> None:
+    import tuner.data
     import tuner.model
     import tuner.training
     from tuner.tracking import Tracker
 
     tuner.model.build_model = lambda *a, **k: StandIn()
+    tuner.data.Series.ridge = lambda *a, **k: None  # what a hybrid starts from: model too
     tuner.training.train = fake_train
     tuner.training.evaluate = fake_evaluate
     Tracker.log_model = fake_log_model  # type: ignore[method-assign]
+
+
+STAGES: dict[str, list[float]] = {}  # stage -> [CPU seconds, calls]
+
+
+def timed(owner: Any, name: str, stage: str) -> None:
+    """Count the CPU time of ``owner.name`` (this thread's) under ``stage``."""
+    inner = getattr(owner, name)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            total = STAGES.setdefault(stage, [0.0, 0])
+            total[0] += time.thread_time() - started
+            total[1] += 1
+
+    setattr(owner, name, call)
+
+
+def breakdown() -> None:
+    """The trial path's stages: the stale sweep, the claim (the lock, the budget, ``ask``),
+    sampling (the sampler and one parameter write each), the rest of opening (attributes, the
+    MLflow run), each epoch's report (MLflow point, Optuna report, pruner), the close (MLflow
+    end, attributes, ``tell``, the best mark)."""
+    import tuner.worker
+
+    timed(tuner.worker.Worker, "_sweep", "sweep")
+    timed(tuner.worker.Worker, "_claim", "claim")
+    timed(tuner.worker, "sample", "sample")
+    timed(tuner.worker.Worker, "_open", "open")
+    timed(tuner.worker.EpochReport, "__call__", "report")
+    timed(tuner.worker.Worker, "_close", "close")
+    count_requests()
+
+
+def count_requests() -> None:
+    """MLflow's requests by endpoint (``http <method> <path>``: calls, no time)."""
+    import requests
+
+    inner = requests.Session.request
+
+    def request(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        path = url.split("://", 1)[-1].split("?")[0].split("/", 1)[-1]
+        if "mlflow-artifacts/artifacts/" in path:
+            path = path.split("mlflow-artifacts/artifacts/")[0] + "mlflow-artifacts/artifacts/..."
+        STAGES.setdefault(f"http {method} /{path}", [0.0, 0])[1] += 1
+        return inner(self, method, url, *args, **kwargs)
+
+    requests.Session.request = request  # type: ignore[method-assign]
 
 
 def main() -> int:
@@ -100,13 +164,18 @@ def main() -> int:
     from tuner.cli import main as tuner_main
 
     patch()
+    if os.environ.get("BENCH_BREAKDOWN"):
+        breakdown()
     go = Path(os.environ["BENCH_GO"])
     (go.parent / f"ready-{os.getpid()}").touch()
     while not go.exists():
         time.sleep(0.05)
     profile = os.environ.get("BENCH_PROFILE")  # a folder: write a pyinstrument profile there
     if not profile:
-        return tuner_main(sys.argv[1:])
+        code = tuner_main(sys.argv[1:])
+        if STAGES:
+            LOG.with_suffix(".stages.json").write_text(json.dumps(STAGES))
+        return code
     from pyinstrument import Profiler
 
     with Profiler(interval=0.002) as profiler:
