@@ -133,3 +133,86 @@ def test_the_storage_edge_retries_each_call_so_the_loop_reads_as_plain_calls(
     with pytest.raises(sqlalchemy.exc.OperationalError):
         storage.record_heartbeat(trial._trial_id)  # its thread beats again on its own
     assert waits == [0.5, 1.0], "neither was retried"
+
+
+def _counting_commits(rdb) -> list[int]:
+    """Commits of transactions that wrote (Optuna's reads commit too)."""
+    import sqlalchemy
+
+    commits: list[int] = []
+
+    def statement(conn, cursor, sql, *_) -> None:
+        if sql.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            conn.info["wrote"] = True
+
+    def commit(conn) -> None:
+        if conn.info.pop("wrote", False):
+            commits.append(1)
+
+    sqlalchemy.event.listen(rdb.engine, "before_cursor_execute", statement)
+    sqlalchemy.event.listen(rdb.engine, "commit", commit)
+    return commits
+
+
+def test_a_trials_settings_are_written_in_one_transaction(storage_url) -> None:
+    """Issue 15: a trial's ~20 parameters and attributes were ~20 transactions; inside
+    ``batched`` they are held, then written in one, through Optuna's own checks."""
+    import optuna
+
+    from tuner.retry import batched, retrying_storage
+    from tuner.storage import make_storage
+
+    rdb = make_storage(storage_url)
+    storage = retrying_storage(rdb)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial, other = study.ask(), study.ask()
+    commits = _counting_commits(rdb)
+    elsewhere = optuna.load_study(study_name="s", storage=storage_url)  # another worker's view
+    with batched(storage, trial._trial_id):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        layers = trial.suggest_int("layers", 1, 3)
+        trial.set_user_attr("seed", 7)
+        trial.set_user_attr("worker", "host:1")
+        other.set_user_attr("seed", 8)  # another trial's write goes through at once
+        assert trial.params == {"x": x, "layers": layers}  # the trial sees its own values
+        assert elsewhere.trials[0].params == {} and elsewhere.trials[0].user_attrs == {}
+        assert elsewhere.trials[1].user_attrs == {"seed": 8}
+        held = len(commits)
+    assert held == 1 and len(commits) == 2, "one commit for the other trial, one for the batch"
+    seen = elsewhere.trials[0]
+    assert seen.params == {"x": x, "layers": layers}
+    assert seen.user_attrs == {"seed": 7, "worker": "host:1"}
+
+    # Optuna's checks hold at the block's end: a distribution that contradicts the study's ...
+    with (
+        pytest.raises(ValueError, match="Cannot set different distribution kind"),
+        batched(storage, other._trial_id),
+    ):
+        other.suggest_categorical("x", ["a", "b"])
+    # ... and a finished trial (liveness.record_end tells a takeover by this error)
+    study.tell(trial, 1.0)
+    with (
+        pytest.raises(optuna.exceptions.UpdateFinishedTrialError),
+        batched(storage, trial._trial_id),
+    ):
+        trial.set_user_attr("reason", "late")
+
+
+def test_an_error_inside_a_batch_writes_nothing(storage_url) -> None:
+    import optuna
+
+    from tuner.retry import batched, retrying_storage
+    from tuner.storage import make_storage
+
+    storage = retrying_storage(make_storage(storage_url))
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    with pytest.raises(RuntimeError, match="sampling failed"), batched(storage, trial._trial_id):
+        trial.suggest_float("x", 0.0, 1.0)
+        raise RuntimeError("sampling failed")
+    fresh = optuna.load_study(study_name="s", storage=storage_url).trials[0]
+    assert fresh.params == {} and fresh.user_attrs == {}
+    trial.set_user_attr("after", 1)  # outside the block: written at once again
+    assert optuna.load_study(study_name="s", storage=storage_url).trials[0].user_attrs == {
+        "after": 1
+    }

@@ -24,7 +24,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tuner import records
-from tuner.retry import note_outage, seconds_since_outage
+from tuner.retry import batched, note_outage, seconds_since_outage
 
 ALIVE_ENV = "TUNER_ALIVE_FILE"  # touched at every claim and epoch: a liveness probe reads it
 
@@ -209,11 +209,14 @@ def requeue(study: optuna.Study, number: int) -> None:
     _Retry(max_retry=None)(study, frozen(study, number))
 
 
-def requeue_lost(study: optuna.Study) -> list[int]:
+def requeue_lost(
+    study: optuna.Study, trials: list[optuna.trial.FrozenTrial] | None = None
+) -> list[int]:
     """Queue the retry of every interrupted trial that has none: its worker was killed between
     recording FAIL and queueing the retry, and a new trial with new parameters would otherwise
-    take the lost retry's place in the target. Runs under the claim lock."""
-    trials = study.get_trials(deepcopy=False)
+    take the lost retry's place in the target. Runs under the claim lock. ``trials``: the
+    study's trials, when the caller has read them."""
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
     retried = {n for t in trials for n in _Retry.retry_history(t)}
     # The attribute holds the trial's own number: a retry copies its original's attributes.
     lost = [
@@ -253,8 +256,9 @@ def record_end(
         )
 
     try:
-        for key, v in attrs.items():
-            trial.set_user_attr(key, v)
+        with batched(study._storage, trial._trial_id):  # one commit
+            for key, v in attrs.items():
+                trial.set_user_attr(key, v)
     except optuna.exceptions.UpdateFinishedTrialError:
         # Finished already: by our own earlier call that lost its answer, or by another
         # worker that found this trial stale (then our attributes are not on it).

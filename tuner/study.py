@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from tuner import records
 from tuner.errors import InputError
@@ -166,10 +166,11 @@ def only_study_name(storage: optuna.storages.BaseStorage) -> str:
     raise InputError(f"several studies here, name one: {', '.join(names)}", field="--study")
 
 
-def counts(study: optuna.Study) -> dict[str, int]:
-    """Number of trials per state, plus ``counted`` (those that count towards the target)."""
+def counts(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict[str, int]:
+    """Number of trials per state, plus ``counted`` (those that count towards the target);
+    ``trials`` is the study's trials when the caller has read them already."""
     out = {s.name.lower(): 0 for s in TrialState}
-    for t in study.get_trials(deepcopy=False):
+    for t in study.get_trials(deepcopy=False) if trials is None else trials:
         out[t.state.name.lower()] += 1
     out["counted"] = sum(out[s.name.lower()] for s in COUNTED)
     return out
@@ -179,23 +180,29 @@ _UNKNOWN: Any = object()
 
 
 def target_reached(
-    study: optuna.Study, c: dict[str, int] | None = None, *, left: int | None = _UNKNOWN
+    study: optuna.Study,
+    c: dict[str, int] | None = None,
+    *,
+    left: int | None = _UNKNOWN,
+    attrs: dict[str, Any] | None = None,
 ) -> bool:
     """No trial left to run: the counted trials reached the target and none is queued, or the
-    study's epoch budget is spent. ``c`` is ``counts(study)`` and ``left`` is
-    ``budget_left(study)`` when the caller has them already."""
+    study's epoch budget is spent. ``c`` is ``counts(study)``, ``left`` is
+    ``budget_left(study)`` and ``attrs`` the study's user attributes when the caller has them
+    already (each is a storage read)."""
     c = counts(study) if c is None else c
-    if c["waiting"] == 0 and c["counted"] >= study.user_attrs.get(records.TARGET, 0):
+    attrs = study.user_attrs if attrs is None else attrs
+    if c["waiting"] == 0 and c["counted"] >= attrs.get(records.TARGET, 0):
         return True
     return (budget_left(study) if left is _UNKNOWN else left) == 0
 
 
-def epochs_used(study: optuna.Study) -> int:
+def epochs_used(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> int:
     """Epochs of the study's budget used: a finished trial's ``epochs_run`` (else the epochs it
     reported: a trial that failed), and for a running trial what it reserved when it was
     claimed (``epochs``) or has reported, whichever is more."""
     total = 0
-    for t in study.get_trials(deepcopy=False):
+    for t in study.get_trials(deepcopy=False) if trials is None else trials:
         run = t.user_attrs.get(records.EPOCHS_RUN)
         reported = len(t.intermediate_values)
         if run is not None:
@@ -207,12 +214,16 @@ def epochs_used(study: optuna.Study) -> int:
     return total
 
 
-def budget_left(study: optuna.Study) -> int | None:
+def budget_left(
+    study: optuna.Study,
+    trials: list[FrozenTrial] | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> int | None:
     """Epochs left of the study's budget (``--budget-epochs``), or None without a budget."""
-    budget = study.user_attrs.get(records.BUDGET)
+    budget = (study.user_attrs if attrs is None else attrs).get(records.BUDGET)
     if budget is None:
         return None
-    return max(0, int(budget) - epochs_used(study))
+    return max(0, int(budget) - epochs_used(study, trials))
 
 
 def fail_waiting(study: optuna.Study, reason: str) -> list[int]:

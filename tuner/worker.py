@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from tuner.log import log
 from tuner.outcome import Outcome
 from tuner.processes import worker_name
 from tuner.records import StudySpec
-from tuner.retry import retrying, unretried
+from tuner.retry import batched, retrying, unretried
 from tuner.sampling import sample
 from tuner.signals import Interrupted, StopRequest
 from tuner.space import Space
@@ -97,6 +98,12 @@ class Worker:
         self.stop.raise_pending()
         return self.ran
 
+    @functools.cached_property
+    def _runs(self) -> tuple[str, str]:
+        """The study's MLflow experiment and parent run: set once by its creation, read once."""
+        attrs = self.study.user_attrs
+        return attrs[records.EXPERIMENT], attrs[records.PARENT_RUN]
+
     def _others_running(self) -> bool:
         """The target is claimed, but other workers' trials are running: wait one heartbeat
         interval and say so, since a worker that dies now leaves a trial that needs a retry.
@@ -124,10 +131,15 @@ class Worker:
             # An epoch budget is shared: the epochs this trial may use are reserved under the
             # lock, so workers racing for the last epochs cannot overshoot it. Read before
             # `ask`: a call that fails after it would re-run the claim and leave an orphan.
-            liveness.requeue_lost(self.study)
-            left = studies.budget_left(self.study)
-            c = studies.counts(self.study)
-            if studies.target_reached(self.study, c, left=left):
+            # One read of the trials and one of the study's attributes serve the whole claim
+            # (each read is a storage round trip and, for the trials, a refresh of the cache).
+            trials = self.study.get_trials(deepcopy=False)
+            if liveness.requeue_lost(self.study, trials):
+                trials = self.study.get_trials(deepcopy=False)  # with the queued retries
+            attrs = self.study.user_attrs
+            left = studies.budget_left(self.study, trials, attrs)
+            c = studies.counts(self.study, trials)
+            if studies.target_reached(self.study, c, left=left, attrs=attrs):
                 # Queued trials can never run once the budget is spent and no running trial
                 # can give epochs back (a pruned or interrupted one uses less than it reserved).
                 if left == 0 and not c["running"]:
@@ -152,24 +164,25 @@ class Worker:
         seed = outcome.trial_seed(self.space.seed, trial.number, retry_of)
         ds = self.dataset
         defaults = {} if ds.default_window is None else {"window": ds.default_window}
-        config = sample(
-            trial, self.space, max_epochs=self.spec.max_epochs, seed=seed, defaults=defaults
-        )
-        if self.reserved is not None and self.reserved < config.epochs:  # the budget's last
-            config = dataclasses.replace(config, epochs=max(1, self.reserved))
         backend = keras_backend()
+        with batched(self.storage, trial._trial_id):  # its parameters and settings: one commit
+            config = sample(
+                trial, self.space, max_epochs=self.spec.max_epochs, seed=seed, defaults=defaults
+            )
+            if self.reserved is not None and self.reserved < config.epochs:  # the budget's last
+                config = dataclasses.replace(config, epochs=max(1, self.reserved))
+            attrs: dict[str, Any] = {
+                records.CUDNN: config.cudnn_eligible,
+                records.BACKEND: backend,
+                records.SEED: seed,
+                records.SAMPLER_SEED: self.space.sampler_seed(),
+                records.EPOCHS: config.epochs,  # what `tuner reproduce` runs it with again
+                records.WORKER: self.name,
+            }
+            _set_attrs(trial, attrs)
         tags = {records.CUDNN_TAG: str(config.cudnn_eligible).lower(), records.BACKEND_TAG: backend}
         if retry_of is not None:
             tags[records.RETRY_OF_TAG] = str(retry_of)
-        attrs: dict[str, Any] = {
-            records.CUDNN: config.cudnn_eligible,
-            records.BACKEND: backend,
-            records.SEED: seed,
-            records.SAMPLER_SEED: self.space.sampler_seed(),
-            records.EPOCHS: config.epochs,  # what `tuner reproduce` runs it with again
-            records.WORKER: self.name,
-        }
-        _set_attrs(trial, attrs)
 
         def link(run_id: str) -> None:  # at once, or when MLflow is back
             try:
@@ -177,10 +190,11 @@ class Worker:
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # failed as stale meanwhile: on_stale found the run by its tags
 
+        experiment, parent = self._runs
         run = TrialRun(
             self.tracker,
-            self.study.user_attrs[records.EXPERIMENT],
-            self.study.user_attrs[records.PARENT_RUN],
+            experiment,
+            parent,
             self.study.study_name,
             trial.number,
             config.as_params(),
@@ -243,7 +257,7 @@ class Worker:
         self._tell(trial, result.state, value, attrs)
         if result.best and run.run_id is not None and not missing:
             try:  # the UI's mark moves to this run; a study's close settles any race
-                self.tracker.mark_best(self.study.user_attrs[records.PARENT_RUN], run.run_id)
+                self.tracker.mark_best(self._runs[1], run.run_id)
             except Exception as e:
                 log.warning("trial %d's run was not marked best: %s", trial.number, brief(e))
         if result.error:
