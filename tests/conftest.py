@@ -27,10 +27,19 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]
     home = tmp_path / "home"
     monkeypatch.setenv("TUNER_HOME", str(home))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    # The study's plots take seconds at each close, in every test that closes one: only the
+    # tests that look at them draw them (the `plots` fixture).
+    monkeypatch.setenv("TUNER_PLOTS", "0")
     monkeypatch.chdir(tmp_path)
     yield home
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture
+def plots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The study's plots drawn at its close, as users get them."""
+    monkeypatch.setenv("TUNER_PLOTS", "1")
 
 
 @pytest.fixture(autouse=True)

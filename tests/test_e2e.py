@@ -51,7 +51,7 @@ def stores():
     return study, MlflowClient(tracking), Tracker(tracking)
 
 
-def test_forecast_study_end_to_end_then_resume(space_file, co2_csv, capsys) -> None:
+def test_forecast_study_end_to_end_then_resume(space_file, co2_csv, capsys, plots) -> None:
     space = space_file(TINY_FORECAST)
     assert main(run_args(space, co2_csv, "--trials", "3")) == 0
     study, client, tracker = stores()

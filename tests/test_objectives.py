@@ -117,7 +117,7 @@ def test_pruning_reads_the_first_objective_of_several() -> None:
 
 
 @pytest.mark.slow
-def test_a_two_objective_study_shows_its_pareto_front(space_file, co2_csv, capsys) -> None:
+def test_a_two_objective_study_shows_its_pareto_front(space_file, co2_csv, capsys, plots) -> None:
     import pandas as pd
     from conftest import CO2_OPTIONS
     from mlflow import MlflowClient

@@ -99,6 +99,7 @@ def test_epoch_points_are_sent_in_batches_and_all_of_them_at_the_end(monkeypatch
     monkeypatch.setattr(retry.clock, "monotonic", lambda: clock[0])
     client = Calls()
     run = trial_run(client, flush_seconds=5.0)
+    assert client.calls == [] and run.run_id == "r0", "created; the parameters wait for points"
     for epoch in range(10):  # one epoch a second
         clock[0] += 1.0
         run.log_epoch(epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 2.0})
@@ -112,6 +113,7 @@ def test_epoch_points_are_sent_in_batches_and_all_of_them_at_the_end(monkeypatch
     [stored] = client.runs.values()
     assert [m.step for m in stored["metrics"] if m.key == "loss"] == list(range(11))
     assert stored["status"] == "FINISHED" and stored["tags"]["optuna.state"] == "COMPLETE"
+    assert [p.key for p in stored["params"]] == ["units"], "sent once, with the first points"
 
 
 def test_a_long_curve_is_sent_within_mlflows_batch_limits() -> None:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_the_mlflow_ui_shows_the_study_in_a_browser(tmp_path: Path) -> None:
+def test_the_mlflow_ui_shows_the_study_in_a_browser(tmp_path: Path, plots) -> None:
     if importlib.util.find_spec("playwright") is None:
         pytest.skip("playwright is not installed (pip install playwright)")
     if not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")):

@@ -42,6 +42,7 @@ DEFAULT_RETRY_SECONDS = 60.0
 END_TAGS = 2  # optuna.state and tuner.reason, sent with a trial's last metrics
 FLUSH_ENV = "TUNER_MLFLOW_FLUSH_SECONDS"  # epoch points are sent at most this often (and at end)
 DEFAULT_FLUSH_SECONDS = 5.0
+PLOTS_ENV = "TUNER_PLOTS"  # "0": no study plots at its close (they take seconds; CI smoke runs)
 INTERRUPTED_STATUS = "KILLED"
 BASELINE_COLUMNS = {  # by the metric the baselines are compared on
     "mae_original": (
@@ -238,7 +239,8 @@ class Tracker:
     def _log_plots(self, parent_run_id: str, study: optuna.Study) -> None:
         """The trials as ``trials.csv`` and the study's plots, each as a PNG (Optuna's
         matplotlib plots) and a self-contained HTML (plotly.js inside, not fetched from a CDN:
-        GPU clusters are often offline); several objectives add ``pareto.csv`` and the front."""
+        GPU clusters are often offline); several objectives add ``pareto.csv`` and the front.
+        ``$TUNER_PLOTS=0`` leaves the plots out (the tables and the best trial's figure stay)."""
         import functools
 
         import optuna
@@ -279,6 +281,8 @@ class Tracker:
                 self.client.log_text(parent_run_id, front.to_csv(index=False), "pareto.csv")
         import matplotlib.pyplot as plt
 
+        if os.environ.get(PLOTS_ENV, "1") == "0":
+            figures = {}
         for name, (plotly, matplotlib) in figures.items():
             try:
                 with warnings.catch_warnings():  # "importance may be inaccurate" on few trials,
@@ -393,9 +397,11 @@ class TrialRun:
     is down; ``catch_up`` waits for it within a bound. Epoch points go out in batches, at most
     every ``$TUNER_MLFLOW_FLUSH_SECONDS`` (5 s; 0 sends every epoch at once), and all of them at
     the trial's end: a curve in the UI lags by that much, and a trial of fast epochs does not
-    pay a tracking-server round trip per epoch. Points keep the time they were measured,
-    and MLflow drops a point it already has, so a send whose answer was lost duplicates nothing;
-    a run whose creation answer was lost is found again by its ``tuner.log_id`` tag.
+    pay a tracking-server round trip per epoch. The parameters ride with the first batch, so a
+    trial shorter than that costs the tracking server three calls: create, one batch, end.
+    Points keep the time they were measured, and MLflow drops a point it already has, so a send
+    whose answer was lost duplicates nothing; a run whose creation answer was lost is found
+    again by its ``tuner.log_id`` tag.
     """
 
     def __init__(
@@ -436,7 +442,7 @@ class TrialRun:
         raw = os.environ.get(FLUSH_ENV)
         self.flush_seconds = float(raw) if raw else DEFAULT_FLUSH_SECONDS
         self._sent = clock.monotonic()
-        self.sync()
+        self.sync(send=False)  # the run at once; its parameters ride with the first points
 
     def log_epoch(self, epoch: int, logs: dict[str, float]) -> None:
         from mlflow.entities import Metric
@@ -446,8 +452,9 @@ class TrialRun:
         if self.run_id is None or clock.monotonic() - self._sent >= self.flush_seconds:
             self.sync()
 
-    def sync(self, *, force: bool = False) -> bool:
-        """Send what is pending, once (unless backing off); True when nothing is left."""
+    def sync(self, *, force: bool = False, send: bool = True) -> bool:
+        """Send what is pending, once (unless backing off); True when nothing is left
+        (``send=False``: only create the run, True when it exists)."""
         if clock.monotonic() < self._next_try and not force:
             return False
         created = None
@@ -458,7 +465,7 @@ class TrialRun:
             # the end's tags ride with the last metrics. Resending a batch whose answer was lost
             # duplicates nothing (same points, same values).
             tagged = False
-            while self._params or self._metrics:
+            while send and (self._params or self._metrics):
                 params = self._params[:100]
                 metrics = self._metrics[: 1000 - len(params) - END_TAGS]
                 last = len(metrics) == len(self._metrics)
