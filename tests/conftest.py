@@ -36,6 +36,14 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]
     os.environ.update(saved)
 
 
+def to_numpy(x: object) -> object:
+    """A model's direct output as numpy on any Keras backend (a PyTorch tensor that requires
+    grad refuses ``np.asarray``)."""
+    import keras
+
+    return keras.ops.convert_to_numpy(x)
+
+
 @pytest.fixture
 def plots(monkeypatch: pytest.MonkeyPatch) -> None:
     """The study's plots drawn at its close, as users get them."""

@@ -10,6 +10,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from conftest import to_numpy  # noqa: E402
+
 from tuner.config import TrialConfig  # noqa: E402
 from tuner.data import Arrays, Scaler  # noqa: E402
 from tuner.errors import InputError  # noqa: E402
@@ -214,18 +216,18 @@ def test_residual_last_starts_at_the_last_value_of_each_target(highway: bool) ->
     x, targets = forecast_inputs()
     config = TrialConfig(units=(4,), residual="last", highway=highway)
     model = build_model(config, "forecast", (5, 3), 4, target_index=targets)  # horizon 2
-    out = np.asarray(model(x))
+    out = to_numpy(model(x))
     np.testing.assert_allclose(out, np.tile(x[:, -1, targets], 2), atol=1e-6)
     assert not model.get_layer("reference").trainable
     # the LSTM sees the window minus its last step: a level shift changes only the reference
-    shifted = np.asarray(model(x + 5.0))
+    shifted = to_numpy(model(x + 5.0))
     np.testing.assert_allclose(shifted - out, 5.0, atol=1e-5)
 
 
 def test_residual_mean_starts_at_the_window_mean() -> None:
     x, targets = forecast_inputs()
     model = build_model(TrialConfig(residual="mean"), "forecast", (5, 3), 2, target_index=targets)
-    np.testing.assert_allclose(np.asarray(model(x)), x[:, :, targets].mean(axis=1), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(model(x)), x[:, :, targets].mean(axis=1), atol=1e-6)
 
 
 def test_residual_ridge_starts_at_the_ridge_and_trains_only_the_network() -> None:
@@ -236,7 +238,7 @@ def test_residual_ridge_starts_at_the_ridge_and_trains_only_the_network() -> Non
     ridge = fit_ridge(x, y)
     config = TrialConfig(units=(4,), residual="ridge", highway=True)
     model = build_model(config, "forecast", (5, 3), 2, ridge=ridge)
-    np.testing.assert_allclose(np.asarray(model(x)), ridge.predict(x), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(model(x)), ridge.predict(x), atol=1e-5)
     trainable = {w.path.split("/")[0] for w in model.trainable_weights}
     assert "reference" not in trainable and {"head", "highway", "lstm_1"} <= trainable
     with pytest.raises(ValueError, match="ridge fitted"):
@@ -248,10 +250,10 @@ def test_highway_alone_is_a_linear_map_of_the_window_added_to_the_output() -> No
     model = build_model(TrialConfig(units=(4,), highway=True), "forecast", (5, 3), 2)
     kernel, bias = model.get_layer("highway").get_weights()
     assert kernel.shape == (15, 2) and not kernel.any() and not bias.any()  # starts at zero
-    before = np.asarray(model(x))
+    before = to_numpy(model(x))
     w = np.random.default_rng(4).normal(size=(15, 2)).astype("float32")
     model.get_layer("highway").set_weights([w, bias])
-    np.testing.assert_allclose(np.asarray(model(x)) - before, x.reshape(16, -1) @ w, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(model(x)) - before, x.reshape(16, -1) @ w, atol=1e-5)
 
 
 def test_the_same_seed_builds_the_same_weights() -> None:
@@ -294,7 +296,7 @@ def test_the_seq2seq_decoder_starts_from_the_last_targets_and_reads_its_own_fore
     target_index = [2, 0]
     model = build_model(config, "forecast", (10, 3), 2 * horizon, target_index=target_index)
     x = np.random.default_rng(0).normal(size=(4, 10, 3)).astype("float32")
-    out = np.asarray(model(x))
+    out = to_numpy(model(x))
     assert out.shape == (4, 2 * horizon)
     assert model.get_layer("decoder").units == 6 * (2 if bidirectional else 1)  # [h, c] joined
     for k in range(1, horizon + 1):  # what step k reads

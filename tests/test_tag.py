@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import to_numpy
 
 from tuner import samples
 from tuner.config import TrialConfig
@@ -156,7 +157,7 @@ def test_every_layer_returns_sequences_into_a_time_distributed_head(
 
     config = TrialConfig(layers=2, units=(8, 4), bidirectional=bidirectional)
     model = build_model(config, "tag", (9, 2), 3, regression=regression)
-    out = np.asarray(model(np.random.default_rng(0).normal(size=(4, 9, 2)).astype("float32")))
+    out = to_numpy(model(np.random.default_rng(0).normal(size=(4, 9, 2)).astype("float32")))
     assert out.shape == (4, 9, 3)
     head = model.get_layer("head")
     assert isinstance(head, keras.layers.TimeDistributed)

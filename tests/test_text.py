@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import to_numpy
 
 from tuner import samples
 from tuner.config import TrialConfig
@@ -171,7 +172,7 @@ def test_text_model_shapes_and_masked_padding(pooling: str, mask: bool) -> None:
     )
     model = build_model(config, "text", (7,), 3)
     ids = np.array([[4, 5, 0, 0, 0, 0, 0], [4, 5, 9, 9, 9, 9, 9]])
-    out = np.asarray(model(ids))
+    out = to_numpy(model(ids))
     assert out.shape == (2, 3) and np.allclose(out.sum(axis=1), 1.0)
     embedding = model.get_layer("embedding")
     assert embedding.input_dim == 30 and embedding.output_dim == 6
@@ -201,7 +202,7 @@ def test_the_saved_text_model_takes_raw_text(tmp_path: Path, reviews_csv: Path) 
     back = load_model(tmp_path / "model.keras")  # safe mode, no Lambda, Keras objects only
     raw = np.array(["the battery was not good", "the screen is great"], dtype=object)[:, None]
     ids = np.asarray(done.arrays.vectorizer(raw[:, 0]))
-    expected = np.asarray(done.model(ids))
+    expected = to_numpy(done.model(ids))
     vectorizer, network = text_parts(back)  # every backend: vectorize, then the network
     again = np.asarray(network(np.asarray(vectorizer(raw[:, 0]))))
     assert np.allclose(again, expected, atol=1e-6)
