@@ -67,3 +67,31 @@ start_with:
     out = tmp_path / "p.csv"
     assert main(["predict", "--study", "s", "--data", str(co2_csv), "-o", str(out)]) == 0
     assert pd.read_csv(out)["co2_pred"].notna().all()
+
+
+@pytest.mark.slow
+def test_a_stateful_lstm_trains_on_pytorch() -> None:
+    """Keras 3.15's fused LSTM on PyTorch updates a stateful layer's state in place and its
+    backward pass fails (keras-team/keras#23462); the model takes the step loop there."""
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("PyTorch is not installed here (its PyPI wheel brings ~5 GB of CUDA)")
+    import os
+    import subprocess
+
+    script = """
+import numpy as np
+from tuner.config import TrialConfig
+from tuner.model import build_model
+
+model = build_model(TrialConfig(units=(8,), stateful=True), "forecast", (8, 2), 1, batch=4)
+model.compile("adam", "mse")
+x = np.random.default_rng(0).normal(size=(8, 8, 2)).astype("float32")
+history = model.fit(x, x[:, :, :1], batch_size=4, epochs=2, shuffle=False, verbose=0)
+print(history.history["loss"])
+"""
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(json.loads(done.stdout.strip().splitlines()[-1])) == 2

@@ -301,7 +301,7 @@ def test_the_seq2seq_decoder_starts_from_the_last_targets_and_reads_its_own_fore
     assert model.get_layer("decoder").units == 6 * (2 if bidirectional else 1)  # [h, c] joined
     for k in range(1, horizon + 1):  # what step k reads
         step_in = keras.Model(model.input, model.get_layer(f"decoder_in_{k}").output)(x)
-        read = np.asarray(step_in)[:, 0, :]
+        read = to_numpy(step_in)[:, 0, :]
         expected = x[:, -1, target_index] if k == 1 else out[:, 2 * (k - 2) : 2 * (k - 1)]
         np.testing.assert_allclose(read, expected, atol=1e-6)
 

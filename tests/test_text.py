@@ -179,11 +179,11 @@ def test_text_model_shapes_and_masked_padding(pooling: str, mask: bool) -> None:
     assert embedding.mask_zero is mask
     if pooling == "attention" and mask:  # no attention weight on the padding
         weights = keras.Model(model.input, model.get_layer("attention").output)(ids)
-        assert np.allclose(np.asarray(weights)[0, 2:, 0], 0.0)
+        assert np.allclose(to_numpy(weights)[0, 2:, 0], 0.0)
     # the same weights on the text alone, unpadded: masked padding changes nothing
     short = build_model(config, "text", (2,), 3)
     short.set_weights(model.get_weights())
-    alone = np.asarray(short(ids[:1, :2]))[0]
+    alone = to_numpy(short(ids[:1, :2]))[0]
     assert np.allclose(alone, out[0], atol=1e-5) is mask
 
 
@@ -201,13 +201,13 @@ def test_the_saved_text_model_takes_raw_text(tmp_path: Path, reviews_csv: Path) 
     saved.save(tmp_path / "model.keras")
     back = load_model(tmp_path / "model.keras")  # safe mode, no Lambda, Keras objects only
     raw = np.array(["the battery was not good", "the screen is great"], dtype=object)[:, None]
-    ids = np.asarray(done.arrays.vectorizer(raw[:, 0]))
+    ids = to_numpy(done.arrays.vectorizer(raw[:, 0]))
     expected = to_numpy(done.model(ids))
     vectorizer, network = text_parts(back)  # every backend: vectorize, then the network
-    again = np.asarray(network(np.asarray(vectorizer(raw[:, 0]))))
+    again = to_numpy(network(to_numpy(vectorizer(raw[:, 0]))))
     assert np.allclose(again, expected, atol=1e-6)
     if keras_backend() == "tensorflow":  # there, the whole model takes strings too
-        assert np.allclose(np.asarray(back(raw)), expected, atol=1e-6)
+        assert np.allclose(to_numpy(back(raw)), expected, atol=1e-6)
 
 
 @pytest.mark.slow
