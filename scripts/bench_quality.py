@@ -34,6 +34,8 @@ def bench(size: str) -> list[Figure]:
     s = dict(SIZES[size])
     if os.environ.get("B2_SEEDS"):  # fewer seeds, when the whole size does not fit
         s["seeds"] = [int(x) for x in os.environ["B2_SEEDS"].split(",")]
+    if os.environ.get("B2_BUDGET"):  # another epoch budget per search (the 300)
+        s["budget"] = int(os.environ["B2_BUDGET"])
     runs: dict[int, dict[str, Trace]] = {}
     with scratch("b2") as folder:
         csv = elecdemand_csv(folder, s["rows"])
