@@ -130,7 +130,7 @@ task: forecast
 objective: [val_mae_original, params, latency_ms]
 epochs: 2
 sampler: random
-pruner: {name: median, n_startup_trials: 1, n_warmup_steps: 0}
+pruner: {name: median, n_startup_trials: 2, n_warmup_steps: 0}  # the third trial is asked
 params:
   units: [4, 32]
   window: 8

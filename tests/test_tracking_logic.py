@@ -59,6 +59,18 @@ class FakeClient:
         self._call()
         self.runs[run_id]["status"] = status
 
+    def set_tag(self, run_id, key, value):
+        self._call()
+        self.runs[run_id]["tags"][key] = value
+
+    def get_run(self, run_id):
+        self._call()
+        run = self.runs[run_id]
+        params = {p.key: p.value for p in run["params"]}
+        return SimpleNamespace(
+            info=SimpleNamespace(status=run["status"]), data=SimpleNamespace(params=params)
+        )
+
 
 @pytest.fixture
 def client(monkeypatch) -> FakeClient:
@@ -167,3 +179,18 @@ def test_a_server_down_past_the_bound_leaves_a_list_of_what_is_missing(client, c
     assert run.end("PRUNED", {}, "pruned at epoch 0", seconds=0.0) == ["the run (MLflow was down)"]
     assert client.runs == {}
     assert "MLflow is still down; trial 7's run is missing the run" in caplog.text
+
+
+def test_a_run_killed_before_its_first_batch_gets_its_parameters_when_closed(client) -> None:
+    """The parameters ride with the first batch of points: a worker killed before it leaves a
+    run without them, until the worker that finds the trial stale closes the run."""
+    run = trial_run(client, flush_seconds=60.0)
+    run.log_epoch(0, {"loss": 1.0})  # held: the first batch is not due yet
+    assert client.runs["r0"]["params"] == []
+    study = SimpleNamespace(study_name="s", user_attrs={})
+    trial = SimpleNamespace(number=7, params={"units": 8}, user_attrs={"mlflow_run_id": "r0"})
+    for _ in range(2):  # a second sweep sends nothing again
+        run.tracker.kill_trial_run(study, trial, "its worker stopped answering")
+    assert [(p.key, p.value) for p in client.runs["r0"]["params"]] == [("units", "8")]
+    assert client.runs["r0"]["status"] == "KILLED"
+    assert client.runs["r0"]["tags"]["optuna.state"] == "FAIL"

@@ -90,6 +90,12 @@ class TrialConfig:
             and self.use_bias
         )
 
+    def step_loop_forced(self, backend: str) -> bool:
+        """Whether the backend cannot run these layers on its fused kernel: Keras 3.15 on
+        PyTorch updates a stateful LSTM's state in place inside it (CPU and CUDA) and the
+        backward pass fails (keras-team/keras#23462), so those take Keras's step loop."""
+        return self.stateful and backend == "torch"
+
     def as_params(self) -> dict[str, Any]:
         """Flat ``name -> value`` for MLflow: every field, per-layer units spelled out."""
         out = dataclasses.asdict(self)

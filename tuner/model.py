@@ -109,10 +109,7 @@ def build_model(
     pooled = config.pooling != "last" or task == "tag" or stateful  # every step's state goes on
     seq2seq = task == "seq2seq" or (task == "forecast" and config.decoder == "seq2seq")
     states: list[Any] = []  # seq2seq: the last layer's [h, c] (both directions', joined)
-    # Keras 3.15 on PyTorch updates a stateful LSTM's state in place inside its fused kernel
-    # (CPU and CUDA), which breaks the backward pass (keras-team/keras#23462); the step loop
-    # copies the state first
-    cudnn: bool | str = False if stateful and keras.backend.backend() == "torch" else "auto"
+    cudnn: bool | str = False if config.step_loop_forced(keras.backend.backend()) else "auto"
     for i, units in enumerate(config.units, start=1):
         last = i == len(config.units)
         lstm = L.LSTM(

@@ -329,7 +329,9 @@ class Tracker:
     def kill_trial_run(self, study: optuna.Study, trial: Any, reason: str) -> None:
         """Close the run of a trial whose worker died as KILLED, whatever it said before (the
         worker may have told MLflow its end, not Optuna). A trial killed before its run was
-        linked is found by its tags; one killed before its run existed gets a closed one."""
+        linked is found by its tags; one killed before its run existed gets a closed one. A run
+        killed before its first batch of points has no parameters yet (they ride with it): it
+        gets the trial's sampled ones."""
         from mlflow.entities import Param
 
         run_id = trial.user_attrs.get(records.RUN_ID)
@@ -354,11 +356,12 @@ class Tracker:
                         records.TRIAL_NUMBER_TAG: str(trial.number),
                     },
                 ).info.run_id
-                params = [Param(k, _param(v)) for k, v in trial.params.items()]
-                if params:
-                    self.client.log_batch(run_id, params=params)
-        if run_id is not None:
-            self.close_run(run_id, INTERRUPTED_STATUS, reason, only_running=False)
+        if run_id is None:
+            return
+        params = [Param(k, _param(v)) for k, v in trial.params.items()]
+        if params and not self.client.get_run(run_id).data.params:
+            self.client.log_batch(run_id, params=params)
+        self.close_run(run_id, INTERRUPTED_STATUS, reason, only_running=False)
 
     def close_run(
         self, run_id: str, status: str, reason: str, *, only_running: bool = True

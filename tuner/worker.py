@@ -171,8 +171,9 @@ class Worker:
             )
             if self.reserved is not None and self.reserved < config.epochs:  # the budget's last
                 config = dataclasses.replace(config, epochs=max(1, self.reserved))
+            fused = config.cudnn_eligible and not config.step_loop_forced(backend)
             attrs: dict[str, Any] = {
-                records.CUDNN: config.cudnn_eligible,
+                records.CUDNN: fused,
                 records.BACKEND: backend,
                 records.SEED: seed,
                 records.SAMPLER_SEED: self.space.sampler_seed(),
@@ -180,7 +181,7 @@ class Worker:
                 records.WORKER: self.name,
             }
             _set_attrs(trial, attrs)
-        tags = {records.CUDNN_TAG: str(config.cudnn_eligible).lower(), records.BACKEND_TAG: backend}
+        tags = {records.CUDNN_TAG: str(fused).lower(), records.BACKEND_TAG: backend}
         if retry_of is not None:
             tags[records.RETRY_OF_TAG] = str(retry_of)
 
