@@ -216,3 +216,49 @@ def test_an_error_inside_a_batch_writes_nothing(storage_url) -> None:
     assert optuna.load_study(study_name="s", storage=storage_url).trials[0].user_attrs == {
         "after": 1
     }
+
+
+@pytest.mark.parametrize("cut", ["mid-transaction", "after-commit"])
+def test_a_batch_cut_by_a_lost_connection_is_written_whole_once(
+    storage_url, monkeypatch, cut: str
+) -> None:
+    """A connection lost inside the batch's transaction rolls all of it back, and the retry
+    writes all of it; one lost after the commit (the answer never came) rewrites nothing
+    twice: Optuna's per-row writes keep one row per parameter and attribute."""
+    import optuna
+
+    from tuner import retry
+    from tuner.retry import batched, retrying_storage
+    from tuner.storage import make_storage
+
+    monkeypatch.setattr(retry.clock, "sleep", lambda s: None)
+    rdb = make_storage(storage_url)
+    storage = retrying_storage(rdb)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    failures = [LOST]
+    if cut == "mid-transaction":  # the attribute's row fails after the parameter's went in
+        set_attr = rdb._set_trial_attr_without_commit
+
+        def flaky_attr(*args, **kwargs):
+            if failures:
+                raise failures.pop()
+            return set_attr(*args, **kwargs)
+
+        monkeypatch.setattr(rdb, "_set_trial_attr_without_commit", flaky_attr)
+    else:
+        write = storage._write
+
+        def lost_answer(*args, **kwargs):
+            write(*args, **kwargs)
+            if failures:
+                raise failures.pop()
+
+        monkeypatch.setattr(storage, "_write", lost_answer)
+    with batched(storage, trial._trial_id):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        trial.set_user_attr("seed", 7)
+    assert not failures, "the fault was injected"
+    seen = optuna.load_study(study_name="s", storage=storage_url).trials[0]
+    assert seen.params == {"x": x} and seen.user_attrs == {"seed": 7}
+    study.tell(trial, 1.0)  # the trial goes on as usual
