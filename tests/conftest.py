@@ -44,6 +44,14 @@ def to_numpy(x: object) -> object:
     return keras.ops.convert_to_numpy(x)
 
 
+def best_plots(study: object, tracking: str) -> set[str]:
+    """The names of the files under ``plots/`` on the study's best trial's MLflow run."""
+    from mlflow import MlflowClient
+
+    run_id = study.best_trial.user_attrs["mlflow_run_id"]  # type: ignore[attr-defined]
+    return {Path(a.path).name for a in MlflowClient(tracking).list_artifacts(run_id, "plots")}
+
+
 @pytest.fixture
 def plots(monkeypatch: pytest.MonkeyPatch) -> None:
     """The study's plots drawn at its close, as users get them."""

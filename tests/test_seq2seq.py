@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import best_plots
 
 from tuner import samples
 from tuner.config import TrialConfig
@@ -148,11 +149,12 @@ params:
     assert (
         main(["run", str(space), "--data", str(data), "--study", "s", "--trials", "1", "-q"]) == 0
     )
-    storage, _, _ = embedded()
+    storage, tracking, _ = embedded()
     study = optuna.load_study(study_name="s", storage=storage)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert done, [(t.state.name, t.params, t.user_attrs.get("reason")) for t in study.trials]
     assert 0 < study.best_trial.user_attrs["test_accuracy"] <= 1
+    assert "best_accuracy_by_position.png" in best_plots(study, tracking)
     out_file = tmp_path / "p.csv"
     assert main(["predict", "--study", "s", "--data", str(data), "-o", str(out_file)]) == 0
     out = pd.read_csv(out_file, dtype=str, keep_default_na=False)

@@ -92,7 +92,7 @@ def test_the_stateful_model_carries_its_state_and_reads_every_step() -> None:
 @pytest.mark.slow
 def test_a_stateful_study_runs_and_predicts_in_order(space_file, co2_csv) -> None:
     import optuna
-    from conftest import CO2_OPTIONS
+    from conftest import CO2_OPTIONS, best_plots
 
     from tuner.cli import main
     from tuner.predict import predict
@@ -118,6 +118,7 @@ params:
     assert (
         trial.user_attrs["test_mae_original"] < 10 and "best_val_mae_original" in trial.user_attrs
     )
+    assert "best_predictions.png" in best_plots(study, tracking), "read in order"
     out = predict(study, tracking, str(co2_csv))
     assert len(out) == (300 - 300 % 8) * 2, "a forecast at every row of whole segments"
     assert out["co2_pred"].between(300, 340).all()

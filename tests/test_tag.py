@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import to_numpy
+from conftest import best_plots, to_numpy
 
 from tuner import samples
 from tuner.config import TrialConfig
@@ -197,6 +197,7 @@ params:
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
     assert 0 <= study.best_trial.user_attrs["test_accuracy"] <= 1
     assert check(study, Tracker(tracking)).ok
+    assert "best_confusion_matrix.png" in best_plots(study, tracking), "of the test steps"
     out_file = tmp_path / "p.csv"
     assert main(["predict", "--study", "s", "--data", str(data), "-o", str(out_file)]) == 0
     out = pd.read_csv(out_file)
@@ -237,9 +238,10 @@ params:
 """)
     argv = ["run", str(space), "--data", str(data), "--id", "id", "--time", "t"]
     assert main([*argv, "--target", "level", "--study", "s", "--trials", "1", "-q"]) == 0
-    storage, _, _ = embedded()
+    storage, tracking, _ = embedded()
     study = optuna.load_study(study_name="s", storage=storage)
     assert study.best_trial.user_attrs["test_mae_original"] < 20
+    assert "best_predictions.png" in best_plots(study, tracking), "values per step"
     out_file = tmp_path / "p.csv"
     assert main(["predict", "--study", "s", "--data", str(data), "-o", str(out_file)]) == 0
     out = pd.read_csv(out_file)

@@ -103,20 +103,28 @@ class Fit:
 
 
 PLOTTED = 2000  # the last windows of a split a forecast's figure shows
+TAGGED = 4  # the test sequences a tagger's figure shows (values per step)
 
 
-def best_figure(done: Fit, dataset: Dataset, season: int | None, batch_size: int) -> Any:
-    """The figure of a best model (``tuner.figures``): a forecast's one-step-ahead predictions
-    against the actual series on the validation and test splits (their last ``PLOTTED``
-    windows), with the naive and seasonal-naive forecasts; a classifier's confusion matrix on
-    the test split. None for the other tasks and for stateful forecasts."""
+def best_figure(
+    done: Fit, dataset: Dataset, season: int | None, batch_size: int
+) -> tuple[str, Any]:
+    """The figure of a best model (``tuner.figures``) and its name: ``predictions``, a
+    forecast's one-step-ahead predictions against the actual series on the validation and test
+    splits (their last ``PLOTTED`` windows; a stateful model's read in order) with the naive and
+    seasonal-naive forecasts, or a tagger's values per step on a few test sequences;
+    ``confusion_matrix``, a classifier's on the test split (a labelling tagger's: of its steps);
+    ``accuracy_by_position``, a seq2seq model's token accuracy at each target position against
+    the majority token of that position."""
     import numpy as np
 
     from tuner import figures
 
     a = done.arrays
-    if done.ordered is not None or isinstance(a, Stream):
-        return None
+
+    def predict(x: Any) -> Any:
+        return np.asarray(done.model.predict(x, batch_size=batch_size, verbose=0))
+
     if isinstance(dataset, Series):
         sc, t = a.scaler, dataset.target_index[0]
         assert sc is not None  # a forecast's windows are always scaled
@@ -124,23 +132,73 @@ def best_figure(done: Fit, dataset: Dataset, season: int | None, batch_size: int
         def units(v: Any) -> Any:
             return np.asarray(v, dtype=np.float64) * sc.scale[t] + sc.center[t]
 
-        def split(name: str, x: Any, y: Any) -> figures.Split:
-            x, y = np.asarray(x[-PLOTTED:]), np.asarray(y[-PLOTTED:])
-            predicted = np.asarray(done.model.predict(x, batch_size=batch_size, verbose=0))
-            baselines = {"naive (last value)": units(x[:, -1, t])}
-            if season and season <= x.shape[1]:
-                baselines[f"seasonal naive ({season})"] = units(x[:, -season, t])
-            return figures.Split(name, units(y[:, 0]), units(predicted[:, 0]), baselines)
+        def panel(name: str, history: Any, actual: Any, predicted: Any) -> figures.Split:
+            """``history``: the rows up to each forecast's origin (samples x rows x columns)."""
+            baselines = {"naive (last value)": units(history[:, -1, t])}
+            if season and season <= history.shape[1]:
+                baselines[f"seasonal naive ({season})"] = units(history[:, -season, t])
+            return figures.Split(name, units(actual), units(predicted), baselines)
 
-        target = dataset.columns[t]
-        return figures.forecast_figure(
-            [split("validation", a.x_val, a.y_val), split("test", a.x_test, a.y_test)], target
-        )
+        splits = []
+        if done.ordered is not None:  # the forecasts made reading the whole series in order
+            stream = done.ordered.stream
+            rows = stream.x_all.reshape(-1, stream.x_all.shape[-1])
+            forecasts = done.ordered.forecasts(done.model)
+            ahead = stream.y_all.reshape(len(forecasts), -1)
+            for name, origins in (("validation", stream.val), ("test", stream.test)):
+                at = origins[-PLOTTED:] - stream.start
+                reach = min(season or 1, int(at.min()) + 1)
+                history = rows[at[:, None] + np.arange(1 - reach, 1)]
+                splits.append(panel(name, history, ahead[at, 0], forecasts[at, 0]))
+        else:
+            assert not isinstance(a, Stream)
+            for name, x, y in (("validation", a.x_val, a.y_val), ("test", a.x_test, a.y_test)):
+                x, y = np.asarray(x[-PLOTTED:]), np.asarray(y[-PLOTTED:])
+                splits.append(panel(name, x, y[:, 0], predict(x)[:, 0]))
+        return "predictions", figures.forecast_figure(splits, dataset.columns[t])
+    assert not isinstance(a, Stream)  # only a forecast streams
     if isinstance(dataset, (Sequences, Texts)):
-        p = np.asarray(done.model.predict(a.x_test, batch_size=batch_size, verbose=0))
+        p = predict(a.x_test)
         predicted = (p[:, 0] > 0.5).astype(int) if p.shape[1] == 1 else p.argmax(axis=1)
-        return figures.confusion_figure(np.asarray(a.y_test), predicted, list(dataset.classes))
-    return None
+        return "confusion_matrix", figures.confusion_figure(
+            np.asarray(a.y_test), predicted, list(dataset.classes)
+        )
+    if isinstance(dataset, Steps):
+        p = predict(a.x_test)
+        if dataset.labels:
+            return "confusion_matrix", figures.confusion_figure(
+                np.asarray(a.y_test).ravel(), p.argmax(axis=-1).ravel(), dataset.classes, "steps"
+            )
+        assert dataset.y_center is not None and dataset.y_scale is not None
+        center, scale = float(dataset.y_center[0]), float(dataset.y_scale[0])
+        y = np.asarray(a.y_test)
+        panels = [
+            figures.Split(
+                f"test sequence {i + 1}",
+                y[i, :, 0] * scale + center,
+                p[i, :, 0] * scale + center,
+                {"mean of the training split": np.full(y.shape[1], center)},
+            )
+            for i in range(min(TAGGED, len(y)))
+        ]
+        return "predictions", figures.forecast_figure(
+            panels, dataset.targets[0], "per step", "step"
+        )
+    from tuner.baselines import majority_tokens, token_mask
+
+    assert isinstance(dataset, Pairs)
+    y = np.asarray(a.y_test)
+    mask = token_mask(y)
+    counts = mask.sum(axis=0)
+
+    def accuracy(guess: Any) -> Any:
+        return ((guess == y) & mask).sum(axis=0) / np.maximum(counts, 1)
+
+    return "accuracy_by_position", figures.position_figure(
+        accuracy(predict(a.x_test).argmax(axis=-1)),
+        accuracy(majority_tokens(dataset)[None, :]),
+        counts,
+    )
 
 
 def shared_test_windows(dataset: Dataset, space: Space) -> int | None:

@@ -358,19 +358,17 @@ class Worker:
         )
 
     def _log_figure(self, run: TrialRun, done: Any, batch_size: int) -> None:
-        """The best model's figure (forecasts against the actual series, or the confusion
-        matrix) on its run and the study's; a figure that cannot be drawn is only a warning."""
+        """The best model's figure (``fitting.best_figure``) on its run and the study's; a
+        figure that cannot be drawn is only a warning."""
         from tuner.fitting import best_figure
 
         season = (self.study.user_attrs.get(records.BASELINES) or {}).get("period")
         try:
-            figure = best_figure(done, self.dataset, season, batch_size)
+            name, figure = best_figure(done, self.dataset, season, batch_size)
         except Exception as e:
             log.warning("the figure of trial %d was not drawn: %s", run.number, brief(e))
             return
-        if figure is not None:  # the study's run gets it when the study goes idle
-            name = "predictions" if self.dataset.task == "forecast" else "confusion_matrix"
-            run.log_image(figure, f"plots/best_{name}.png")
+        run.log_image(figure, f"plots/best_{name}.png")  # the study's run: when it goes idle
 
     def _is_best(self, value: float | None) -> bool:
         best = studies.best_trial(self.study)
