@@ -475,8 +475,14 @@ def test_the_summary_and_tuner_ui_lead_to_the_study_s_runs(space_file, co2_csv, 
     kind = client.get_experiment(exp_id).tags["mlflow.experimentKind"]
     assert kind == "custom_model_development"
     out = capsys.readouterr().out
-    page = f"/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+    page = f"/#/experiments/{exp_id}/runs?workflowType=machine_learning&viewStateShareKey=trials"
     assert f"ui   (then open http://127.0.0.1:5000{page})" in out
+    # the view the URL names: trials best first, by metrics every trial's run has
+    view = json.loads(client.get_experiment(exp_id).tags["mlflow.sharedViewState.trials"])
+    best = client.get_run(study.best_trial.user_attrs["mlflow_run_id"])
+    assert view["orderByKey"] == "metrics.`best_val_mae_original`" and view["orderByAsc"]
+    shown = [c.split("`")[1] for c in view["selectedColumns"] if c.startswith("metrics.")]
+    assert shown and set(shown) <= set(best.data.metrics), (shown, sorted(best.data.metrics))
 
     port = free_port()
     log = Path("ui.log")

@@ -194,3 +194,27 @@ def test_a_run_killed_before_its_first_batch_gets_its_parameters_when_closed(cli
     assert [(p.key, p.value) for p in client.runs["r0"]["params"]] == [("units", "8")]
     assert client.runs["r0"]["status"] == "KILLED"
     assert client.runs["r0"]["tags"]["optuna.state"] == "FAIL"
+
+
+@pytest.mark.parametrize(
+    "objective, direction, test_metric",
+    [
+        ("val_mae_original", "minimize", "test_mae_original"),
+        ("val_accuracy", "maximize", "test_accuracy"),
+    ],
+)
+def test_the_trials_view_sorts_best_first_and_shows_what_is_compared(
+    objective: str, direction: str, test_metric: str
+) -> None:
+    from tuner.tracking import trials_view
+
+    view = trials_view(objective, direction)
+    assert view["orderByKey"] == f"metrics.`best_{objective}`"
+    assert view["orderByAsc"] is (direction == "minimize"), "the best trial on the first row"
+    assert view["selectedColumns"] == [
+        f"metrics.`best_{objective}`",
+        f"metrics.`{test_metric}`",
+        "metrics.`epochs_run`",
+        "metrics.`params`",
+        "attributes.`Duration`",
+    ]

@@ -451,9 +451,9 @@ def cmd_ui(a: argparse.Namespace) -> int:
     from tuner.storage import resolve
 
     stores = resolve(None, a.tracking_uri)
-    experiment = _experiment_of(stores.tracking, a.study)
+    experiment, view = _experiment_of(stores.tracking, a.study)
     if stores.tracking.startswith(("http://", "https://")):
-        url = runs_url(mask(stores.tracking), experiment)
+        url = runs_url(mask(stores.tracking), experiment, view)
         print(f"the tracking server already serves the UI: {url}")
         return 0
     import signal
@@ -469,7 +469,7 @@ def cmd_ui(a: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         if _answers(f"{base}/health", server, a.wait):
-            print(f"MLflow UI: {runs_url(base, experiment)}   (Ctrl-C to stop)", flush=True)
+            print(f"MLflow UI: {runs_url(base, experiment, view)}   (Ctrl-C to stop)", flush=True)
         elif server.poll() is None:
             print(f"the MLflow UI has not answered in {a.wait:g} s; still starting", flush=True)
         return server.wait()
@@ -484,8 +484,9 @@ def cmd_ui(a: argparse.Namespace) -> int:
                 server.kill()
 
 
-def _experiment_of(tracking: str, study: str | None) -> str | None:
-    """The experiment id of ``study`` (or of the only study) in the tracking store, if any."""
+def _experiment_of(tracking: str, study: str | None) -> tuple[str | None, bool]:
+    """The experiment id of ``study`` (or of the only study) in the tracking store, if any, and
+    whether it has the view of its trials (``tracking.trials_view``)."""
     try:
         from mlflow import MlflowClient
 
@@ -494,11 +495,14 @@ def _experiment_of(tracking: str, study: str | None) -> str | None:
         client = MlflowClient(tracking)
         if study is not None:
             exp = client.get_experiment_by_name(study)
-            return None if exp is None else exp.experiment_id
-        found = client.search_experiments(filter_string=f"tags.`{records.STUDY_TAG}` != ''")
-        return found[0].experiment_id if len(found) == 1 else None
+        else:
+            found = client.search_experiments(filter_string=f"tags.`{records.STUDY_TAG}` != ''")
+            exp = found[0] if len(found) == 1 else None
+        if exp is None:
+            return None, False
+        return exp.experiment_id, records.VIEW_TAG_PREFIX + records.TRIALS_VIEW in exp.tags
     except Exception:  # the UI opens on the experiments list instead
-        return None
+        return None, False
 
 
 def _answers(url: str, server: subprocess.Popen[bytes], wait: float) -> bool:
@@ -692,13 +696,18 @@ def _baseline_lines(report: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def runs_url(base: str, experiment_id: str | None) -> str:
+def runs_url(base: str, experiment_id: str | None, view: bool = True) -> str:
     """The MLflow UI's page of a study's runs, in its model-training view (MLflow 3 opens in
-    its GenAI view otherwise; ``tracking.Tracker.ensure_study`` also tags the experiment)."""
+    its GenAI view otherwise; ``tracking.Tracker.ensure_study`` also tags the experiment), and
+    with ``view`` in the study's view of its trials (``tracking.trials_view``: best first, the
+    metrics in columns; a study made before it has none)."""
+    from tuner import records
+
     base = base.rstrip("/")
     if not experiment_id:
         return base
-    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    url = f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    return f"{url}&viewStateShareKey={records.TRIALS_VIEW}" if view else url
 
 
 def tuner_command() -> str:

@@ -235,6 +235,7 @@ def create(prepared: Prepared, target: int | None) -> Joined:
     }
     settings = {k: v for k, v in settings.items() if v is not None}
     tracker.open_study(parent_id, settings)
+    tracker.set_trials_view(exp_id, space.objective, space.direction)
     tracker.log_baselines(parent_id, prepared.baselines)
     return Joined(study, storage, stores, tracker, spec, space, prepared.dataset)
 

@@ -18,6 +18,7 @@ The trial's run id is the Optuna user attribute ``mlflow_run_id``; the run carri
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -109,6 +110,12 @@ class Tracker:
         params = [Param(k, _param(v)) for k, v in settings.items() if k not in run.data.params]
         if params:
             self.client.log_batch(parent_run_id, params=params)
+
+    def set_trials_view(self, experiment_id: str, objective: str, direction: str) -> None:
+        """The view of the study's runs its printed URL opens (``trials_view``)."""
+        key = records.VIEW_TAG_PREFIX + records.TRIALS_VIEW
+        view = json.dumps(trials_view(objective, direction), separators=(",", ":"))
+        self.client.set_experiment_tag(experiment_id, key, view)
 
     def log_baselines(self, parent_run_id: str, baselines: dict[str, Any]) -> None:
         """The study's baselines on its parent run: ``baseline_<name>_<split>_<metric>``
@@ -603,6 +610,20 @@ class TrialRun:
                 ", ".join(left),
             )
         return left
+
+
+def trials_view(objective: str, direction: str) -> dict[str, Any]:
+    """MLflow's runs table as a study's URL opens it: the trials sorted by their best epoch's
+    objective, best first (a sorted table lists them flat, where by date they start collapsed
+    under the study's run), with the columns a user compares shown (MLflow shows none of the
+    metrics until they are picked under "Columns"). ``objective``: the (first) objective."""
+    test = "test_" + objective.removeprefix("val_")
+    metrics = (f"best_{objective}", test, records.EPOCHS_RUN, "params")
+    return {
+        "orderByKey": f"metrics.`best_{objective}`",
+        "orderByAsc": direction == "minimize",
+        "selectedColumns": [f"metrics.`{m}`" for m in metrics] + ["attributes.`Duration`"],
+    }
 
 
 def _param(value: Any) -> str:
