@@ -24,6 +24,7 @@ SIZES: dict[str, dict[str, Any]] = {
     # max_epochs), on 4,000 rows (83 days of half-hours: 2,800 training windows)
     "full": {"rows": 4000, "budget": 90, "max_epochs": 15, "seeds": [1, 2, 3]},
 }
+TOOLS = ["tuner", "optuna-random", "kerastuner-hyperband", "kerastuner-bayesian"]
 KT_WINDOW = 48  # one day of half-hours: the fixed window a KerasTuner user would pick
 PATIENCE = 6  # the shipped space's early stopping, given to KerasTuner too
 
@@ -36,6 +37,12 @@ def bench(size: str) -> list[Figure]:
         s["seeds"] = [int(x) for x in os.environ["B2_SEEDS"].split(",")]
     if os.environ.get("B2_BUDGET"):  # another epoch budget per search (the 300)
         s["budget"] = int(os.environ["B2_BUDGET"])
+    # fewer competitors, when the whole size does not fit (tuner and one KerasTuner always)
+    tools = os.environ.get("B2_TOOLS", ",".join(TOOLS)).split(",")
+    if "tuner" not in tools or not any(t.startswith("kerastuner") for t in tools):
+        raise SystemExit(f"B2_TOOLS must name tuner and a KerasTuner search: {tools}")
+    if set(tools) - set(TOOLS):
+        raise SystemExit(f"B2_TOOLS: unknown {sorted(set(tools) - set(TOOLS))}; valid: {TOOLS}")
     runs: dict[int, dict[str, Trace]] = {}
     with scratch("b2") as folder:
         csv = elecdemand_csv(folder, s["rows"])
@@ -55,6 +62,8 @@ def bench(size: str) -> list[Figure]:
             }
             runs[seed] = {}
             for tool, space in spaces.items():
+                if tool not in tools:
+                    continue
                 log(f"B2 seed {seed}: {tool}")
                 trace = run_study(
                     folder,
@@ -67,6 +76,8 @@ def bench(size: str) -> list[Figure]:
                 trace.tool = tool
                 runs[seed][tool] = trace
             for kind in ("hyperband", "bayesian"):
+                if f"kerastuner-{kind}" not in tools:
+                    continue
                 log(f"B2 seed {seed}: kerastuner {kind}")
                 runs[seed][f"kerastuner-{kind}"] = ktb.search(
                     kind,
@@ -113,6 +124,7 @@ def figures(runs: dict[int, dict[str, Trace]], s: dict[str, Any]) -> list[Figure
         "epoch_budget": s["budget"],
         "max_epochs_per_trial": s["max_epochs"],
         "seeds": s["seeds"],
+        "tools": list(next(iter(runs.values()))),
         "kerastuner_window": KT_WINDOW,
     }
     details = {**setup, "median_and_range": spread, "per_seed": per_seed}
