@@ -124,7 +124,7 @@ def figures(runs: dict[int, dict[str, Trace]], s: dict[str, Any]) -> list[Figure
         "epoch_budget": s["budget"],
         "max_epochs_per_trial": s["max_epochs"],
         "seeds": s["seeds"],
-        "tools": list(next(iter(runs.values()))),
+        "tools": tools,
         "kerastuner_window": KT_WINDOW,
     }
     details = {**setup, "median_and_range": spread, "per_seed": per_seed}

@@ -500,7 +500,7 @@ def _experiment_of(tracking: str, study: str | None) -> tuple[str | None, bool]:
             exp = found[0] if len(found) == 1 else None
         if exp is None:
             return None, False
-        return exp.experiment_id, records.VIEW_TAG_PREFIX + records.TRIALS_VIEW in exp.tags
+        return exp.experiment_id, records.TRIALS_VIEW_TAG in exp.tags
     except Exception:  # the UI opens on the experiments list instead
         return None, False
 

@@ -94,6 +94,7 @@ EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_de
 # The runs table a study's URL opens on: MLflow's shared view state, an experiment tag that its
 # UI reads for ``?viewStateShareKey=trials`` (sort, columns)
 VIEW_TAG_PREFIX, TRIALS_VIEW = "mlflow.sharedViewState.", "trials"
+TRIALS_VIEW_TAG = VIEW_TAG_PREFIX + TRIALS_VIEW
 LOG_ID_TAG = "tuner.log_id"  # a run created while MLflow was flaky: found again by this id
 STUDY_NAME_TAG = "optuna.study_name"
 TRIAL_NUMBER_TAG = "optuna.trial_number"

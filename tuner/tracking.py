@@ -113,9 +113,8 @@ class Tracker:
 
     def set_trials_view(self, experiment_id: str, objective: str, direction: str) -> None:
         """The view of the study's runs its printed URL opens (``trials_view``)."""
-        key = records.VIEW_TAG_PREFIX + records.TRIALS_VIEW
         view = json.dumps(trials_view(objective, direction), separators=(",", ":"))
-        self.client.set_experiment_tag(experiment_id, key, view)
+        self.client.set_experiment_tag(experiment_id, records.TRIALS_VIEW_TAG, view)
 
     def log_baselines(self, parent_run_id: str, baselines: dict[str, Any]) -> None:
         """The study's baselines on its parent run: ``baseline_<name>_<split>_<metric>``
