@@ -6,12 +6,22 @@ units) and the test MAE of the model it selects are compared, over several seeds
 spread). tuner runs the shipped ``search_spaces/forecast.yaml`` (TPE, median pruner, the textbook
 starting configurations) with the epochs per trial capped; "random" is the same space with
 ``sampler: random, pruner: none``.
+
+At 300 epochs the whole benchmark outgrows one session on 2 cores: ``B2_SEEDS`` and ``B2_TOOLS``
+run a part, and ``B2_TRACES=folder`` keeps every finished (seed, tool) search there, so the parts
+can run side by side or one after another and a last run with every seed and tool puts them
+together (a kept search is reused only by the same setup and code).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from bench_common import ROOT, Figure, elecdemand_csv, log, median, scratch
@@ -43,6 +53,9 @@ def bench(size: str) -> list[Figure]:
         raise SystemExit(f"B2_TOOLS must name tuner and a KerasTuner search: {tools}")
     if set(tools) - set(TOOLS):
         raise SystemExit(f"B2_TOOLS: unknown {sorted(set(tools) - set(TOOLS))}; valid: {TOOLS}")
+    # B2_TRACES: a folder keeping each finished (seed, tool) search, so B2 can run in pieces
+    # (processes side by side, or one after another) and be put together by a last run
+    store = _TraceStore(Path(os.environ["B2_TRACES"]), s) if os.environ.get("B2_TRACES") else None
     runs: dict[int, dict[str, Trace]] = {}
     with scratch("b2") as folder:
         csv = elecdemand_csv(folder, s["rows"])
@@ -65,13 +78,19 @@ def bench(size: str) -> list[Figure]:
                 if tool not in tools:
                     continue
                 log(f"B2 seed {seed}: {tool}")
-                trace = run_study(
-                    folder,
-                    f"{tool}-{seed}",
-                    space,
-                    data,
-                    budget=s["budget"],
-                    max_epochs=s["max_epochs"],
+                trace = _kept(
+                    store,
+                    seed,
+                    tool,
+                    partial(
+                        run_study,
+                        folder,
+                        f"{tool}-{seed}",
+                        space,
+                        data,
+                        budget=s["budget"],
+                        max_epochs=s["max_epochs"],
+                    ),
                 )
                 trace.tool = tool
                 runs[seed][tool] = trace
@@ -79,15 +98,21 @@ def bench(size: str) -> list[Figure]:
                 if f"kerastuner-{kind}" not in tools:
                     continue
                 log(f"B2 seed {seed}: kerastuner {kind}")
-                runs[seed][f"kerastuner-{kind}"] = ktb.search(
-                    kind,
-                    kt_data,
-                    folder / f"kt-{seed}",
-                    seed=seed,
-                    budget=s["budget"],
-                    max_epochs=s["max_epochs"],
-                    window=KT_WINDOW,
-                    patience=PATIENCE,
+                runs[seed][f"kerastuner-{kind}"] = _kept(
+                    store,
+                    seed,
+                    f"kerastuner-{kind}",
+                    partial(
+                        ktb.search,
+                        kind,
+                        kt_data,
+                        folder / f"kt-{seed}",
+                        seed=seed,
+                        budget=s["budget"],
+                        max_epochs=s["max_epochs"],
+                        window=KT_WINDOW,
+                        patience=PATIENCE,
+                    ),
                 )
     return figures(runs, s)
 
@@ -144,6 +169,46 @@ def figures(runs: dict[int, dict[str, Trace]], s: dict[str, Any]) -> list[Figure
             details={"per_seed_ratio": epoch_ratios, **setup},
         ),
     ]
+
+
+class _TraceStore:
+    """Finished searches as JSON files, reused only by a run of the same setup and code: the
+    key digests the size's settings, the tuner package, the shipped space and these scripts."""
+
+    def __init__(self, folder: Path, setup: dict[str, Any]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        same = {k: v for k, v in setup.items() if k != "seeds"}  # a trace is one seed's
+        digest = hashlib.sha256(json.dumps(same, sort_keys=True).encode())
+        sources = sorted((ROOT / "tuner").rglob("*.py")) + [
+            ROOT / "search_spaces" / "forecast.yaml",
+            *sorted((ROOT / "scripts").glob("bench_*.py")),
+        ]
+        for path in sources:
+            digest.update(path.read_bytes())
+        self.folder, self.key = folder, digest.hexdigest()[:16]
+
+    def path(self, seed: int, tool: str) -> Path:
+        return self.folder / f"b2-{self.key}-seed{seed}-{tool}.json"
+
+    def load(self, seed: int, tool: str) -> Trace | None:
+        path = self.path(seed, tool)
+        return Trace(**json.loads(path.read_text())) if path.exists() else None
+
+    def save(self, seed: int, tool: str, trace: Trace) -> None:
+        path = self.path(seed, tool)
+        part = path.with_suffix(".part")
+        part.write_text(json.dumps(trace.__dict__, default=str))
+        part.replace(path)  # whole or absent: a killed run leaves no half trace
+
+
+def _kept(store: _TraceStore | None, seed: int, tool: str, search: Callable[[], Trace]) -> Trace:
+    if store is not None and (trace := store.load(seed, tool)) is not None:
+        log(f"B2 seed {seed}: {tool} reused from {store.path(seed, tool)}")
+        return trace
+    trace = search()
+    if store is not None:
+        store.save(seed, tool, trace)
+    return trace
 
 
 def _ratio(a: float | None, b: float | None) -> float:
