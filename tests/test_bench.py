@@ -7,6 +7,7 @@ every benchmark module must import, so the others cannot rot unseen.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -52,3 +53,27 @@ def test_bench_runs_and_reports(tmp_path: Path) -> None:
         assert set(figure) >= {"id", "name", "value", "target", "pass", "details"}
         assert figure["id"] == "B6"
         assert isinstance(figure["pass"], bool) and isinstance(figure["value"], float)
+
+
+def test_b2_keeps_each_search_for_a_later_run_of_the_same_setup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    from bench_driver import Trace
+    from bench_quality import _kept, _TraceStore
+
+    setup = {"rows": 1200, "budget": 300, "max_epochs": 15, "seeds": [1]}
+    store = _TraceStore(tmp_path, setup)
+    ran: list[int] = []
+
+    def search() -> Trace:
+        ran.append(1)
+        return Trace("tuner", [0.5, math.inf, 0.2], 2, 0.2, 0.25, 9.5, {"best_params": {"u": 32}})
+
+    first = _kept(store, 1, "tuner", search)
+    again = _kept(_TraceStore(tmp_path, {**setup, "seeds": [1, 2, 3]}), 1, "tuner", search)
+    assert ran == [1] and again == first and again.epochs_to_reach(0.3) == 3.0
+    _kept(store, 2, "tuner", search)  # another seed is another search
+    _kept(_TraceStore(tmp_path, {**setup, "budget": 90}), 1, "tuner", search)  # another setup
+    assert ran == [1, 1, 1]
+    assert not list(tmp_path.glob("*.part"))
