@@ -92,7 +92,6 @@ def bench(size: str) -> list[Figure]:
                         max_epochs=s["max_epochs"],
                     ),
                 )
-                trace.tool = tool
                 runs[seed][tool] = trace
             for kind in ("hyperband", "bayesian"):
                 if f"kerastuner-{kind}" not in tools:
@@ -206,6 +205,7 @@ def _kept(store: _TraceStore | None, seed: int, tool: str, search: Callable[[], 
         log(f"B2 seed {seed}: {tool} reused from {store.path(seed, tool)}")
         return trace
     trace = search()
+    trace.tool = tool  # the study's folder name (tuner-3) is not the tool's
     if store is not None:
         store.save(seed, tool, trace)
     return trace
