@@ -600,8 +600,7 @@ def run_fit(csv: str, mode: str, spec: dict[str, Any], backend: str) -> dict[str
             verbose=0,
             callbacks=[EpochEnds()],
         )
-        assert arrays.scaler is not None
-        out["val_mae"] = min(hist.history["val_mae"]) * float(arrays.scaler.scale[-1])
+        out["val_mae"] = min(hist.history["val_mae"]) * float(series.output_scale(arrays)[0])
     out["fit_seconds"] = round(time.perf_counter() - started, 3)
     out["epoch_periods"] = [round(b - a, 4) for a, b in zip([started, *ends], ends, strict=False)]
     out["kernel_calls"] = probe.report()
