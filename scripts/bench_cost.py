@@ -136,7 +136,7 @@ def fill(storage: str, csv: Path, n: int, epochs: int) -> None:
         for epoch, value in enumerate(curve[:stop]):
             trial.report(value, epoch)
         attrs = {
-            records.CUDNN: config.cudnn_eligible,
+            records.CUDNN: config.fused_kernel("tensorflow", space.task),
             records.BACKEND: "tensorflow",
             records.SEED: i,
             records.SAMPLER_SEED: rng.randrange(2**31),

@@ -76,7 +76,7 @@ def layer_kind(config: Any, task: str, backend: str) -> dict[str, Any]:
         "use_bias": config.use_bias,
         "unroll": config.unroll,
         "step_loop_forced": config.step_loop_forced(backend),
-        "masked": task == "seq2seq" or (task == "text" and config.mask_padding),
+        "masked": config.masked(task),
     }
 
 
@@ -117,13 +117,21 @@ def draw(draws: int, backend: str) -> dict[str, dict[str, Any]]:
             sampler=optuna.samplers.RandomSampler(seed=0),
         )
         kinds: dict[str, int] = {}
+        recorded: dict[str, bool] = {}  # what the trial's cudnn_eligible record says, per kind
         eligible = 0
         for i in range(draws):
             config = sample(study.ask(), space, seed=i)
             eligible += config.cudnn_eligible
             k = key(layer_kind(config, space.task, backend))
             kinds[k] = kinds.get(k, 0) + 1
-        out[path.name] = {"task": space.task, "draws": draws, "eligible": eligible, "kinds": kinds}
+            recorded[k] = config.fused_kernel(backend, space.task)
+        out[path.name] = {
+            "task": space.task,
+            "draws": draws,
+            "eligible": eligible,
+            "kinds": kinds,
+            "recorded": recorded,
+        }
     return out
 
 
@@ -211,13 +219,19 @@ def bench(size: str) -> list[Figure]:
     gpu = bool(probed.get("gpu"))
     paths = probed.get("paths", {})
     per_space = {}
-    fused = 0
+    fused = agree = 0
     for name, v in spaces.items():
         on = sum(c for k, c in v["kinds"].items() if paths.get(k) == "fused")
         fused += on
         per_space[name] = round(on / v["draws"], 3)
+        agree += sum(
+            c for k, c in v["kinds"].items() if (paths.get(k) == "fused") == v["recorded"][k]
+        )
     kernel_details: dict[str, Any] = {
         "per_space": per_space,
+        # the share of draws whose cudnn_eligible record (TrialConfig.fused_kernel) says what
+        # Keras really did
+        "record_agrees_with_keras": round(agree / n, 3) if gpu and "error" not in probed else None,
         "kinds": {label(k): paths.get(k, "not probed") for k in kinds},
         "keras": probed.get("keras"),
         "fused_call_in_keras": probed.get("fused_call"),

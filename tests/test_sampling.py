@@ -117,6 +117,26 @@ def test_random_trials_respect_every_bound() -> None:
         study.tell(trial, 0.0)
 
 
+def test_the_fused_kernel_record_follows_the_backend_and_the_mask() -> None:
+    # TensorFlow's cuDNN path takes the right-padded masks of text and seq2seq models
+    for task in ("forecast", "classify", "text", "tag", "seq2seq"):
+        assert TrialConfig().fused_kernel("tensorflow", task)
+    # JAX's and PyTorch's fused LSTMs take no mask: Keras runs its step loop there
+    for backend in ("jax", "torch"):
+        assert TrialConfig().fused_kernel(backend, "forecast")
+        assert TrialConfig(mask_padding=False).fused_kernel(backend, "text")
+        assert not TrialConfig(mask_padding=True).fused_kernel(backend, "text")
+        assert not TrialConfig().fused_kernel(backend, "seq2seq")
+        # mask_padding means nothing outside text: a classifier has no embedding to mask
+        assert TrialConfig(mask_padding=True).fused_kernel(backend, "classify")
+    # a stateful LSTM on PyTorch takes the step loop tuner forces (keras-team/keras#23462)
+    assert not TrialConfig(stateful=True).fused_kernel("torch", "forecast")
+    assert TrialConfig(stateful=True).fused_kernel("jax", "forecast")
+    # an ineligible layer is off the kernel everywhere
+    for backend in ("tensorflow", "jax", "torch"):
+        assert not TrialConfig(use_bias=False).fused_kernel(backend, "forecast")
+
+
 def test_cudnn_eligibility_and_flat_params() -> None:
     assert TrialConfig().cudnn_eligible
     assert not TrialConfig(recurrent_dropout=0.1).cudnn_eligible

@@ -96,6 +96,20 @@ class TrialConfig:
         backward pass fails (keras-team/keras#23462), so those take Keras's step loop."""
         return self.stateful and backend == "torch"
 
+    def masked(self, task: str) -> bool:
+        """Whether the LSTM layers get a mask: a text model masking its padding, every token
+        seq2seq model (source and target are padded at the end)."""
+        return task == "seq2seq" or (task == "text" and self.mask_padding)
+
+    def fused_kernel(self, backend: str, task: str) -> bool:
+        """Whether Keras 3.15 runs these LSTM layers on the backend's fused kernel on a GPU:
+        the cuDNN conditions, no step loop forced by tuner, and on JAX and PyTorch no mask
+        (their fused LSTMs take none and Keras falls back to its step loop; TensorFlow's
+        takes the right-padded masks tuner makes)."""
+        if not self.cudnn_eligible or self.step_loop_forced(backend):
+            return False
+        return backend == "tensorflow" or not self.masked(task)
+
     def as_params(self) -> dict[str, Any]:
         """Flat ``name -> value`` for MLflow: every field, per-layer units spelled out."""
         out = dataclasses.asdict(self)
@@ -261,8 +275,8 @@ PARAMS: dict[str, ParamSpec] = {
     "mask_padding": ParamSpec(
         bool,
         tasks=("text",),
-        doc="the LSTMs skip the padding at the end of short texts (right-padded: the cuDNN "
-        "kernel still applies)",
+        doc="the LSTMs skip the padding at the end of short texts (right-padded: TensorFlow's "
+        "cuDNN kernel still applies; JAX and PyTorch run Keras's step loop on a masked LSTM)",
     ),
     "window": ParamSpec(
         int,

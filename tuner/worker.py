@@ -171,7 +171,7 @@ class Worker:
             )
             if self.reserved is not None and self.reserved < config.epochs:  # the budget's last
                 config = dataclasses.replace(config, epochs=max(1, self.reserved))
-            fused = config.cudnn_eligible and not config.step_loop_forced(backend)
+            fused = config.fused_kernel(backend, self.space.task)
             attrs: dict[str, Any] = {
                 records.CUDNN: fused,
                 records.BACKEND: backend,
