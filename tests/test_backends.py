@@ -63,6 +63,7 @@ start_with:
     (trial,) = optuna.load_study(study_name="s", storage=storage).trials
     assert trial.state.name == "COMPLETE", trial.user_attrs.get("reason")
     assert trial.user_attrs["keras_backend"] == backend
+    assert trial.user_attrs["cudnn_eligible"] is True  # unmasked: the fused kernel on any backend
     assert trial.user_attrs["test_mae_original"] > 0
     out = tmp_path / "p.csv"
     assert main(["predict", "--study", "s", "--data", str(co2_csv), "-o", str(out)]) == 0
@@ -95,3 +96,23 @@ print(history.history["loss"])
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(json.loads(done.stdout.strip().splitlines()[-1])) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_tensorflows_start_up_notes_stay_off_a_trials_stderr(backend: str) -> None:
+    # On JAX and PyTorch Keras imports TensorFlow late, in set_random_seed: its C++ start-up
+    # notes ("All log messages before absl::InitializeLog()", oneDNN) would reach the terminal.
+    import os
+    import subprocess
+
+    code = (
+        "from tuner.device import import_keras; from tuner.fitting import seed_everything; "
+        "import_keras(); seed_everything(1); import sys; assert 'tensorflow' in sys.modules"
+    )
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "InitializeLog" not in done.stderr and "oneDNN" not in done.stderr, done.stderr

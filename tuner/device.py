@@ -4,8 +4,10 @@ imports here: a supervising worker calls it and starts its trial processes at on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 
 
 def setup_device(gpu: int | None) -> None:
@@ -29,23 +31,34 @@ def setup_device(gpu: int | None) -> None:
 
 
 def import_keras() -> None:
-    """Import Keras (and its backend) once, silencing what TensorFlow's C++ side writes to
-    stderr before its logging is set up ("All log messages before absl::InitializeLog()",
-    oneDNN and CUDA notes: no environment variable stops those) unless
-    ``TF_CPP_MIN_LOG_LEVEL`` asks for them (``--verbose`` sets 0). Python errors of the import
-    still raise, after stderr is back."""
+    """Import Keras (and its backend) once, quietly (``quiet_tensorflow``). Python errors of
+    the import still raise, after stderr is back."""
     import sys
 
-    if "keras" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") < "2":
+    if "keras" in sys.modules:
+        return
+    with quiet_tensorflow():
         import keras  # noqa: F401
 
+
+@contextlib.contextmanager
+def quiet_tensorflow() -> Iterator[None]:
+    """Silence what TensorFlow's C++ side writes to stderr while it is imported, before its
+    logging is set up ("All log messages before absl::InitializeLog()", oneDNN and CUDA notes:
+    no environment variable stops those), unless ``TF_CPP_MIN_LOG_LEVEL`` asks for them
+    (``--verbose`` sets 0). On JAX and PyTorch TensorFlow is imported later, by Keras itself
+    (``keras.utils.set_random_seed`` seeds it too when it is installed): wrap that call too."""
+    import sys
+
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") < "2":
+        yield
         return
     sys.stderr.flush()
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
-            import keras  # noqa: F401
+            yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)

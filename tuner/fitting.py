@@ -303,7 +303,10 @@ def seed_everything(seed: int) -> None:
     (CPU) reproduces its curve."""
     import keras
 
-    keras.utils.set_random_seed(seed)
+    from tuner.device import quiet_tensorflow
+
+    with quiet_tensorflow():  # on JAX and PyTorch it imports TensorFlow, when installed
+        keras.utils.set_random_seed(seed)
 
 
 def model_card(
