@@ -248,6 +248,27 @@ def test_predictions_say_their_split_what_was_filled_in_and_when_the_future_is(
     assert set(out["split"]) == {"train", "val", "test", "future"}
 
 
+@pytest.mark.parametrize("years", [np.arange(1871, 1881), np.arange(1871.0, 1881.0)])
+def test_a_numeric_time_goes_on_in_numbers_past_the_table(tmp_path: Path, years) -> None:
+    """A year column (ints, or floats as a CSV of 1871.0 gives) is not read as nanoseconds
+    since 1970: the future rows are the next years, and the table writes to Parquet."""
+    import keras
+
+    window, horizon = 2, 2
+    csv = tmp_path / "yearly.csv"
+    pd.DataFrame({"year": years, "y": np.arange(10.0)}).to_csv(csv, index=False)
+    inputs = keras.Input((window, 1))
+    model = keras.Model(inputs, keras.layers.Dense(horizon)(keras.layers.Flatten()(inputs)))
+    card = ModelCard("forecast", window, {}, {}, columns=["y"], target_index=[0], horizon=horizon)
+    options = data.DataOptions(path=str(csv), target=("y",), time="year", horizon=horizon)
+    out = _forecast(model, card, options, data.Scaler("none", np.zeros(1), np.ones(1)))
+    future = out[out["split"] == "future"]
+    assert future["year"].tolist() == [1881, 1881, 1882]
+    assert out["year"].iloc[0] == 1873
+    out.to_parquet(tmp_path / "p.parquet")  # one numeric column, not numbers and strings
+    assert pd.read_parquet(tmp_path / "p.parquet")["year"].iloc[-1] == 1882
+
+
 @pytest.mark.slow
 def test_a_seq2seq_forecaster_trains_and_predicts_every_step_ahead(space_file, co2_csv) -> None:
     import optuna

@@ -294,11 +294,23 @@ def _forecast(
 
 def _later_times(labels: np.ndarray, ahead: np.ndarray) -> list[Any]:
     """The time ``ahead`` steps after the last label (for steps past the table), at the
-    series' median interval; None where that is not a time or the step is inside the table."""
+    series' median interval; None where that is not a time or the step is inside the table.
+    A numeric time (a year, a step count) goes on in numbers, as the table's own labels."""
     import warnings
 
     import pandas as pd
 
+    numbers = pd.to_numeric(pd.Series(labels), errors="coerce")
+    if len(numbers) and numbers.notna().all():
+        if len(numbers) < 2 or not numbers.is_monotonic_increasing:
+            return [None] * len(ahead)
+        step, last = numbers.diff().median(), numbers.iloc[-1]
+        whole = pd.api.types.is_integer_dtype(numbers) and float(step).is_integer()
+        out: list[Any] = []
+        for k in ahead:
+            t = last + step * int(k)
+            out.append(None if k < 1 else int(t) if whole else float(t))
+        return out
     try:
         with warnings.catch_warnings():  # "could not infer format": not a time, say nothing
             warnings.simplefilter("ignore")
