@@ -306,11 +306,11 @@ def _later_times(labels: np.ndarray, ahead: np.ndarray) -> list[Any]:
             return [None] * len(ahead)
         step, last = numbers.diff().median(), numbers.iloc[-1]
         whole = pd.api.types.is_integer_dtype(numbers) and float(step).is_integer()
-        out: list[Any] = []
+        numeric: list[Any] = []
         for k in ahead:
             t = last + step * int(k)
-            out.append(None if k < 1 else int(t) if whole else float(t))
-        return out
+            numeric.append(None if k < 1 else int(t) if whole else float(t))
+        return numeric
     try:
         with warnings.catch_warnings():  # "could not infer format": not a time, say nothing
             warnings.simplefilter("ignore")
