@@ -274,6 +274,7 @@ def bad_inputs(f: dict[str, str]) -> dict[str, tuple[list[str], str]]:
         "budget": (["--budget-epochs", "-5"], "--budget-epochs"),
         "horizon": (["--horizon", "0"], "--horizon"),
         "season": (["--season", "1"], "--season"),
+        "season-long": (["--season", "500"], "--season"),  # 120 rows: never twice in training
         "val-fraction": (["--val-fraction", "nan"], "--val-fraction"),
         "nan": (["--nan", "zero"], "--nan"),
         "study": (["--study", "no spaces!"], "--study"),
@@ -309,6 +310,19 @@ def test_a_command_line_with_a_bad_input_exits_2_in_one_line_writing_nothing(
     assert len(lines) == 1 and lines[0].startswith("tuner: error: "), (args, lines)
     assert any(bad[name][1] in lines[0] for name in chosen), (chosen, lines[0])
     assert sorted(p for p in tmp_path.rglob("*") if ".hypothesis" not in p.parts) == before
+
+
+def test_a_season_that_does_not_fit_twice_in_training_is_refused(
+    tmp_path: Path, inputs: dict[str, str], capsys
+) -> None:
+    from tuner.cli import main
+
+    argv = ["run", inputs["good.yaml"], "--data", inputs["good.csv"], "--target", "y", "-q"]
+    assert main([*argv, "--season", "500"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tuner: error: ") and "good.csv: --season: 500 rows" in err, err
+    assert "at most 42" in err and "\n" not in err  # 120 rows: 84 train
+    assert not (tmp_path / "home").exists()
 
 
 def test_a_worker_on_a_machine_with_no_study_says_so_and_creates_no_store(tmp_path, capsys) -> None:

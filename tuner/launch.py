@@ -140,6 +140,7 @@ def prepare(
     options = replace(options, task=space.task)
     dataset = data.load(options, 1 if space.window_auto else max_window(space))
     space = check_objective(space, dataset)
+    check_season(season, dataset, options.path)
     window_auto = space.window_auto
     if window_auto:
         space = _auto_window(space, dataset, season, dataset_path=options.path)
@@ -164,6 +165,22 @@ def prepare(
     return Prepared(
         name, space, dataset, spec, stores, baselines, str(Path(options.path).resolve())
     )
+
+
+def check_season(season: int | None, dataset: Any, source: str) -> None:
+    """A forecast's ``--season`` must fit twice in the training split: the seasonal naive reads
+    one season back, and ``window: auto`` covers one to three of them."""
+    if season is None or not hasattr(dataset, "splits") or dataset.task != "forecast":
+        return
+    train = dataset.splits[0]
+    rows = train.stop - train.start
+    if 2 * season > rows:
+        raise InputError(
+            f"{season} rows do not fit twice in the training split ({rows} rows); at most "
+            f"{rows // 2}, or leave it out to detect the season",
+            source=source,
+            field="--season",
+        )
 
 
 STUDY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
