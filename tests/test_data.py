@@ -64,8 +64,14 @@ def test_bad_options(co2_csv: Path, kw: dict, expected: str) -> None:
 def test_non_numeric_column(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     pd.DataFrame({"a": ["x"] * 50, "b": range(50)}).to_csv(path, index=False)
-    with pytest.raises(InputError, match=r"d.csv: a: column is not numeric \(first value 'x'\)"):
+    with pytest.raises(InputError, match=r"d.csv: a: not a number at line 2: 'x'"):
         load(DataOptions(str(path), target=("a",)), max_window=4)  # a target must be numbers
+    # numbers but one cell: that cell's line and value, not the column's first (valid) value
+    values = [str(v) for v in np.arange(50.0)]
+    values[30] = "n/a?"
+    pd.DataFrame({"a": values, "b": range(50)}).to_csv(tmp_path / "e.csv", index=False)
+    with pytest.raises(InputError, match=r"e.csv: a: not a number at line 32: 'n/a\?'$"):
+        load(DataOptions(str(tmp_path / "e.csv"), target=("a",)), max_window=4)
     series = load(DataOptions(str(path), target=("b",), features=("a",)), max_window=4)
     assert series.columns == ("a=x", "b"), "a text input is one-hot encoded"
 

@@ -654,8 +654,7 @@ def _load_series(options: DataOptions, max_window: int) -> Series:
         features = list(options.features)
     for c in options.target:
         if not _is_numeric(df[c]):
-            bad = next(iter(df[c].dropna()), None)
-            raise InputError(f"column is not numeric (first value {bad!r})", source=src, field=c)
+            raise not_numeric(df, c, src)
     # Interpolation stays inside each split, so no split's values fill another's gaps.
     splits = windowing.split_bounds(len(df), options.val_fraction, options.test_fraction)
     text = [c for c in features if not _is_numeric(df[c])]
@@ -1106,9 +1105,7 @@ def _groups(df: Any, options: DataOptions, features: list[str], src: str) -> Any
     every feature numeric."""
     for c in features:
         if not _is_numeric(df[c]):
-            raise InputError(
-                f"column is not numeric (first value {df[c].iloc[0]!r})", source=src, field=c
-            )
+            raise not_numeric(df, c, src)
     if options.time is not None:
         df = df.sort_values([options.id, options.time], kind="stable")
     groups = df.groupby(options.id, sort=False)
@@ -1231,6 +1228,25 @@ def _time_like(df: Any) -> str | None:
                 continue
             return str(name)
     return None
+
+
+def not_numeric(df: Any, column: str, src: str) -> InputError:
+    """The error for a column that should hold numbers: where its first value that is not one
+    is (a CSV's line), and that value."""
+    import pandas as pd
+
+    values = df[column]
+    try:
+        parsed = pd.to_numeric(values, errors="coerce")
+    except (TypeError, ValueError):  # a type to_numeric refuses whole (a list per cell, ...)
+        parsed = values
+    bad = np.flatnonzero((values.notna() & pd.isna(parsed)).to_numpy())
+    if len(bad):
+        at = int(bad[0])
+        return InputError(
+            f"not a number at {_where(df, at, src)}: {values.iloc[at]!r}", source=src, field=column
+        )
+    return InputError(f"column is not numeric ({values.dtype})", source=src, field=column)
 
 
 def _is_numeric(column: Any) -> bool:

@@ -347,9 +347,7 @@ def _read_series(
         df = df.sort_values(options.time, kind="stable")
     for c in columns:
         if not data._is_numeric(df[c]):
-            raise InputError(
-                f"column is not numeric (first value {df[c].iloc[0]!r})", source=src, field=c
-            )
+            raise data.not_numeric(df, c, src)
     table = df[columns].astype("float64")
     labels = (df[options.time] if options.time is not None else df.index.to_series()).to_numpy()
     missing = table.isna().to_numpy()
