@@ -42,3 +42,18 @@ def test_without_a_terminal_each_finished_trial_is_a_line(capsys) -> None:
         "trials 1/4: complete=1 pruned=0 failed=0 best=0.5",
         "trials 2/4: complete=2 pruned=0 failed=0 best=0.25",
     ]
+
+
+def test_a_budget_without_a_trial_target_counts_epochs_not_a_sentinel(capsys) -> None:
+    from tuner.launch import NO_TRIAL_TARGET
+
+    study = study_with_a_running_trial()
+    study.set_user_attr(records.TARGET, NO_TRIAL_TARGET)  # --budget-epochs alone
+    study.set_user_attr(records.BUDGET, 20)
+    Progress(study, quiet=False).update()
+    running = study.get_trials()[1]
+    assert capsys.readouterr().err.splitlines() == [
+        # the running trial has reserved its 10 planned epochs
+        "trials 1: complete=1 pruned=0 failed=0 best=0.5 epochs=10/20",
+    ]
+    assert running.state.name == "RUNNING"
