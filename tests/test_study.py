@@ -157,6 +157,25 @@ def test_create_stores_spec_and_enqueues_textbook_trials(storage) -> None:
     assert stored == spec() and isinstance(loaded.sampler, optuna.samplers.TPESampler)
 
 
+def test_a_target_below_the_start_configurations_enqueues_only_the_first(storage) -> None:
+    """``--trials 1`` on a space of three start configurations ran all three (a user asked for
+    one trial); a resume with a larger target enqueues those left out, once."""
+    raw = {**RAW, "start_with": [{"layers": 1, "units": u} for u in (16, 24, 32)]}
+    space = parse_space(raw, source="s.yaml")
+
+    def fixed(study: optuna.Study) -> list[int]:
+        return [t.system_attrs["fixed_params"]["units"] for t in study.get_trials()]
+
+    study, _ = studies.create_or_resume(storage, "s1", space, spec(raw), target=1)
+    assert fixed(study) == [16]
+    trial = study.ask()  # the first start configuration runs and finishes
+    study.tell(trial, 0.5)
+    again, _ = studies.create_or_resume(storage, "s1", space, spec(raw), target=2)
+    assert fixed(again) == [16, 24]
+    again, _ = studies.create_or_resume(storage, "s1", space, spec(raw), target=10)
+    assert fixed(again) == [16, 24, 32]
+
+
 def test_resume_refuses_other_data_or_space(storage) -> None:
     space = parse_space(RAW, source="s.yaml")
     studies.create_or_resume(storage, "s1", space, spec(), target=5)

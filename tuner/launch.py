@@ -214,6 +214,13 @@ def create(prepared: Prepared, target: int | None) -> Joined:
         study, _ = studies.create_or_resume(
             storage, prepared.name, space, spec, target or DEFAULT_TRIALS
         )
+        if target is not None and target < len(space.start_with):
+            log.info(
+                "note: --trials %d runs the first %d of the space's %d start_with configurations",
+                target,
+                target,
+                len(space.start_with),
+            )
         stored = study.user_attrs[records.SPEC]["space"]
         if stored != space.raw:  # a resume keeps the study's own (its window range, objective)
             from dataclasses import replace

@@ -29,8 +29,8 @@ def create_or_resume(
 ) -> tuple[optuna.Study, bool]:
     """Create the study with its spec, or resume it if it exists with the same spec.
 
-    Returns the study and whether it was created. Enqueues the space's ``start_with`` trials on
-    creation. Raises ``InputError`` if the study exists with another space or other data.
+    Returns the study and whether it was created. Enqueues the space's ``start_with`` trials,
+    the first ``target`` of them (a resume enqueues those not yet in the study). Raises ``InputError`` if the study exists with another space or other data.
     """
     try:
         existing = optuna.load_study(study_name=name, storage=storage)
@@ -61,7 +61,10 @@ def create_or_resume(
                 )
         existing.set_user_attr(records.SPEC, spec.to_dict())
         existing.set_user_attr(records.TARGET, target)
-        return load(storage, name)[0], False
+        resumed = load(storage, name)[0]
+        for params in space.start_with[:target]:  # those a smaller target left out before
+            resumed.enqueue_trial(params, skip_if_exists=True)
+        return resumed, False
 
     try:
         study = optuna.create_study(
@@ -77,7 +80,7 @@ def create_or_resume(
     study.set_user_attr(records.TARGET, target)
     if space.costs:
         study.set_metric_names(list(space.objectives))
-    for params in space.start_with:
+    for params in space.start_with[:target]:  # --trials 1 runs one trial, the first of them
         study.enqueue_trial(params, skip_if_exists=True)
     return study, True
 
