@@ -30,7 +30,8 @@ def create_or_resume(
     """Create the study with its spec, or resume it if it exists with the same spec.
 
     Returns the study and whether it was created. Enqueues the space's ``start_with`` trials,
-    the first ``target`` of them (a resume enqueues those not yet in the study). Raises ``InputError`` if the study exists with another space or other data.
+    the first ``target`` of them (a resume enqueues those not yet in the study). Raises
+    ``InputError`` if the study exists with another space or other data.
     """
     try:
         existing = optuna.load_study(study_name=name, storage=storage)
