@@ -57,3 +57,27 @@ def test_a_budget_without_a_trial_target_counts_epochs_not_a_sentinel(capsys) ->
         "trials 1: complete=1 pruned=0 failed=0 best=0.5 epochs=10/20",
     ]
     assert running.state.name == "RUNNING"
+
+
+def test_the_summary_says_why_a_resumed_run_ran_nothing() -> None:
+    """A resume of a study whose budget was spent said "(4 run now)": it counted the trials of
+    earlier runs, and gave no reason when it ran none."""
+    from tuner.cli import _ran_now
+
+    study = optuna.create_study()
+    study.add_trial(
+        create_trial(
+            value=0.5,
+            params={"u": 8},
+            distributions={"u": IntDistribution(1, 64)},
+            user_attrs={records.EPOCHS_RUN: 16},
+        )
+    )
+    assert _ran_now(study, 2) == "2 run now"
+    assert _ran_now(study, 0).endswith("reached its target; a larger --trials extends it")
+    study.set_user_attr(records.BUDGET, 16)
+    assert _ran_now(study, 0) == (
+        "none run now: its budget of 16 epochs is spent; a larger --budget-epochs extends it"
+    )
+    study.set_user_attr(records.BUDGET, 17)  # one epoch left: the target is what stopped it
+    assert "reached its target" in _ran_now(study, 0)

@@ -730,10 +730,9 @@ def _print_summary(study: Any, ran: int, tracking: str) -> None:
     from tuner import study as studies
 
     c = studies.counts(study)
-    now = f"{ran} run now" if ran else "none run now: the study had reached its target"
     print(
         f"\nstudy {study.study_name!r}: {c['complete']} complete, {c['pruned']} pruned, "
-        f"{c['fail']} failed ({now})"
+        f"{c['fail']} failed ({_ran_now(study, ran)})"
     )
     best = studies.best_trial(study)
     if best is not None:
@@ -757,6 +756,20 @@ def _print_summary(study: Any, ran: int, tracking: str) -> None:
     else:
         url = runs_url("http://127.0.0.1:5000", experiment)
         print(f"browse every trial and curve: {tuner_command()} ui   (then open {url})")
+
+
+def _ran_now(study: Any, ran: int) -> str:
+    """How many trials this run ran, and when none, why (and what runs more)."""
+    from tuner import records
+    from tuner import study as studies
+
+    budget = study.user_attrs.get(records.BUDGET)
+    if ran:
+        return f"{ran} run now"
+    if budget and studies.budget_left(study) == 0:
+        spent = f"its budget of {budget} epochs is spent; a larger --budget-epochs extends it"
+        return f"none run now: {spent}"
+    return "none run now: the study had reached its target; a larger --trials extends it"
 
 
 def _names(value: str | None) -> list[str]:

@@ -63,9 +63,14 @@ def run_workers(
     study: Any, stores: Any, data_path: str, n: int, *, quiet: bool, verbose: bool = False
 ) -> int:
     """``n`` `tuner worker` processes on the study, with a live progress bar; returns the
-    number of finished trials."""
+    number of trials that finished meanwhile (a resumed study's earlier ones not counted)."""
     from tuner import study as studies
 
+    def finished() -> int:
+        c = studies.counts(study)
+        return int(c["complete"] + c["pruned"] + c["fail"])
+
+    before = finished()
     command = worker_command(study.study_name, data_path, "--quiet")
     if verbose:  # a worker's debug lines (a trial's traceback) show through the bar
         command.append("--verbose")
@@ -100,8 +105,7 @@ def run_workers(
     failed = [p.returncode for p in procs if p.returncode != 0]
     if failed:
         raise FatalError(f"{len(failed)} of {n} workers failed (exit codes {failed})")
-    c = studies.counts(study)
-    return c["complete"] + c["pruned"] + c["fail"]
+    return finished() - before
 
 
 def supervise(
