@@ -81,3 +81,38 @@ def test_the_summary_says_why_a_resumed_run_ran_nothing() -> None:
     )
     study.set_user_attr(records.BUDGET, 17)  # one epoch left: the target is what stopped it
     assert "reached its target" in _ran_now(study, 0)
+
+
+def test_the_lines_name_the_objective_and_the_error_they_compare() -> None:
+    """A classifier's summary showed ``value=0.9776`` (its val_loss) beside baselines in
+    accuracy, neither named."""
+    from tuner.cli import _baseline_lines, _objective, _params_line
+    from tuner.records import StudySpec
+
+    study = optuna.create_study()
+    spec = StudySpec(space={"task": "classify"}, data={"file": "d.npz"}, fingerprint="x")
+    study.set_user_attr(records.SPEC, spec.to_dict())
+    assert _objective(study) == "val_loss"
+    spec = StudySpec(
+        space={"objective": "val_mae_original"}, data={"file": "d.csv"}, fingerprint="x"
+    )
+    study.set_user_attr(records.SPEC, spec.to_dict())
+    assert _objective(study) == "val_mae_original"
+    report = {
+        "metric": "accuracy",
+        "baselines": {"majority": {"val_accuracy": 0.375, "test_accuracy": 0.25}},
+        "skill": {"skill_val": 5.667},
+    }
+    lines = _baseline_lines(report)
+    assert lines[0] == "baselines (validation / test accuracy): majority 0.375 / 0.25"
+    assert lines[1].startswith("skill (trial error / best baseline's; error = 1 - accuracy;")
+    report = {
+        "metric": "mae_original",
+        "season": 52,
+        "baselines": {"naive": {"test_mae_original": 2.0}},
+    }
+    assert _baseline_lines(report) == ["baselines (validation / test MAE; season 52): naive 2"]
+    # a count stored as a float shows every digit; other floats four significant ones
+    assert _params_line({"params": 86771.0, "lr": 0.0031416, "acc": 1.0}) == (
+        "params=86771 lr=0.003142 acc=1"
+    )

@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     except FatalError as e:
         log.error("fatal: %s", mask(str(e)))
         return 1
+    except BrokenPipeError:  # `tuner best | head`: the reader left; nothing more to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would fail again
+        return 141  # 128 + SIGPIPE, as a shell reports a command a closed pipe stopped
     except KeyboardInterrupt:  # `tuner run`: its workers got Ctrl-C too and stopped cleanly
         log.error("stopped by SIGINT; trials in flight were re-queued")
         return 130
@@ -217,6 +221,7 @@ def cmd_status(a: argparse.Namespace) -> int:
         "failed": c["fail"],
         "running": c["running"],
         "waiting": c["waiting"],
+        "objective": _objective(study),
         "best_value": None if best is None else studies.value(best),
         "best_trial": None if best is None else best.number,
         "best_params": None if best is None else best.params,
@@ -235,7 +240,7 @@ def cmd_status(a: argparse.Namespace) -> int:
     if out["budget_epochs"]:
         print(f"epochs: {out['epochs_used']} of a budget of {out['budget_epochs']}")
     if best is not None:
-        print(f"best: trial {best.number}, value {studies.value(best):.6g}")
+        print(f"best: trial {best.number}, {_objective(study)} {studies.value(best):.6g}")
         print("  " + _params_line(best.params))
     for line in _baseline_lines(out["baselines"]):
         print(line)
@@ -266,7 +271,8 @@ def cmd_best(a: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(
-        f"best trial {best.number} of study {study.study_name!r}: value {studies.value(best):.6g}"
+        f"best trial {best.number} of study {study.study_name!r}: "
+        f"{out['objective']} {studies.value(best):.6g}"
     )
     print("  params:  " + _params_line(best.params))
     print("  metrics: " + _params_line(out["metrics"]))
@@ -648,6 +654,7 @@ def _best_info(study: Any, best: Any) -> dict[str, Any]:
     return {
         "study": study.study_name,
         "trial": best.number,
+        "objective": _objective(study),
         "value": studies.value(best),
         "params": best.params,
         "metrics": {k: v for k, v in attrs.items() if k not in records.NOT_METRICS},
@@ -668,13 +675,33 @@ def _baseline_report(study: Any, best: Any) -> dict[str, Any] | None:
     return None if not b else compare(b, None if best is None else best.user_attrs)
 
 
+# How the baselines' line names the error they are compared on.
+METRIC_WORDS = {"mae_original": "MAE", "accuracy": "accuracy"}
+
+
+def _objective(study: Any) -> str:
+    """The name of the study's (first) objective, for the lines that show its value."""
+    from tuner import records
+    from tuner.errors import InputError
+    from tuner.space import parse_space
+
+    if study.metric_names:
+        return str(study.metric_names[0])
+    raw = (study.user_attrs.get(records.SPEC) or {}).get("space")
+    try:
+        return parse_space(raw or {}, source="the study", stored=True).objective
+    except InputError:  # a study stored by another version: its value, unnamed
+        return "value"
+
+
 def _baseline_lines(report: dict[str, Any] | None) -> list[str]:
     if report is None:
         return []
     season = report.get("season")
+    metric = report.get("metric")
     lines = [
         "baselines (validation / test"
-        + (" " + report["metric"] if report.get("metric") == "nmae" else "")
+        + (f" {METRIC_WORDS.get(metric, metric)}" if metric else "")
         + (f"; season {season}" if season else "")
         + "): "
         + "; ".join(
@@ -688,8 +715,10 @@ def _baseline_lines(report: dict[str, Any] | None) -> list[str]:
         )
     ]
     if report.get("skill"):
+        error = "; error = 1 - accuracy" if metric == "accuracy" else ""
         lines.append(
-            "skill (trial error / best baseline's, < 1 is better): " + _params_line(report["skill"])
+            f"skill (trial error / best baseline's{error}; < 1 is better): "
+            + _params_line(report["skill"])
         )
     if report.get("verdict"):
         lines.append(report["verdict"])
@@ -737,7 +766,7 @@ def _print_summary(study: Any, ran: int, tracking: str) -> None:
     best = studies.best_trial(study)
     if best is not None:
         info = _best_info(study, best)
-        line = _params_line({"value": studies.value(best), **info["metrics"]})
+        line = _params_line({info["objective"]: studies.value(best), **info["metrics"]})
         print(f"best trial {best.number}: {line}")
         print("  params: " + _params_line(best.params))
         print(f"  model:  {info[records.MODEL_URI] or 'not logged'}")
@@ -778,6 +807,8 @@ def _names(value: str | None) -> list[str]:
 
 def _params_line(values: dict[str, Any]) -> str:
     def fmt(v: Any) -> str:
+        if isinstance(v, float) and v.is_integer() and abs(v) >= 1e4:  # a count: every digit
+            return str(int(v))
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
     return " ".join(f"{k}={fmt(v)}" for k, v in values.items())
