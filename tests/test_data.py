@@ -235,6 +235,25 @@ def test_file_order_is_named_when_a_column_looks_like_a_time(tmp_path: Path, cap
     assert "looks like a time" not in caplog.text
 
 
+def test_a_column_that_counts_up_is_not_an_input_unless_named(tmp_path: Path, caplog) -> None:
+    """A yearly table without --time: 'year' was scaled and fed to every trial as an input
+    (the baselines too), with no note; a row's position runs past the training range."""
+    path = tmp_path / "nile.csv"
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"year": np.arange(1871.0, 1931.0), "volume": rng.normal(900, 100, 60)})
+    frame["rain"] = rng.normal(size=60)  # an input that does not count up
+    frame.to_csv(path, index=False)
+    with caplog.at_level("INFO", logger="tuner"):
+        series = load(DataOptions(str(path), target=("volume",)), max_window=3)
+    assert series.columns == ("rain", "volume")
+    assert "column 'year' counts up in even steps" in caplog.text
+    assert "(--time year makes it the time)" in caplog.text
+    named = load(DataOptions(str(path), target=("volume",), features=("year",)), max_window=3)
+    assert named.columns == ("year", "volume")
+    timed = load(DataOptions(str(path), target=("volume",), time="year"), max_window=3)
+    assert timed.columns == ("rain", "volume")
+
+
 def test_nan_drop_says_how_many_rows_it_removed(tmp_path: Path, caplog) -> None:
     path = tmp_path / "t.csv"
     values = np.arange(40.0)

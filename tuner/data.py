@@ -649,7 +649,20 @@ def _load_series(options: DataOptions, max_window: int) -> Series:
             )
     if options.features is None:
         skip = {*options.target, options.time}
-        features = [c for c in df.columns if c not in skip and c != _time_like(df[[c]])]
+        counters = _counters(df, skip)
+        for c in counters:
+            log.info(
+                "note: %s: column %r counts up in even steps (a time or a row number): not an "
+                "input%s; --features names the inputs",
+                src,
+                c,
+                f" (--time {c} makes it the time)" if options.time is None else "",
+            )
+        features = [
+            c
+            for c in df.columns
+            if c not in skip and c not in counters and c != _time_like(df[[c]])
+        ]
     else:
         features = list(options.features)
     for c in options.target:
@@ -1228,6 +1241,21 @@ def _time_like(df: Any) -> str | None:
                 continue
             return str(name)
     return None
+
+
+def _counters(df: Any, skip: set[Any]) -> list[str]:
+    """Numeric columns that count up in even steps (a year, a row number, seconds): they hold
+    the row's position only, and as an input scaled on the training split they run past its
+    range in validation and test."""
+    out = []
+    for name in df.columns:
+        column = df[name]
+        if name in skip or len(column) < 3 or not _is_numeric(column):
+            continue
+        steps = np.diff(column.to_numpy(dtype=np.float64))
+        if np.isfinite(steps).all() and steps[0] > 0 and np.allclose(steps, steps[0]):
+            out.append(str(name))
+    return out
 
 
 def not_numeric(df: Any, column: str, src: str) -> InputError:
