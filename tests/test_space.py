@@ -47,7 +47,11 @@ def test_forms_become_distributions(space_file) -> None:
     [
         ("params:\n  units: [16, 32\n", ":3: invalid YAML"),
         ("params: !!python/object/apply:os.system [echo hi]\n", ":1: invalid YAML"),
-        ("params:\n  unitz: 3\n", ":2: params.unitz: unknown parameter 'unitz'"),
+        (
+            "params:\n  unitz: 3\n",
+            ":2: params.unitz: unknown parameter 'unitz' (did you mean 'units'?)",
+        ),
+        ("params:\n  zzz: 3\n", ":2: params.zzz: unknown parameter 'zzz'; valid: layers, units"),
         ("params:\n  units: many\n", ":2: params.units: units must be a number, got 'many'"),
         ("params:\n  units: 3.5\n", "params.units: units must be a whole number, got 3.5"),
         (
@@ -56,7 +60,7 @@ def test_forms_become_distributions(space_file) -> None:
         ),
         (
             "params:\n  optimizer: [adam, adamax]\n",
-            "params.optimizer[1]: unknown optimizer 'adamax'",
+            "params.optimizer[1]: unknown optimizer 'adamax' (did you mean 'adam'?)",
         ),
         ("params:\n  dropout: 1.5\n", "params.dropout: dropout must be in [0.0, 0.95], got 1.5"),
         ("params:\n  bidirectional: {low: 0, high: 1}\n", "takes one value or a list of choices"),
@@ -64,7 +68,7 @@ def test_forms_become_distributions(space_file) -> None:
         ("params:\n  units: {low: 4, hi: 8}\n", "params.units.hi: unknown range key 'hi'"),
         ("params:\n  units: {low: 4}\n", "a range needs both low and high"),
         ("params:\n  learning_rate: {low: 0, high: 1, log: true}\n", "params.learning_rate"),
-        ("tasks: forecast\n", ":1: tasks: unknown setting 'tasks'"),
+        ("tasks: forecast\n", ":1: tasks: unknown setting 'tasks' (did you mean 'task'?)"),
         ("task: regress\n", ":1: task: unknown task 'regress'"),
         ("objective: val_accuracy\n", "objective: unknown objective 'val_accuracy' for forecast"),
         ("epochs: 0\n", "epochs: expected a whole number in [1, 100000], got 0"),

@@ -257,7 +257,10 @@ def parse_space(
         raise err(bad[0], f"must be a finite number, got {bad[1]!r}")
     for key in raw:
         if key not in TOP_LEVEL:
-            raise err((key,), f"unknown setting {key!r}; valid: {', '.join(TOP_LEVEL)}")
+            raise err(
+                (key,),
+                f"unknown setting {key!r}{_close(key, TOP_LEVEL)}; valid: {', '.join(TOP_LEVEL)}",
+            )
 
     task = raw.get("task", "forecast")
     if task not in TASKS:
@@ -319,7 +322,10 @@ def parse_space(
         path = ("params", name)
         spec = PARAMS.get(name)
         if spec is None:
-            raise err(path, f"unknown parameter {name!r}; valid: {', '.join(PARAMS)}")
+            raise err(
+                path,
+                f"unknown parameter {name!r}{_close(name, PARAMS)}; valid: {', '.join(PARAMS)}",
+            )
         if task not in spec.tasks:
             raise err(path, f"{name!r} does not apply to task {task!r}")
         if name == "window" and value == "auto":
@@ -459,7 +465,10 @@ def _distribution(
         raise err(path, f"{name} takes one value or a list of choices, not a range {value!r}")
     for key in value:
         if key not in RANGE_KEYS:
-            raise err((*path, key), f"unknown range key {key!r}; valid: {', '.join(RANGE_KEYS)}")
+            valid = ", ".join(RANGE_KEYS)
+            raise err(
+                (*path, key), f"unknown range key {key!r}{_close(key, RANGE_KEYS)}; valid: {valid}"
+            )
     if "low" not in value or "high" not in value:
         raise err(path, f"a range needs both low and high, got {value!r}")
     low = _value(name, spec, value["low"], (*path, "low"), err)
@@ -491,7 +500,10 @@ def _value(name: str, spec: ParamSpec, value: Any, path: tuple[Any, ...], err: A
         if not isinstance(value, str):
             raise err(path, f"{name} must be a name, got {value!r}")
         if spec.choices is not None and value not in spec.choices:
-            raise err(path, f"unknown {name} {value!r}; valid: {', '.join(spec.choices)}")
+            valid = ", ".join(spec.choices)
+            raise err(
+                path, f"unknown {name} {value!r}{_close(value, spec.choices)}; valid: {valid}"
+            )
         return value
     if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
         with contextlib.suppress(ValueError):
@@ -602,3 +614,11 @@ def _lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...],
         for i, item in enumerate(node.value):
             out.update(_lines(item, (*path, i)))
     return out
+
+
+def _close(word: Any, valid: Any) -> str:
+    """``" (did you mean 'x'?)"`` for a misspelt name, else nothing."""
+    import difflib
+
+    found = difflib.get_close_matches(str(word), [str(v) for v in valid], n=1, cutoff=0.75)
+    return f" (did you mean {found[0]!r}?)" if found else ""
