@@ -182,8 +182,15 @@ def test_resume_refuses_other_data_or_space(storage) -> None:
     with pytest.raises(InputError, match="study 's1' exists with different data"):
         studies.create_or_resume(storage, "s1", space, spec(fingerprint="sha256:bb"), 5)
     other = {**RAW, "epochs": 3}
-    with pytest.raises(InputError, match="different search space"):
+    with pytest.raises(InputError, match=r"different search space \(epochs: None then, 3 now\)"):
         studies.create_or_resume(storage, "s1", parse_space(other, source="s"), spec(other), 5)
+    # a nested difference names its leaf
+    other = {**RAW, "params": {**RAW["params"], "units": {"low": 8, "high": 64}}}
+    with pytest.raises(InputError, match=r"\(params.units.high: 32 then, 64 now\);"):
+        studies.create_or_resume(storage, "s1", parse_space(other, source="s"), spec(other), 5)
+    moved = StudySpec(space=RAW, data={"file": "d.csv", "time": "t"}, fingerprint="sha256:aa")
+    with pytest.raises(InputError, match=r"different data options \(time: None then, 't' now"):
+        studies.create_or_resume(storage, "s1", space, moved, 5)
 
 
 def test_resume_may_change_sampler_and_pruner(storage) -> None:

@@ -56,8 +56,9 @@ def create_or_resume(
                 ours, theirs = _data_now(ours), _data_now(theirs)
             if _without_strategy(ours) != _without_strategy(theirs):
                 raise InputError(
-                    f"study {name!r} exists with different {what}; resume it with the same "
-                    f"inputs or name a new study with --study",
+                    f"study {name!r} exists with different {what}"
+                    f"{_differences(_without_strategy(ours), _without_strategy(theirs))}; "
+                    "resume it with the same inputs or name a new study with --study",
                     field="--study",
                 )
         existing.set_user_attr(records.SPEC, spec.to_dict())
@@ -110,6 +111,34 @@ def _defaulted_before(stored: Any, space: dict[str, Any]) -> bool:
         and _without_strategy(stored)
         == _without_strategy({k: v for k, v in space.items() if k != "objective"})
     )
+
+
+def _differences(stored: Any, now: Any, limit: int = 3) -> str:
+    """``" (time: 'year' then, None now)"``: what differs between two stored mappings, the
+    first ``limit`` keys; nothing when they are not both mappings (a data fingerprint)."""
+    if not isinstance(stored, dict) or not isinstance(now, dict):
+        return ""
+    stored, now = _flat(stored), _flat(now)
+    keys = [k for k in {**stored, **now} if stored.get(k) != now.get(k)]
+    shown = [f"{k}: {_brief(stored.get(k))} then, {_brief(now.get(k))} now" for k in keys[:limit]]
+    more = f"; {len(keys) - limit} more" if len(keys) > limit else ""
+    return f" ({'; '.join(shown)}{more})" if shown else ""
+
+
+def _flat(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys (``params.units``), so a difference names its leaf."""
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _brief(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _data_now(stored: Any) -> Any:
