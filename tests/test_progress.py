@@ -116,3 +116,22 @@ def test_the_lines_name_the_objective_and_the_error_they_compare() -> None:
     assert _params_line({"params": 86771.0, "lr": 0.0031416, "acc": 1.0}) == (
         "params=86771 lr=0.003142 acc=1"
     )
+
+
+def test_a_start_configuration_the_budget_left_unrun_is_not_a_failure() -> None:
+    """A budget run said "2 complete, 1 failed": the third start configuration never ran."""
+    from optuna.trial import TrialState
+
+    from tuner import study as studies
+
+    study = optuna.create_study()
+    study.add_trial(
+        create_trial(value=0.5, params={"u": 8}, distributions={"u": IntDistribution(1, 64)})
+    )
+    study.add_trial(create_trial(state=TrialState.FAIL))  # a real failure
+    study.enqueue_trial({"u": 16})
+    assert studies.fail_waiting(study, records.BUDGET_SPENT_REASON) == [2]
+    c = studies.counts(study)
+    assert (c["fail"], c["not_run"]) == (2, 1)
+    assert studies.failed_text(c) == "1 failed, 1 not run (the budget was spent first)"
+    assert studies.failed_text({**c, "fail": 1, "not_run": 0}) == "1 failed"

@@ -218,7 +218,8 @@ def cmd_status(a: argparse.Namespace) -> int:
         "target": study.user_attrs.get(records.TARGET),
         "complete": c["complete"],
         "pruned": c["pruned"],
-        "failed": c["fail"],
+        "failed": c["fail"] - c["not_run"],
+        "not_run": c["not_run"],
         "running": c["running"],
         "waiting": c["waiting"],
         "objective": _objective(study),
@@ -234,7 +235,7 @@ def cmd_status(a: argparse.Namespace) -> int:
         return 0
     print(
         f"study {out['study']}: {c['complete']} complete, {c['pruned']} pruned, "
-        f"{c['fail']} failed, {c['running']} running, {c['waiting']} waiting "
+        f"{studies.failed_text(c)}, {c['running']} running, {c['waiting']} waiting "
         + ("(no trial target)" if out["target"] == NO_TRIAL_TARGET else f"(target {out['target']})")
     )
     if out["budget_epochs"]:
@@ -761,7 +762,7 @@ def _print_summary(study: Any, ran: int, tracking: str) -> None:
     c = studies.counts(study)
     print(
         f"\nstudy {study.study_name!r}: {c['complete']} complete, {c['pruned']} pruned, "
-        f"{c['fail']} failed ({_ran_now(study, ran)})"
+        f"{studies.failed_text(c)} ({_ran_now(study, ran)})"
     )
     best = studies.best_trial(study)
     if best is not None:

@@ -200,13 +200,26 @@ def only_study_name(storage: optuna.storages.BaseStorage) -> str:
 
 
 def counts(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict[str, int]:
-    """Number of trials per state, plus ``counted`` (those that count towards the target);
-    ``trials`` is the study's trials when the caller has read them already."""
+    """Number of trials per state, plus ``counted`` (those that count towards the target) and
+    ``not_run`` (of the FAIL ones, those queued but never run: the epoch budget was spent
+    first); ``trials`` is the study's trials when the caller has read them already."""
     out = {s.name.lower(): 0 for s in TrialState}
+    out["not_run"] = 0
     for t in study.get_trials(deepcopy=False) if trials is None else trials:
         out[t.state.name.lower()] += 1
+        if t.state == TrialState.FAIL and t.user_attrs.get(records.REASON) == (
+            records.BUDGET_SPENT_REASON
+        ):
+            out["not_run"] += 1
     out["counted"] = sum(out[s.name.lower()] for s in COUNTED)
     return out
+
+
+def failed_text(c: dict[str, int]) -> str:
+    """``"1 failed"``, and the queued trials the budget left unrun apart: ``"0 failed, 1 not
+    run (the epoch budget was spent first)"``."""
+    text = f"{c['fail'] - c['not_run']} failed"
+    return text + (f", {c['not_run']} not run (the budget was spent first)" if c["not_run"] else "")
 
 
 _UNKNOWN: Any = object()
