@@ -658,7 +658,11 @@ def _best_info(study: Any, best: Any) -> dict[str, Any]:
         "objective": _objective(study),
         "value": studies.value(best),
         "params": best.params,
-        "metrics": {k: v for k, v in attrs.items() if k not in records.NOT_METRICS},
+        "metrics": {
+            k: int(v) if k in COUNTS and isinstance(v, float) and v.is_integer() else v
+            for k, v in attrs.items()
+            if k not in records.NOT_METRICS
+        },
         records.RUN_ID: attrs.get(records.RUN_ID),
         records.MODEL_URI: attrs.get(records.MODEL_URI),
         records.CUDNN: attrs.get(records.CUDNN),
@@ -666,6 +670,10 @@ def _best_info(study: Any, best: Any) -> dict[str, Any]:
         "retrain": (study.user_attrs.get(records.RETRAIN) or {}).get(str(best.number)),
         "pareto": studies.pareto_front(study),
     }
+
+
+# Metrics that count (stored as floats, as MLflow keeps every metric): whole numbers in JSON.
+COUNTS = frozenset({"epochs", "epochs_run", "best_epoch", "params", "params_estimated"})
 
 
 def _baseline_report(study: Any, best: Any) -> dict[str, Any] | None:
