@@ -117,7 +117,9 @@ def test_forecast_study_end_to_end_then_resume(space_file, co2_csv, capsys, plot
     assert main(["best", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["trial"] == study.best_trial.number and info["model_uri"].startswith("runs:/")
-    assert info["objective"] == "val_mae_original" and isinstance(info["metrics"]["epochs_run"], int)
+    assert info["objective"] == "val_mae_original" and isinstance(
+        info["metrics"]["epochs_run"], int
+    )
     assert main(["check"]) == 0
     for name in ("trials.csv", "trials.parquet"):
         assert main(["export", "-o", name]) == 0
