@@ -154,6 +154,30 @@ def test_classify_gives_a_class_and_probabilities(tmp_path: Path) -> None:
         assert set(out["predicted"]) <= set(classes)
 
 
+def test_labelled_sequences_say_the_study_split_each_is_in(tmp_path: Path) -> None:
+    """With labels (the study's own data), each row says its split, as training made it
+    (stratified, seeded): the test rows' accuracy is the study's test accuracy."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    y = np.array(["a", "b"] * 20)
+    npz = tmp_path / "s.npz"
+    np.savez(npz, X=rng.normal(size=(40, 6, 1)), y=y)
+    options = data.DataOptions(path=str(npz), task="classify")
+    inputs = keras.Input((4, 1))
+    model = keras.Model(
+        inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.LSTM(2)(inputs))
+    )
+    card = ModelCard("classify", 4, {}, {}, classes=["a", "b"])
+    out = _classify(model, card, options, data.Scaler("none", np.zeros(1), np.ones(1)))
+    trained = data.load(options, max_window=4)
+    for name, rows in zip(("train", "val", "test"), trained.splits, strict=True):
+        assert (out.index[out["split"] == name] == rows).all()
+    np.savez(npz, X=rng.normal(size=(40, 6, 1)), y=np.array(["a", "z"] * 20))  # other labels
+    out = _classify(model, card, options, data.Scaler("none", np.zeros(1), np.ones(1)))
+    assert "split" not in out.columns and (out["actual"] == np.array(["a", "z"] * 20)).all()
+
+
 @pytest.mark.slow
 def test_predict_with_the_best_model_of_a_real_study(space_file, co2_csv) -> None:
     import optuna

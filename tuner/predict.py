@@ -388,14 +388,20 @@ def _classify(
     f = x.shape[2]
     scaled = scaler.transform(x.reshape(-1, f)).reshape(x.shape)
     out = model.predict(scaled, batch_size=1024, verbose=0)
-    return _labelled("sequence", ids, out, classes, actual)
+    return _labelled("sequence", ids, out, classes, actual, options)
 
 
 def _labelled(
-    name: str, ids: Any, out: np.ndarray, classes: list[Any], actual: Any
+    name: str,
+    ids: Any,
+    out: np.ndarray,
+    classes: list[Any],
+    actual: Any,
+    options: data.DataOptions,
 ) -> pd.DataFrame:
-    """One row per input: ``name`` (its id), ``predicted``, ``p_<class>`` per class and
-    ``actual`` (where known), from the model's output (one sigmoid, or a softmax per class)."""
+    """One row per input: ``name`` (its id), ``predicted``, ``p_<class>`` per class, and where
+    the labels are known ``actual`` and the study's ``split``, from the model's output (one
+    sigmoid, or a softmax per class)."""
     import pandas as pd
 
     probs = np.hstack([1 - out, out]) if out.shape[1] == 1 else out
@@ -404,7 +410,27 @@ def _labelled(
         table[f"p_{c}"] = probs[:, i]
     if actual is not None:
         table["actual"] = actual
+        split = _label_splits(actual, classes, options)
+        if split is not None:
+            table["split"] = split
     return pd.DataFrame(table)
+
+
+def _label_splits(actual: Any, classes: list[Any], options: data.DataOptions) -> Any:
+    """Which split of the study each row is in, if these are the study's data: its labels split
+    as training split them (stratified, seeded). None where a label is not one of the model's
+    classes (other data) or the labels cannot be split so."""
+    index = {c: i for i, c in enumerate(classes)}
+    try:
+        y = np.array([index[v] for v in actual], dtype=np.int64)
+        train, val, test = data._stratified_split(
+            y, options.val_fraction, options.test_fraction, options.path
+        )
+    except (KeyError, TypeError, InputError):
+        return None
+    split = np.full(len(y), "train", dtype=object)
+    split[val], split[test] = "val", "test"
+    return split
 
 
 def _text(model: keras.Model, card: records.ModelCard, options: data.DataOptions) -> pd.DataFrame:
@@ -423,7 +449,7 @@ def _text(model: keras.Model, card: records.ModelCard, options: data.DataOptions
             )
         ids = data.fit_tokens(x.astype(np.int64), int(card.vocab_size), int(card.window))
         out = model.predict(ids, batch_size=1024, verbose=0)
-        return _labelled("row", np.arange(len(x)), out, list(card.classes), actual)
+        return _labelled("row", np.arange(len(x)), out, list(card.classes), actual, options)
     df = data.read_table(src)
     data._require_columns(df, [options.text], src)
     rows = np.arange(len(df))
@@ -448,7 +474,7 @@ def _text(model: keras.Model, card: records.ModelCard, options: data.DataOptions
     out = network.predict(ids.astype(np.int32), batch_size=1024, verbose=0)
     label = options.target[0] if options.target else None
     actual = df[label].to_numpy() if label in df.columns else None
-    return _labelled("row", rows, out, list(card.classes), actual)
+    return _labelled("row", rows, out, list(card.classes), actual, options)
 
 
 def _read_sequences(options: data.DataOptions) -> tuple[np.ndarray, np.ndarray | None, Any]:
