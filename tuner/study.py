@@ -30,7 +30,7 @@ def create_or_resume(
     """Create the study with its spec, or resume it if it exists with the same spec.
 
     Returns the study and whether it was created. Enqueues the space's ``start_with`` trials,
-    the first ``target`` of them (a resume enqueues those not yet in the study). Raises
+    the first ``target`` of them (a resume with a larger target enqueues the next ones). Raises
     ``InputError`` if the study exists with another space or other data.
     """
     try:
@@ -61,10 +61,11 @@ def create_or_resume(
                     "resume it with the same inputs or name a new study with --study",
                     field="--study",
                 )
+        before = int(existing.user_attrs.get(records.TARGET) or 0)
         existing.set_user_attr(records.SPEC, spec.to_dict())
         existing.set_user_attr(records.TARGET, target)
         resumed = load(storage, name)[0]
-        for params in space.start_with[:target]:  # those a smaller target left out before
+        for params in space.start_with[before:target]:  # those a smaller target left out
             resumed.enqueue_trial(params, skip_if_exists=True)
         return resumed, False
 
