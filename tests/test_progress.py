@@ -134,4 +134,4 @@ def test_a_start_configuration_the_budget_left_unrun_is_not_a_failure() -> None:
     c = studies.counts(study)
     assert (c["fail"], c["not_run"]) == (2, 1)
     assert studies.failed_text(c) == "1 failed, 1 not run (the budget was spent first)"
-    assert studies.failed_text({**c, "fail": 1, "not_run": 0}) == "1 failed"
+    assert studies.failed_text({**c, "failed": 1, "not_run": 0}) == "1 failed"

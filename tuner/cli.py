@@ -218,7 +218,7 @@ def cmd_status(a: argparse.Namespace) -> int:
         "target": study.user_attrs.get(records.TARGET),
         "complete": c["complete"],
         "pruned": c["pruned"],
-        "failed": c["fail"] - c["not_run"],
+        "failed": c["failed"],
         "not_run": c["not_run"],
         "running": c["running"],
         "waiting": c["waiting"],
@@ -241,7 +241,7 @@ def cmd_status(a: argparse.Namespace) -> int:
     if out["budget_epochs"]:
         print(f"epochs: {out['epochs_used']} of a budget of {out['budget_epochs']}")
     if best is not None:
-        print(f"best: trial {best.number}, {_objective(study)} {studies.value(best):.6g}")
+        print(f"best: trial {best.number}, {out['objective']} {studies.value(best):.6g}")
         print("  " + _params_line(best.params))
     for line in _baseline_lines(out["baselines"]):
         print(line)

@@ -170,7 +170,7 @@ def prepare(
 def check_season(season: int | None, dataset: Any, source: str) -> None:
     """A forecast's ``--season`` must fit twice in the training split: the seasonal naive reads
     one season back, and ``window: auto`` covers one to three of them."""
-    if season is None or not hasattr(dataset, "splits") or dataset.task != "forecast":
+    if season is None or dataset.task != "forecast":
         return
     train = dataset.splits[0]
     rows = train.stop - train.start

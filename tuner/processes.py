@@ -68,7 +68,7 @@ def run_workers(
 
     def finished() -> int:
         c = studies.counts(study)
-        return int(c["complete"] + c["pruned"] + c["fail"] - c["not_run"])
+        return int(c["complete"] + c["pruned"] + c["failed"])
 
     before = finished()
     command = worker_command(study.study_name, data_path, "--quiet")
@@ -228,7 +228,7 @@ class Progress:
         self.bar.set_postfix(
             complete=c["complete"],
             pruned=c["pruned"],
-            failed=c["fail"] - c["not_run"],
+            failed=c["failed"],
             best=self._best_text(),
             refresh=False,
         )
@@ -260,7 +260,7 @@ class Progress:
         from tuner import study as studies
 
         c = studies.counts(self.study)
-        done = c["complete"] + c["pruned"] + c["fail"] - c["not_run"]
+        done = c["complete"] + c["pruned"] + c["failed"]
         if done == self.done:
             return
         self.done = done
@@ -272,7 +272,7 @@ class Progress:
         spent = f" epochs={studies.epochs_used(self.study)}/{budget}" if budget else ""
         print(
             f"trials {done}{of}: complete={c['complete']} pruned={c['pruned']} "
-            f"failed={c['fail'] - c['not_run']} best={self._best_text()}{spent}",
+            f"failed={c['failed']} best={self._best_text()}{spent}",
             file=sys.stderr,
             flush=True,
         )

@@ -203,7 +203,8 @@ def only_study_name(storage: optuna.storages.BaseStorage) -> str:
 def counts(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict[str, int]:
     """Number of trials per state, plus ``counted`` (those that count towards the target) and
     ``not_run`` (of the FAIL ones, those queued but never run: the epoch budget was spent
-    first); ``trials`` is the study's trials when the caller has read them already."""
+    first; ``failed`` is the rest); ``trials`` is the study's trials when the caller has read
+    them already."""
     out = {s.name.lower(): 0 for s in TrialState}
     out["not_run"] = 0
     for t in study.get_trials(deepcopy=False) if trials is None else trials:
@@ -213,13 +214,14 @@ def counts(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict
         ):
             out["not_run"] += 1
     out["counted"] = sum(out[s.name.lower()] for s in COUNTED)
+    out["failed"] = out["fail"] - out["not_run"]  # those that ran and failed
     return out
 
 
 def failed_text(c: dict[str, int]) -> str:
     """``"1 failed"``, and the queued trials the budget left unrun apart: ``"0 failed, 1 not
     run (the epoch budget was spent first)"``."""
-    text = f"{c['fail'] - c['not_run']} failed"
+    text = f"{c['failed']} failed"
     return text + (f", {c['not_run']} not run (the budget was spent first)" if c["not_run"] else "")
 
 
