@@ -45,10 +45,9 @@ def test_without_a_terminal_each_finished_trial_is_a_line(capsys) -> None:
 
 
 def test_a_budget_without_a_trial_target_counts_epochs_not_a_sentinel(capsys) -> None:
-    from tuner.launch import NO_TRIAL_TARGET
 
     study = study_with_a_running_trial()
-    study.set_user_attr(records.TARGET, NO_TRIAL_TARGET)  # --budget-epochs alone
+    study.set_user_attr(records.TARGET, records.NO_TRIAL_TARGET)  # --budget-epochs alone
     study.set_user_attr(records.BUDGET, 20)
     Progress(study, quiet=False).update()
     running = study.get_trials()[1]

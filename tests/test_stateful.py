@@ -21,7 +21,9 @@ def series(tmp_path: Path) -> Series:
     path = tmp_path / "s.csv"
     t = np.arange(500)
     pd.DataFrame({"t": t, "x": t * 1.0, "y": np.sin(t / 7)}).to_csv(path, index=False)
-    return load(DataOptions(path=str(path), target=("y",), time="t", horizon=3), 10)
+    # x is the row number on purpose (the layout checks read it), so it is named an input
+    options = DataOptions(path=str(path), target=("y",), time="t", horizon=3, features=("x",))
+    return load(options, 10)
 
 
 def test_each_batch_continues_the_one_before_in_every_part(series: Series) -> None:

@@ -251,6 +251,9 @@ params:
     out_file = tmp_path / "predictions.csv"
     assert main(["predict", "--study", "s", "--data", str(reviews_csv), "-o", str(out_file)]) == 0
     out = pd.read_csv(out_file)
-    assert list(out.columns) == ["row", "predicted", "p_negative", "p_positive", "actual"]
+    assert list(out.columns) == ["row", "predicted", "p_negative", "p_positive", "actual", "split"]
     assert len(out) == 300 and set(out["predicted"]) <= {"negative", "positive"}
     assert np.allclose(out["p_negative"] + out["p_positive"], 1.0, atol=1e-5)
+    test = out[out["split"] == "test"]  # the study's own split: its test accuracy, reproduced
+    accuracy = (test["predicted"] == test["actual"]).mean()
+    assert accuracy == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)

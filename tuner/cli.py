@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tuner.launch import DEFAULT_TRIALS  # light: no Optuna, no framework
+from tuner import records  # light: no Optuna, no framework
+from tuner.launch import DEFAULT_TRIALS
 
 # Spelled out so `tuner --help` needs no Optuna import; a test checks them against the registries.
 SAMPLER_NAMES = ("tpe", "random", "grid", "cmaes", "gp", "qmc")
@@ -159,13 +160,13 @@ def _set_limits(a: argparse.Namespace) -> None:
 
 def cmd_create(a: argparse.Namespace) -> int:
     """Create a study (or extend its target) without running trials: for `tuner worker`s."""
-    from tuner import launch, records
+    from tuner import launch
     from tuner.errors import mask
 
     study = launch.create(_prepare(a), a.trials).study
     target = study.user_attrs.get(records.TARGET)
     budget = study.user_attrs.get(records.BUDGET)
-    goal = f"target {target} trials" if target != launch.NO_TRIAL_TARGET else "no trial target"
+    goal = f"target {target} trials" if target != records.NO_TRIAL_TARGET else "no trial target"
     if budget:
         goal += f", budget {budget} epochs"
     print(f"study {study.study_name!r} ready in {mask(_stores(a).storage)}: {goal}")
@@ -206,9 +207,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
-    from tuner import records
     from tuner import study as studies
-    from tuner.launch import NO_TRIAL_TARGET
 
     study = _open_study(a)
     c = studies.counts(study)
@@ -236,7 +235,11 @@ def cmd_status(a: argparse.Namespace) -> int:
     print(
         f"study {out['study']}: {c['complete']} complete, {c['pruned']} pruned, "
         f"{studies.failed_text(c)}, {c['running']} running, {c['waiting']} waiting "
-        + ("(no trial target)" if out["target"] == NO_TRIAL_TARGET else f"(target {out['target']})")
+        + (
+            "(no trial target)"
+            if out["target"] == records.NO_TRIAL_TARGET
+            else f"(target {out['target']})"
+        )
     )
     if out["budget_epochs"]:
         print(f"epochs: {out['epochs_used']} of a budget of {out['budget_epochs']}")
@@ -249,7 +252,6 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 
 def cmd_best(a: argparse.Namespace) -> int:
-    from tuner import records
     from tuner import study as studies
     from tuner.log import log
 
@@ -497,8 +499,6 @@ def _experiment_of(tracking: str, study: str | None) -> tuple[str | None, bool]:
     try:
         from mlflow import MlflowClient
 
-        from tuner import records
-
         client = MlflowClient(tracking)
         if study is not None:
             exp = client.get_experiment_by_name(study)
@@ -648,7 +648,6 @@ def _open_study(a: argparse.Namespace, *, heartbeat: bool = False) -> Any:
 
 
 def _best_info(study: Any, best: Any) -> dict[str, Any]:
-    from tuner import records
     from tuner import study as studies
 
     attrs = best.user_attrs
@@ -673,11 +672,10 @@ def _best_info(study: Any, best: Any) -> dict[str, Any]:
 
 
 # Metrics that count (stored as floats, as MLflow keeps every metric): whole numbers in JSON.
-COUNTS = frozenset({"epochs", "epochs_run", "best_epoch", "params", "params_estimated"})
+COUNTS = frozenset({records.EPOCHS, records.EPOCHS_RUN, "best_epoch", "params", "params_estimated"})
 
 
 def _baseline_report(study: Any, best: Any) -> dict[str, Any] | None:
-    from tuner import records
     from tuner.baselines import compare
 
     b = study.user_attrs.get(records.BASELINES)
@@ -690,7 +688,6 @@ METRIC_WORDS = {"mae_original": "MAE", "accuracy": "accuracy"}
 
 def _objective(study: Any) -> str:
     """The name of the study's (first) objective, for the lines that show its value."""
-    from tuner import records
     from tuner.errors import InputError
     from tuner.space import parse_space
 
@@ -739,7 +736,6 @@ def runs_url(base: str, experiment_id: str | None, view: bool = True) -> str:
     its GenAI view otherwise; ``tracking.Tracker.ensure_study`` also tags the experiment), and
     with ``view`` in the study's view of its trials (``tracking.trials_view``: best first, the
     metrics in columns; a study made before it has none)."""
-    from tuner import records
 
     base = base.rstrip("/")
     if not experiment_id:
@@ -764,7 +760,6 @@ def tuner_command() -> str:
 
 
 def _print_summary(study: Any, ran: int, tracking: str) -> None:
-    from tuner import records
     from tuner import study as studies
 
     c = studies.counts(study)
@@ -798,7 +793,6 @@ def _print_summary(study: Any, ran: int, tracking: str) -> None:
 
 def _ran_now(study: Any, ran: int) -> str:
     """How many trials this run ran, and when none, why (and what runs more)."""
-    from tuner import records
     from tuner import study as studies
 
     budget = study.user_attrs.get(records.BUDGET)

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from tuner.tracking import Tracker
 
 DEFAULT_TRIALS = 20
-NO_TRIAL_TARGET = 1_000_000  # --budget-epochs without --trials: the budget ends the study
 
 
 @dataclass
@@ -233,7 +232,7 @@ def create(prepared: Prepared, target: int | None) -> Joined:
         # --trials) runs trials until it is spent.
         budget = spec.budget_epochs or study.user_attrs.get(records.BUDGET)
         if target is None and budget:
-            study.set_user_attr(records.TARGET, NO_TRIAL_TARGET)
+            study.set_user_attr(records.TARGET, records.NO_TRIAL_TARGET)
         study.set_user_attr(records.BUDGET, budget)
         study.set_user_attr(records.BASELINES, prepared.baselines)
         exp_id, parent_id = tracker.ensure_study(

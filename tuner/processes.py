@@ -264,11 +264,10 @@ class Progress:
         if done == self.done:
             return
         self.done = done
-        from tuner.launch import NO_TRIAL_TARGET
 
         target = self.study.user_attrs.get(records.TARGET)
         budget = self.study.user_attrs.get(records.BUDGET)
-        of = "" if target in (None, NO_TRIAL_TARGET) else f"/{target}"  # the budget ends it
+        of = "" if target in (None, records.NO_TRIAL_TARGET) else f"/{target}"  # the budget ends it
         spent = f" epochs={studies.epochs_used(self.study)}/{budget}" if budget else ""
         print(
             f"trials {done}{of}: complete={c['complete']} pruned={c['pruned']} "

@@ -39,6 +39,7 @@ from tuner.errors import InputError
 # -- study attributes --------------------------------------------------------------------------
 SPEC = "tuner_spec"
 TARGET = "tuner_target_trials"
+NO_TRIAL_TARGET = 1_000_000  # TARGET under --budget-epochs without --trials: the budget ends it
 BUDGET = "tuner_budget_epochs"
 BASELINES = "tuner_baselines"
 RETRAIN = "tuner_retrain"
