@@ -413,6 +413,21 @@ def test_check_repair_fails_and_requeues_a_killed_run_s_trials(
     assert check(study, tracker).ok
 
 
+def test_check_after_create_notes_an_unfinished_study_and_fails_nothing(
+    space_file, co2_csv, capsys
+) -> None:
+    """A new user's trial: `tuner check` right after `tuner create` failed (the parent run
+    is open, awaiting workers: that is the study's state, not a fault)."""
+    space = space_file(TINY_FORECAST)
+    argv = ["create", str(space), "--data", str(co2_csv), *CO2_OPTIONS, "--study", "s", "-q"]
+    assert main([*argv, "--trials", "2"]) == 0
+    capsys.readouterr()
+    assert main(["check", "--study", "s"]) == 0
+    out = capsys.readouterr().out
+    assert "note: unfinished: 0 of 2 trials complete or pruned, 1 waiting" in out, out
+    assert "is open, awaiting workers" in out and out.rstrip().endswith("ok"), out
+
+
 def test_check_finds_and_repair_closes_a_second_parent_and_a_run_of_no_trial(
     space_file, co2_csv
 ) -> None:

@@ -140,6 +140,24 @@ def test_unknown_pruner_lists_the_valid_ones() -> None:
         parse_space({"pruner": "early"}, source="s.yaml")
 
 
+def test_an_interrupted_trial_whose_retry_ran_is_not_counted_failed(storage) -> None:
+    """A new user's Ctrl-C: the stopped trial stayed "failed" after its retry completed, and
+    the progress line read "trials 4/3"."""
+    from tuner import liveness
+
+    study = optuna.create_study(study_name="c", storage=storage)
+    stopped = study.ask()
+    study.tell(stopped, state=optuna.trial.TrialState.FAIL)
+    liveness.requeue(study, stopped.number)
+    retry = study.ask()  # WAITING: ask takes it first
+    assert liveness.retried_trial_number(study.trials[retry.number]) == stopped.number
+    study.tell(retry, 1.0)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # its own error: failed
+    c = studies.counts(study)
+    assert (c["complete"], c["failed"], c["retried"], c["fail"]) == (1, 1, 1, 2)
+    assert studies.failed_text(c) == "1 failed, 1 interrupted (run again as a new trial)"
+
+
 def test_create_stores_spec_and_enqueues_textbook_trials(storage) -> None:
     space = parse_space(RAW, source="s.yaml")
     study, created = studies.create_or_resume(storage, "s1", space, spec(), target=5)

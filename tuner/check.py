@@ -1,9 +1,11 @@
 """The study invariant, checked once for tests and for ``tuner check`` after an incident.
 
-With no worker running, a healthy study has: no Optuna trial and no MLflow run left RUNNING;
-trial numbers unique and contiguous; every finished trial linked to exactly one MLflow child run
-of the study's parent run, and that run linked back, with the status its state maps to; the
-target reached by COMPLETE + PRUNED trials (or the epoch budget spent); a finite best value.
+With no worker running, a healthy study has: no Optuna trial and no MLflow run left RUNNING
+(its parent run aside while the study is unfinished: it awaits workers); trial numbers unique
+and contiguous; every finished trial linked to exactly one MLflow child run of the study's
+parent run, and that run linked back, with the status its state maps to; no more COMPLETE +
+PRUNED trials than its target; a finite best value. An unfinished study (made by `tuner create`,
+or stopped) is healthy: the report notes it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tuner.tracking import INTERRUPTED_STATUS, RUN_STATUS, Tracker
 class Report:
     problems: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # the study's state, not a fault
     trials: int = 0
     runs: int = 0
 
@@ -134,27 +137,33 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
                 report.repaired.append(f"closed orphan run {run.info.run_id}")
             else:
                 problems.append(f"run {run.info.run_id} is RUNNING without a live trial")
-    parent_run = tracker.client.get_run(parent)
-    if parent_run.info.status == "RUNNING" and not any(
-        t.state == TrialState.RUNNING for t in trials
-    ):
-        if repair:
-            done = studies.target_reached(study)
-            tracker.client.set_terminated(parent, "FINISHED" if done else INTERRUPTED_STATUS)
-            report.repaired.append(f"finished parent run {parent}")
-        else:
-            problems.append(f"parent run {parent} is RUNNING with no trial running")
-
     c = studies.counts(study)
     target = study.user_attrs.get(records.TARGET)
-    spent = studies.budget_left(study) == 0  # an epoch budget ends a study before its target
-    if (
-        target is not None
-        and c["complete"] + c["pruned"] != target
-        and c["waiting"] == 0
-        and not spent
-    ):
-        problems.append(f"{c['complete'] + c['pruned']} complete or pruned trials, target {target}")
+    done = c["complete"] + c["pruned"]
+    unfinished = not studies.target_reached(study, c)  # a worker would run more trials
+    parent_run = tracker.client.get_run(parent)
+    if parent_run.info.status == "RUNNING" and not c["running"]:
+        if repair:
+            status = INTERRUPTED_STATUS if unfinished else "FINISHED"
+            tracker.client.set_terminated(parent, status)
+            report.repaired.append(f"closed parent run {parent} as {status}")
+        elif unfinished:  # made by `tuner create`, or its last worker stopped without closing it
+            report.notes.append(f"parent run {parent} is open, awaiting workers")
+        else:
+            problems.append(f"parent run {parent} is RUNNING though the study is done")
+    if unfinished and target != records.NO_TRIAL_TARGET:
+        report.notes.append(
+            f"unfinished: {done} of {target} trials complete or pruned, {c['waiting']} waiting; "
+            "`tuner run --resume` or `tuner worker` continues it"
+        )
+    elif unfinished:
+        report.notes.append(
+            f"unfinished: {studies.epochs_used(study)} of {study.user_attrs.get(records.BUDGET)} "
+            "epochs of the budget used; `tuner run --resume` or `tuner worker` continues it"
+        )
+    elif target is not None and done > target and studies.budget_left(study) != 0:
+        # two workers without the claim lock (through a gRPC proxy) may each take the last one
+        problems.append(f"{done} complete or pruned trials, target {target}")
     best = studies.best_trial(study)
     value = None if best is None else studies.value(best)
     if c["complete"] and (value is None or not math.isfinite(value)):

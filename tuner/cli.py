@@ -218,6 +218,7 @@ def cmd_status(a: argparse.Namespace) -> int:
         "complete": c["complete"],
         "pruned": c["pruned"],
         "failed": c["failed"],
+        "retried": c["retried"],
         "not_run": c["not_run"],
         "running": c["running"],
         "waiting": c["waiting"],
@@ -405,7 +406,10 @@ def cmd_check(a: argparse.Namespace) -> int:
             print(f"repaired: {line}")
         for line in report.problems:
             print(f"problem: {line}")
-        print("ok" if report.ok else f"{len(report.problems)} problems")
+        for line in report.notes:
+            print(f"note: {line}")
+        n = len(report.problems)
+        print("ok" if report.ok else f"{n} problem{'s' * (n != 1)}")
     return 0 if report.ok else 1
 
 

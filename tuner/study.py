@@ -201,27 +201,35 @@ def only_study_name(storage: optuna.storages.BaseStorage) -> str:
 
 
 def counts(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict[str, int]:
-    """Number of trials per state, plus ``counted`` (those that count towards the target) and
-    ``not_run`` (of the FAIL ones, those queued but never run: the epoch budget was spent
-    first; ``failed`` is the rest); ``trials`` is the study's trials when the caller has read
-    them already."""
+    """Number of trials per state, plus ``counted`` (those that count towards the target); of
+    the FAIL ones, ``not_run`` (queued but never run: the epoch budget was spent first),
+    ``retried`` (stopped by a signal or a dead worker, and queued again) and ``failed`` (the
+    rest: they ran and failed). ``trials`` is the study's trials when the caller has read them
+    already."""
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    retry = optuna.storages.RetryFailedTrialCallback.retry_history
+    repeated = {n for t in trials for n in retry(t)}
     out = {s.name.lower(): 0 for s in TrialState}
-    out["not_run"] = 0
-    for t in study.get_trials(deepcopy=False) if trials is None else trials:
+    out["not_run"] = out["retried"] = 0
+    for t in trials:
         out[t.state.name.lower()] += 1
-        if t.state == TrialState.FAIL and t.user_attrs.get(records.REASON) == (
-            records.BUDGET_SPENT_REASON
-        ):
+        if t.state != TrialState.FAIL:
+            continue
+        if t.user_attrs.get(records.REASON) == records.BUDGET_SPENT_REASON:
             out["not_run"] += 1
+        elif t.number in repeated:
+            out["retried"] += 1
     out["counted"] = sum(out[s.name.lower()] for s in COUNTED)
-    out["failed"] = out["fail"] - out["not_run"]  # those that ran and failed
+    out["failed"] = out["fail"] - out["not_run"] - out["retried"]
     return out
 
 
 def failed_text(c: dict[str, int]) -> str:
-    """``"1 failed"``, and the queued trials the budget left unrun apart: ``"0 failed, 1 not
-    run (the epoch budget was spent first)"``."""
+    """``"1 failed"``, and apart the FAIL trials that are not the configuration's fault:
+    ``"0 failed, 1 retried (...), 1 not run (...)"``."""
     text = f"{c['failed']} failed"
+    if c["retried"]:
+        text += f", {c['retried']} interrupted (run again as a new trial)"
     return text + (f", {c['not_run']} not run (the budget was spent first)" if c["not_run"] else "")
 
 
