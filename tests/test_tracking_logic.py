@@ -218,3 +218,51 @@ def test_the_trials_view_sorts_best_first_and_shows_what_is_compared(
         "metrics.`params`",
         "attributes.`Duration`",
     ]
+
+
+class Artifacts:
+    """Records what a study's close uploads."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    def log_text(self, run_id, text, path):
+        self.paths.append(path)
+
+    def log_figure(self, run_id, figure, path):
+        self.paths.append(path)
+
+    def list_artifacts(self, run_id, path):
+        return []
+
+
+@pytest.mark.parametrize("reported", [False, True])
+def test_a_study_without_a_complete_trial_draws_no_empty_plot(
+    monkeypatch, caplog, reported: bool
+) -> None:
+    """A new user's double Ctrl-C: the close drew every plot of a study with no complete trial,
+    and Optuna warned of each empty one on the terminal."""
+    import logging
+
+    import optuna
+
+    monkeypatch.setenv("TUNER_PLOTS", "1")
+    study = optuna.create_study()
+    trial = study.ask()
+    if reported:
+        trial.report(0.5, 0)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    else:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    tracker = Tracker.__new__(Tracker)
+    tracker.client = client = Artifacts()
+    optuna.logging.enable_propagation()  # Optuna's warnings reach caplog
+    try:
+        with caplog.at_level(logging.WARNING):
+            tracker._log_plots("parent", study)
+    finally:
+        optuna.logging.disable_propagation()
+    expected = ["plots/intermediate_values.html", "plots/intermediate_values.png"]
+    assert client.paths == ["trials.csv", *(expected if reported else [])]
+    warned = [r for r in caplog.records if r.name.startswith("optuna") and r.levelno >= 30]
+    assert not warned, caplog.text

@@ -289,6 +289,11 @@ class Tracker:
 
         if os.environ.get(PLOTS_ENV, "1") == "0":
             figures = {}
+        trials = study.get_trials(deepcopy=False)
+        if not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
+            # Optuna warns of an empty plot (a study stopped before its first trial ended)
+            reported = any(t.intermediate_values for t in trials)
+            figures = {k: f for k, f in figures.items() if k == "intermediate_values" and reported}
         for name, (plotly, matplotlib) in figures.items():
             try:
                 with warnings.catch_warnings():  # "importance may be inaccurate" on few trials,
