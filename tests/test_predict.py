@@ -179,7 +179,7 @@ def test_labelled_sequences_say_the_study_split_each_is_in(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_predict_with_the_best_model_of_a_real_study(space_file, co2_csv) -> None:
+def test_predict_with_the_best_model_of_a_real_study(space_file, co2_csv, tmp_path) -> None:
     import optuna
 
     from tuner.cli import main
@@ -224,6 +224,12 @@ params:
     # the step past the table: a week after the last origin, in the future split
     assert out["origin"].iloc[-1] == "1963-12-21" and out["date"].iloc[-1] == "1963-12-28"
     assert out["split"].iloc[-1] == "future"
+    assert set(out["split"]) == {"train", "val", "test", "future"}, "the study's own data"
+    # another table (the first 200 weeks): its rows are in no split of the study
+    other = tmp_path / "other.csv"
+    raw.iloc[:200].to_csv(other, index=False)
+    out = predict(study, tracking, str(other))
+    assert out["split"].iloc[-1] == "future" and out["split"].iloc[:-1].isna().all()
 
     with pytest.raises(InputError, match="trial 99"):
         predict(study, tracking, str(co2_csv), trial_number=99)

@@ -27,6 +27,7 @@ import numpy as np
 
 from tuner import data, records, windowing
 from tuner.errors import InputError, brief
+from tuner.log import log
 
 if TYPE_CHECKING:
     import keras
@@ -116,10 +117,13 @@ def predict(
 
     forecast: one row per (window, step): ``origin`` (the time, or row number, of the window's
     last input row), ``step`` (1..horizon), the time (or ``row``) of the predicted step (empty
-    beyond the table), and per target ``<target>_pred`` in the target's own units and
-    ``<target>_actual`` (the table's value after its NaN policy; empty beyond the table).
+    beyond the table), ``split`` (``future`` beyond the table; inside it, the row's split in
+    the study when the table is the study's data, else empty), and per target
+    ``<target>_pred`` in the target's own units, ``<target>_actual`` (the table's value after
+    its NaN policy; empty beyond the table) and ``<target>_interpolated``.
     classify: one row per sequence: ``sequence``, ``predicted`` (a class), ``p_<class>`` per class,
-    and ``actual`` where the data has labels. text: the same, one row per text (``row``: its row
+    and ``actual`` where the data has labels (with ``split`` where it is the study's data).
+    text: the same, one row per text (``row``: its row
     in the table or ``.npz``). tag: one row per (sequence, step) of the last ``window`` steps:
     ``sequence``, ``step`` (or the time), then ``predicted``, ``p_<class>`` and ``actual``
     (labels) or ``<target>_pred`` and ``<target>_actual`` (values, in the targets' units).
@@ -142,15 +146,50 @@ def predict(
             raise InputError(f"cannot read {records.CARD_FILE}: {e}", source=model_uri) from None
         card = records.ModelCard.from_json(text, model_uri)
         model = load_model(folder / records.MODEL_FILE)
-    return predict_with(model, card, data_path, model_uri)
+    return predict_with(
+        model, card, data_path, model_uri, study_data=_is_study_data(study, data_path)
+    )
+
+
+def _is_study_data(study: optuna.Study, data_path: str) -> bool:
+    """Whether ``data_path`` holds the study's data (its fingerprint, as every worker checks
+    it): only then are its rows in the study's train, validation and test splits."""
+    from tuner import launch
+
+    log.disabled = True  # its notes were the study's, and predict's own reading repeats them
+    try:
+        launch.with_data(study, data_path)
+    except InputError:
+        return False
+    finally:
+        log.disabled = False
+    return True
 
 
 def predict_with(
-    model: keras.Model, card: records.ModelCard, data_path: str, model_uri: str
+    model: keras.Model,
+    card: records.ModelCard,
+    data_path: str,
+    model_uri: str,
+    *,
+    study_data: bool = False,
 ) -> pd.DataFrame:
     """``predict`` with a loaded model and its card (``model_uri`` names them in errors); the
-    MLflow pyfunc model (``tuner.serving``) predicts through here too."""
-    options = data.DataOptions.from_spec(card.data, data_path)
+    MLflow pyfunc model (``tuner.serving``) predicts through here too. ``study_data``: the
+    table is the study's own data, so ``split`` names each row's split in the study; else
+    it says only which forecasts lie past the table (``future``)."""
+    table = _predict(model, card, data.DataOptions.from_spec(card.data, data_path), model_uri)
+    if study_data or "split" not in table:
+        return table
+    if card.task == "forecast":
+        table["split"] = table["split"].where(table["split"] == "future", None)
+        return table
+    return table.drop(columns="split")
+
+
+def _predict(
+    model: keras.Model, card: records.ModelCard, options: data.DataOptions, model_uri: str
+) -> pd.DataFrame:
     if card.task == "seq2seq":
         shape = getattr(model, "input_shape", None)
         if not (isinstance(shape, list) and len(shape) == 2 and shape[0][1:] == (card.window,)):
