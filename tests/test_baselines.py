@@ -201,6 +201,45 @@ def test_the_verdict_says_plainly_when_the_lstm_loses() -> None:
     assert "skill" not in b.compare(baselines, None)  # no complete trial yet
 
 
+def test_a_perfect_score_on_both_sides_is_a_tie_not_a_loss() -> None:
+    """A new user's text study: 100% test accuracy, as the bag of words baseline, read "does
+    NOT beat the simple baselines"."""
+    baselines = {
+        "task": "text",
+        "best": "bag_of_words",
+        "scores": {
+            "majority": {"val_accuracy": 0.5, "test_accuracy": 0.5},
+            "bag_of_words": {"val_accuracy": 1.0, "test_accuracy": 1.0},
+        },
+    }
+    tie = b.compare(baselines, {"best_val_accuracy": 1.0, "test_accuracy": 1.0})
+    assert tie["beats_baselines"] is False and tie["skill"]["skill_test"] == 1.0
+    assert tie["verdict"].startswith("the tuned LSTM ties the best baseline: test accuracy 1 vs 1")
+
+
+def test_best_by_mean_compares_the_retrained_mean_with_the_baselines() -> None:
+    """A new user's trial: `tuner best --by-mean` judged the pick by the search's own test
+    score, not by the retrained seeds' mean it was picked by."""
+    from types import SimpleNamespace
+
+    from tuner.cli import _baseline_report
+
+    baselines = {
+        "task": "forecast",
+        "best": "naive",
+        "scores": {"naive": {"val_mae_original": 2.0, "test_mae_original": 2.0}},
+    }
+    study = SimpleNamespace(user_attrs={"tuner_baselines": baselines})
+    best = SimpleNamespace(user_attrs={"best_val_mae_original": 1.0, "test_mae_original": 1.0})
+    retrained = {"test_key": "test_mae_original", "test": [2.5, 3.5], "test_mean": 3.0}
+    searched = _baseline_report(study, best)
+    assert searched is not None and searched["beats_baselines"] is True
+    mean = _baseline_report(study, best, retrained)
+    assert mean is not None and mean["beats_baselines"] is False
+    assert mean["skill"]["skill_test"] == 1.5
+    assert mean["verdict"].startswith("the tuned LSTM (mean of 2 retrained seeds) does NOT beat")
+
+
 class FakeTrial:
     def __init__(
         self, epochs_run: float | None, reported: int, state: str = "COMPLETE", **attrs

@@ -453,10 +453,13 @@ def skill(baselines: dict[str, Any], trial_metrics: dict[str, float]) -> dict[st
     return out
 
 
-def compare(baselines: dict[str, Any], trial_attrs: dict[str, Any] | None) -> dict[str, Any]:
+def compare(
+    baselines: dict[str, Any], trial_attrs: dict[str, Any] | None, who: str = "the tuned LSTM"
+) -> dict[str, Any]:
     """The study's baselines and how its best trial (its user attributes) compares: ``skill``,
     ``beats_baselines`` (its test error below every baseline's) and ``verdict``, one plain
-    sentence that says so when the tuned model did not beat them."""
+    sentence that says so when the tuned model did not beat them (``who``: the model, in
+    words)."""
     out: dict[str, Any] = {
         "metric": metric_of(baselines),
         "best_baseline": baselines["best"],
@@ -465,6 +468,35 @@ def compare(baselines: dict[str, Any], trial_attrs: dict[str, Any] | None) -> di
     }
     if trial_attrs is None:
         return out
+    out["skill"] = skill(baselines, trial_attrs)
+    metric = metric_of(baselines)
+    forecast = metric != "accuracy"  # an error (forecasts, per-step values)
+    key = f"test_{metric}"
+    names = {"mae_original": "test MAE", "nmae": "test MAE / target's std (mean over targets)"}
+    what = names.get(metric, "test accuracy")
+    mine = trial_attrs.get(key)
+    if mine is None:
+        out["beats_baselines"] = None
+        out["verdict"] = "the best trial has no test score (its model was not evaluated)"
+        return out
+    theirs = {n: s[key] for n, s in baselines["scores"].items() if key in s}
+    rival = (min if forecast else max)(theirs, key=theirs.__getitem__)
+    beats = all((mine < v) if forecast else (mine > v) for v in theirs.values())
+    out["beats_baselines"] = beats
+    unit = " (target's units)" if metric == "mae_original" else ""
+    scores = f"{what} {mine:.4g}{unit} vs {theirs[rival]:.4g}"
+    if beats:
+        out["verdict"] = f"{who} beats every baseline: {scores} for the best of them ({rival})"
+    elif mine == theirs[rival]:  # a perfect score on both sides, most often
+        out["verdict"] = (
+            f"{who} ties the best baseline: {scores} for {rival}; the simpler model does as well"
+        )
+    else:
+        out["verdict"] = (
+            f"{who} does NOT beat the simple baselines: {scores} for {rival}; prefer {rival}, "
+            "or search longer or wider"
+        )
+    return out
     out["skill"] = skill(baselines, trial_attrs)
     metric = metric_of(baselines)
     forecast = metric != "accuracy"  # an error (forecasts, per-step values)
