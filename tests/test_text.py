@@ -42,6 +42,29 @@ def test_a_table_of_texts_loads_stratified_with_its_classes(reviews_csv: Path) -
     assert 8 <= texts.default_window <= 15
 
 
+def test_vocab_sizes_past_the_texts_own_vocabulary_are_noted(reviews_csv: Path, caplog) -> None:
+    """A new user's trial: the embedding had 20,000 rows for a few dozen words, and nothing
+    said that every vocab_size of the space drew the same model."""
+    import logging
+
+    from tuner.launch import note_vocabulary
+
+    texts = load(text_options(reviews_csv), 1)
+    whole = len(texts.vocabulary(10**6))  # Keras's own count, padding and [UNK] included
+    assert texts.distinct_tokens() + 2 == whole
+    space = parse_space({"task": "text", "params": {"vocab_size": [whole, 20000]}}, source="t")
+    with caplog.at_level(logging.INFO, logger="tuner"):
+        note_vocabulary(space, texts, "reviews.csv")
+        fixed = parse_space({**space.raw, "params": {"vocab_size": whole}}, source="t")
+        note_vocabulary(fixed, texts, "reviews.csv")  # nothing beyond: nothing said
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line == (
+        f"note: reviews.csv: the training texts hold {whole - 2} distinct tokens: every "
+        f"vocab_size from {whole} (the space's reaches 20000) keeps them all and draws the same "
+        "model"
+    )
+
+
 @pytest.mark.parametrize(
     "table, kw, field, says",
     [

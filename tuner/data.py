@@ -386,6 +386,20 @@ class Texts:
         assert self.texts is not None
         return _digest("\x00".join(self.texts.tolist()), self.y, [str(c) for c in self.classes])
 
+    def distinct_tokens(self) -> int:
+        """Distinct tokens of the training split: its ids, or its words as
+        ``TextVectorization`` standardizes them (lower case, punctuation stripped)."""
+        train = self.splits[0]
+        if self.tokens is not None:
+            ids = self.tokens[train]
+            return int(len(np.unique(ids[ids != 0])))
+        import re
+        import string
+
+        assert self.texts is not None
+        punctuation = re.compile(f"[{re.escape(string.punctuation)}]")
+        return len({w for t in self.texts[train] for w in punctuation.sub("", t.lower()).split()})
+
     def vocabulary(self, size: int) -> list[str]:
         """The ``size`` most frequent tokens of the training texts, padding ``""`` and the
         out-of-vocabulary ``[UNK]`` first (``TextVectorization``'s order); adapted once (again

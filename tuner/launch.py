@@ -144,6 +144,7 @@ def prepare(
     if window_auto:
         space = _auto_window(space, dataset, season, dataset_path=options.path)
     check_names(space)
+    note_vocabulary(space, dataset, options.path)
     name = name or f"{Path(space_path).stem}-{Path(options.path).stem}"
     check_study_name(name)
     check_separate(stores.storage, stores.tracking)
@@ -164,6 +165,24 @@ def prepare(
     return Prepared(
         name, space, dataset, spec, stores, baselines, str(Path(options.path).resolve())
     )
+
+
+def note_vocabulary(space: Space, dataset: Any, source: str) -> None:
+    """A text space's ``vocab_size`` beyond the training texts' own vocabulary draws the same
+    model as any other such size (only unused embedding rows differ): say so once."""
+    if space.task != "text" or not hasattr(dataset, "distinct_tokens"):
+        return
+    whole = dataset.distinct_tokens() + 2  # the padding and out-of-vocabulary ids
+    most = max(int(v) for v in space.candidates("vocab_size"))
+    if most > whole:
+        log.info(
+            "note: %s: the training texts hold %d distinct tokens: every vocab_size from %d "
+            "(the space's reaches %d) keeps them all and draws the same model",
+            source,
+            whole - 2,
+            whole,
+            most,
+        )
 
 
 def check_season(season: int | None, dataset: Any, source: str) -> None:
