@@ -201,6 +201,11 @@ def test_reproduce_a_trial_then_retrain_the_best_over_seeds(space_file, co2_csv,
     assert again["epochs_run"] == recorded["epochs_run"] == 2
     assert again["value"] == pytest.approx(recorded["value"], rel=1e-5)  # same seed, same curve
     assert again["best_val_loss"] == pytest.approx(recorded["best_val_loss"], rel=1e-5)
+    assert main(["reproduce", "1", *data]) == 0
+    table = capsys.readouterr().out
+    rows = [line.split()[0] for line in table.splitlines()[2:]]
+    assert rows.count("value") == 1 and "value (val_mae_original)" in table, table
+    assert table.rstrip().endswith("the same"), table
 
     assert main(["retrain", "--top", "2", "--seeds", "2", *data, "--json"]) == 0
     summaries = json.loads(capsys.readouterr().out)
@@ -219,6 +224,7 @@ def test_reproduce_a_trial_then_retrain_the_best_over_seeds(space_file, co2_csv,
     info = json.loads(capsys.readouterr().out)
     assert info["trial"] == summaries[0]["trial"]  # retrain lists the best mean first
     assert info["retrain"]["seeds"] and len(info["retrain"]["val"]) == 2
+    assert "(mean of 2 retrained seeds)" in info["baselines"]["verdict"]
 
     assert main(["reproduce", "7", *data]) == 2
     assert "no trial 7" in capsys.readouterr().err

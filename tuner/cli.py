@@ -170,7 +170,13 @@ def cmd_create(a: argparse.Namespace) -> int:
     if budget:
         goal += f", budget {budget} epochs"
     print(f"study {study.study_name!r} ready in {mask(_stores(a).storage)}: {goal}")
-    print(f"run workers: tuner worker --study {study.study_name} --data {a.data} --storage ...")
+    # the stores as given here (a default, or one from the environment, is found again)
+    given = "".join(
+        f" {flag} {mask(value)}"
+        for flag, value in (("--storage", a.storage), ("--tracking-uri", a.tracking_uri))
+        if value
+    )
+    print(f"run workers: tuner worker --study {study.study_name} --data {a.data}{given}")
     return 0
 
 
@@ -349,12 +355,17 @@ def cmd_reproduce(a: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     rec, rep = out["recorded"], out["reproduced"]
-    keys = [k for k in ("value", *sorted(rep)) if k in rec and k in rep and k != EPOCHS_RUN]
+    keys = [
+        k
+        for k in dict.fromkeys(("value", *sorted(rep)))
+        if k in rec and k in rep and k != EPOCHS_RUN
+    ]
+    names = {"value": f"value ({_objective(study)})"}
     print(f"trial {out['trial']} of {study.study_name!r}, seed {out['seed']}:")
-    print(f"  {'':28} {'recorded':>12} {'reproduced':>12}")
+    print(f"  {'':32} {'recorded':>12} {'reproduced':>12}")
     for k in [EPOCHS_RUN, *keys]:
         if k in rec and k in rep:
-            print(f"  {k:28} {rec[k]:12.6g} {rep[k]:12.6g}")
+            print(f"  {names.get(k, k):32} {rec[k]:12.6g} {rep[k]:12.6g}")
     same = all(abs(rec[k] - rep[k]) <= 1e-6 * max(1.0, abs(rec[k])) for k in keys)
     print(
         "  the same"
@@ -862,7 +873,7 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument(
                 "--tracking-uri",
                 help="MLflow tracking URI (default: "
-                "$MLFLOW_TRACKING_URI, else SQLite under ./.tuner)",
+                "$MLFLOW_TRACKING_URI, else SQLite under $TUNER_HOME or ./.tuner)",
             )
 
     def study_arg(sp: argparse.ArgumentParser) -> None:
@@ -1039,7 +1050,8 @@ def _parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="open the MLflow UI on this study's store")
     ui.add_argument(
         "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else SQLite under ./.tuner)",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else SQLite under "
+        "$TUNER_HOME or ./.tuner)",
     )
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000, help="port (5000)")
