@@ -486,8 +486,12 @@ def test_the_summary_and_tuner_ui_lead_to_the_study_s_runs(space_file, co2_csv, 
     """Issue 14: the experiment opens in MLflow's model-training view, and both the run's
     summary and `tuner ui` (one server worker, its URL printed once it answers) name the runs
     page of the study."""
+    import contextlib
     import os
+    import signal
     import urllib.request
+
+    import psutil
 
     from tuner.testing import free_port, kill_group, start, tail, wait_for
 
@@ -511,6 +515,7 @@ def test_the_summary_and_tuner_ui_lead_to_the_study_s_runs(space_file, co2_csv, 
     port = free_port()
     log = Path("ui.log")
     ui = start([sys.executable, "-m", "tuner", "ui", "--port", str(port)], log, dict(os.environ))
+    server: list[psutil.Process] = []
     try:
         line = wait_for(
             lambda: next((x for x in tail(log, 50) if x.startswith("MLflow UI: ")), None),
@@ -521,5 +526,19 @@ def test_the_summary_and_tuner_ui_lead_to_the_study_s_runs(space_file, co2_csv, 
         url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/get?experiment_id={exp_id}"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert json.load(response)["experiment"]["name"] == "s"
+        # A new user's Ctrl-C printed the server's shutdown lines and a threading traceback:
+        # the server runs in its own session, quiet, and tuner ui stops all of it.
+        server = psutil.Process(ui.pid).children(recursive=True)
+        assert server, "the MLflow server runs under tuner ui"
+        os.killpg(ui.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends
+        assert ui.wait(timeout=60) == 130
+        _, alive = psutil.wait_procs(server, timeout=5)
+        assert not alive, alive
+        text = log.read_text()
+        assert text.splitlines()[-1] == "stopped" and "Traceback" not in text, text
+        assert "INFO" not in text and "Uvicorn" not in text, text
     finally:
         kill_group(ui)
+        for process in server:  # in its own session: not in tuner ui's group
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()

@@ -484,31 +484,58 @@ def cmd_ui(a: argparse.Namespace) -> int:
         print(f"the tracking server already serves the UI: {url}")
         return 0
     import signal
-
-    command, env = ui_command(stores.tracking, stores.artifacts, a.host, a.port)
-    server = subprocess.Popen(command, env={**os.environ, **env})
-    base = f"http://{a.host}:{a.port}"
-    print(f"starting the MLflow UI on {base} ...", flush=True)
+    import tempfile
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # SIGTERM too: the server never outlives tuner ui
 
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        if _answers(f"{base}/health", server, a.wait):
-            print(f"MLflow UI: {runs_url(base, experiment, view)}   (Ctrl-C to stop)", flush=True)
-        elif server.poll() is None:
-            print(f"the MLflow UI has not answered in {a.wait:g} s; still starting", flush=True)
-        return server.wait()
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        if server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+    command, env = ui_command(stores.tracking, stores.artifacts, a.host, a.port)
+    base = f"http://{a.host}:{a.port}"
+    # The server's own lines (its access log, its shutdown) go to a file shown only if it
+    # fails; its own session keeps the terminal's Ctrl-C for tuner ui, which stops it whole.
+    with tempfile.TemporaryFile() as output:
+        server = subprocess.Popen(
+            command,
+            env={**os.environ, **env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        print(f"starting the MLflow UI on {base} ...", flush=True)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            if _answers(f"{base}/health", server, a.wait):
+                url = runs_url(base, experiment, view)
+                print(f"MLflow UI: {url}   (Ctrl-C to stop)", flush=True)
+            elif server.poll() is None:
+                print(f"the MLflow UI has not answered in {a.wait:g} s; still starting", flush=True)
+            code = server.wait()
+            print(f"the MLflow UI server stopped (exit {code}); its last lines:", file=sys.stderr)
+            output.seek(0)
+            for line in output.read().decode(errors="replace").splitlines()[-20:]:
+                print(f"  {line}", file=sys.stderr)
+            return code or 1
+        except KeyboardInterrupt:
+            print("stopped", file=sys.stderr)
+            return 130
+        finally:
+            _stop_group(server)
+
+
+def _stop_group(server: subprocess.Popen[bytes]) -> None:
+    """End a server started in its own session, with every process it started (MLflow's
+    uvicorn and job consumers): SIGTERM, 10 s for the leader to end, then SIGKILL to what is
+    left of the group."""
+    import contextlib
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
 
 
 def _experiment_of(tracking: str, study: str | None) -> tuple[str | None, bool]:
