@@ -126,6 +126,7 @@ def test_forecast_study_end_to_end_then_resume(space_file, co2_csv, capsys, plot
         table = pd.read_csv(name) if name.endswith("csv") else pd.read_parquet(name)
         assert len(table) == 5 and "params_units" in table.columns
         assert not [c for c in table.columns if c.startswith("system_attrs")], "Optuna's own"
+        assert table["user_attrs_epochs_run"].dtype.kind == "i", "counts as whole numbers"
 
 
 def test_a_study_reports_its_baselines_and_the_best_trials_skill(

@@ -326,3 +326,35 @@ params:
     out = predict(study, tracking, str(co2_csv))
     assert len(out) == (300 - 8 + 1) * 3 and sorted(set(out["step"])) == [1, 2, 3]
     assert out["co2_pred"].between(300, 340).all(), "in ppm, every step ahead"
+
+
+def test_parquet_times_and_row_numbers_go_on_past_the_table_in_their_own_type(
+    tmp_path: Path,
+) -> None:
+    """A new user's Parquet table: with timestamps, the origins printed as timestamps and the
+    future dates as text; without --time, the `row` column turned float and the future row
+    was empty."""
+    import keras
+
+    window, horizon = 2, 2
+    days = pd.date_range("2026-01-01", periods=10, freq="D")
+    path = tmp_path / "daily.parquet"
+    pd.DataFrame({"date": days, "y": np.arange(10.0)}).to_parquet(path)
+    inputs = keras.Input((window, 1))
+    model = keras.Model(inputs, keras.layers.Dense(horizon)(keras.layers.Flatten()(inputs)))
+    card = ModelCard("forecast", window, {}, {}, columns=["y"], target_index=[0], horizon=horizon)
+    scaler = data.Scaler("none", np.zeros(1), np.ones(1))
+    timed = data.DataOptions(path=str(path), target=("y",), time="date", horizon=horizon)
+    out = _forecast(model, card, timed, scaler)
+    assert out["date"].dtype == out["origin"].dtype and out["date"].dtype.kind == "M"
+    future = out[out["split"] == "future"]
+    assert list(future["date"]) == list(pd.to_datetime(["2026-01-11", "2026-01-11", "2026-01-12"]))
+    out.to_csv(tmp_path / "p.csv", index=False)
+    written = pd.read_csv(tmp_path / "p.csv")
+    assert written["origin"].iloc[-1] == "2026-01-10" and written["date"].iloc[-1] == "2026-01-12"
+
+    untimed = data.DataOptions(path=str(path), target=("y",), horizon=horizon)
+    out = _forecast(model, card, untimed, scaler)
+    assert out["row"].dtype == "int64" and out["row"].iloc[-1] == 11  # two steps past row 9
+    out.to_parquet(tmp_path / "p.parquet")
+    assert pd.read_parquet(tmp_path / "p.parquet")["row"].dtype == "int64"

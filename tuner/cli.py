@@ -429,10 +429,17 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 def cmd_export(a: argparse.Namespace) -> int:
     _check_table_file(a.output)
+    import pandas as pd
+
     study = _open_study(a)
     table = study.trials_dataframe()
     # Optuna's bookkeeping (fixed_params, failed_trial, ...) is not the user's: attributes only
     table = table.drop(columns=[c for c in table.columns if c.startswith("system_attrs_")])
+    for name in COUNTS:  # whole numbers, empty where a trial has none (not 12.0 and NaN)
+        column = f"user_attrs_{name}"
+        numeric = column in table and pd.api.types.is_numeric_dtype(table[column])
+        if numeric and (table[column].dropna() % 1 == 0).all():
+            table[column] = table[column].astype("Int64")
     if len(study.directions) > 1 and "number" in table:  # which trials are on the front
         from tuner.study import pareto_front
 

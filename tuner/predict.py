@@ -310,8 +310,11 @@ def _forecast(
     at = np.where(inside, row, 0)
     time_name = options.time or "row"
     times = pd.Series(labels[at], dtype=object).where(inside, None)
-    if options.time is not None:  # the steps past the table, at the series' own interval
-        times = times.where(inside, pd.Series(_later_times(labels, row - n + 1), dtype=object))
+    # the steps past the table, at the series' own interval (row numbers go on by one)
+    later = pd.Series(_later_times(labels, row - n + 1), dtype=object)
+    times = times.where(inside, later)
+    typed = times.infer_objects()  # a numeric or datetime column stays one (text stays text)
+    times = typed if typed.dtype.kind in "iufM" else times
     # which split of the study each predicted row is in, if this table is the study's data
     split = np.full(n, "train", dtype=object)
     _, val, test = windowing.split_bounds(n, options.val_fraction, options.test_fraction)
@@ -339,8 +342,9 @@ def _later_times(labels: np.ndarray, ahead: np.ndarray) -> list[Any]:
 
     import pandas as pd
 
+    typed = pd.api.types.is_datetime64_any_dtype(pd.Series(labels))  # a Parquet's timestamps
     numbers = pd.to_numeric(pd.Series(labels), errors="coerce")
-    if len(numbers) and numbers.notna().all():
+    if not typed and len(numbers) and numbers.notna().all():
         if len(numbers) < 2 or not numbers.is_monotonic_increasing:
             return [None] * len(ahead)
         step, last = numbers.diff().median(), numbers.iloc[-1]
@@ -367,7 +371,8 @@ def _later_times(labels: np.ndarray, ahead: np.ndarray) -> list[Any]:
             out.append(None)
             continue
         t = last + interval * int(k)
-        out.append(t.date().isoformat() if dates_only else t.isoformat())
+        # as the table's own labels: timestamps stay timestamps, text stays text
+        out.append(t if typed else t.date().isoformat() if dates_only else t.isoformat())
     return out
 
 
