@@ -31,6 +31,32 @@ def test_the_input_example_holds_whole_windows_or_whole_sequences() -> None:
     assert len(example_rows(card("text"), table)) == 5
 
 
+def test_a_served_model_s_error_names_the_request_not_a_temporary_file() -> None:
+    """A new user's trial: a bad request's error named the served model's temporary file."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from tuner import data
+    from tuner.errors import InputError
+    from tuner.serving import rows_predict
+
+    options = data.DataOptions(path="t.csv", target=("y",), horizon=1)
+    forecast = records.ModelCard(
+        "forecast",
+        2,
+        data.Scaler("none", np.zeros(1), np.ones(1)).to_json(),
+        options.to_spec(),
+        columns=["y"],
+        target_index=[0],
+    )
+    with pytest.raises(InputError) as e:
+        model = SimpleNamespace(input_shape=(None, 2, 1))  # never reached: the rows are wrong
+        rows_predict(model, forecast, {"x": [1.0, 2.0, 3.0]})  # no column y
+    assert str(e.value).startswith("the request's rows: "), str(e.value)
+    assert "rows.parquet" not in str(e.value)
+
+
 @pytest.mark.slow
 def test_the_registered_best_model_serves_raw_rows(space_file, co2_csv, capsys) -> None:
     import mlflow

@@ -49,12 +49,20 @@ def rows_predict(model: Any, card: records.ModelCard, rows: Any) -> pd.DataFrame
     """``tuner predict`` on rows held in memory (written to a Parquet file it reads)."""
     import pandas as pd
 
+    from tuner.errors import InputError
     from tuner.predict import predict_with
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "rows.parquet"
         pd.DataFrame(rows).to_parquet(path, index=False)
-        return predict_with(model, card, str(path), "the served model")
+        try:
+            return predict_with(model, card, str(path), "the served model")
+        except InputError as e:  # the file is ours: the client sent rows
+            if e.source == str(path):
+                raise InputError(
+                    e.message, source="the request's rows", field=e.field, line=e.line
+                ) from None
+            raise
 
 
 def example_rows(card: records.ModelCard, table: pd.DataFrame) -> pd.DataFrame:
