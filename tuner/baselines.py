@@ -497,30 +497,3 @@ def compare(
             "or search longer or wider"
         )
     return out
-    out["skill"] = skill(baselines, trial_attrs)
-    metric = metric_of(baselines)
-    forecast = metric != "accuracy"  # an error (forecasts, per-step values)
-    key = f"test_{metric}"
-    names = {"mae_original": "test MAE", "nmae": "test MAE / target's std (mean over targets)"}
-    what = names.get(metric, "test accuracy")
-    mine = trial_attrs.get(key)
-    if mine is None:
-        out["beats_baselines"] = None
-        out["verdict"] = "the best trial has no test score (its model was not evaluated)"
-        return out
-    theirs = {n: s[key] for n, s in baselines["scores"].items() if key in s}
-    rival = (min if forecast else max)(theirs, key=theirs.__getitem__)
-    beats = all((mine < v) if forecast else (mine > v) for v in theirs.values())
-    out["beats_baselines"] = beats
-    unit = " (target's units)" if metric == "mae_original" else ""
-    if beats:
-        out["verdict"] = (
-            f"the tuned LSTM beats every baseline: {what} {mine:.4g}{unit} vs "
-            f"{theirs[rival]:.4g} for the best of them ({rival})"
-        )
-    else:
-        out["verdict"] = (
-            f"the tuned LSTM does NOT beat the simple baselines: {what} {mine:.4g}{unit} vs "
-            f"{theirs[rival]:.4g} for {rival}; prefer {rival}, or search longer or wider"
-        )
-    return out
