@@ -155,7 +155,7 @@ def test_an_interrupted_trial_whose_retry_ran_is_not_counted_failed(storage) -> 
     study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # its own error: failed
     c = studies.counts(study)
     assert (c["complete"], c["failed"], c["retried"], c["fail"]) == (1, 1, 1, 2)
-    assert studies.failed_text(c) == "1 failed, 1 interrupted (run again as a new trial)"
+    assert studies.failed_text(c) == "1 failed, 1 interrupted (queued again as a new trial)"
 
 
 def test_create_stores_spec_and_enqueues_textbook_trials(storage) -> None:

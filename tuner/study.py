@@ -229,7 +229,7 @@ def failed_text(c: dict[str, int]) -> str:
     ``"0 failed, 1 retried (...), 1 not run (...)"``."""
     text = f"{c['failed']} failed"
     if c["retried"]:
-        text += f", {c['retried']} interrupted (run again as a new trial)"
+        text += f", {c['retried']} interrupted (queued again as a new trial)"
     return text + (f", {c['not_run']} not run (the budget was spent first)" if c["not_run"] else "")
 
 
