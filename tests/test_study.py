@@ -209,6 +209,13 @@ def test_resume_refuses_other_data_or_space(storage) -> None:
     moved = StudySpec(space=RAW, data={"file": "d.csv", "time": "t"}, fingerprint="sha256:aa")
     with pytest.raises(InputError, match=r"different data options \(time: None then, 't' now"):
         studies.create_or_resume(storage, "s1", space, moved, 5)
+    # a new user's --horizon 2: its fingerprint differs too, and the options say what changed
+    ahead = StudySpec(space=RAW, data={"file": "d.csv", "horizon": 2}, fingerprint="sha256:bb")
+    with pytest.raises(InputError, match=r"different data options \(horizon: 1 then, 2 now\)"):
+        studies.create_or_resume(storage, "s1", space, ahead, 5)
+    # the same content under another name resumes
+    renamed = StudySpec(space=RAW, data={"file": "copy.csv"}, fingerprint="sha256:aa")
+    assert not studies.create_or_resume(storage, "s1", space, renamed, 5)[1]
 
 
 def test_resume_may_change_sampler_and_pruner(storage) -> None:

@@ -46,14 +46,17 @@ def create_or_resume(
         if _defaulted_before(stored.get("space"), spec.space):
             spec = replace(spec, space=stored["space"])  # the objective it was created with
         # The sampler and pruner may change on resume; the space's parameters and the data not.
+        # The options first: a changed --horizon also changes the data's fingerprint, and the
+        # options name what changed. The file's name may change: its content may not.
         for key, what in (
+            ("data", "data options"),
             ("fingerprint", "data"),
             ("space", "search space"),
-            ("data", "data options"),
         ):
             ours, theirs = stored.get(key), getattr(spec, key)
             if key == "data":
                 ours, theirs = _data_now(ours), _data_now(theirs)
+                ours, theirs = _without_file(ours), _without_file(theirs)
             if _without_strategy(ours) != _without_strategy(theirs):
                 raise InputError(
                     f"study {name!r} exists with different {what}"
@@ -153,6 +156,10 @@ def _data_now(stored: Any) -> Any:
         return DataOptions.from_spec(stored, stored["file"]).to_spec()
     except TypeError:  # an option this version does not know: compared as it is
         return stored
+
+
+def _without_file(value: Any) -> Any:
+    return {k: v for k, v in value.items() if k != "file"} if isinstance(value, dict) else value
 
 
 def _without_strategy(value: Any) -> Any:
