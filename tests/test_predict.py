@@ -355,6 +355,6 @@ def test_parquet_times_and_row_numbers_go_on_past_the_table_in_their_own_type(
 
     untimed = data.DataOptions(path=str(path), target=("y",), horizon=horizon)
     out = _forecast(model, card, untimed, scaler)
-    assert out["row"].dtype == "int64" and out["row"].iloc[-1] == 11  # two steps past row 9
+    assert out["row"].dtype.kind == "i" and out["row"].iloc[-1] == 11  # two steps past row 9
     out.to_parquet(tmp_path / "p.parquet")
-    assert pd.read_parquet(tmp_path / "p.parquet")["row"].dtype == "int64"
+    assert pd.read_parquet(tmp_path / "p.parquet")["row"].dtype.kind == "i"

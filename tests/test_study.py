@@ -154,7 +154,7 @@ def test_an_interrupted_trial_whose_retry_ran_is_not_counted_failed(storage) -> 
     study.tell(retry, 1.0)
     study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # its own error: failed
     c = studies.counts(study)
-    assert (c["complete"], c["failed"], c["retried"], c["fail"]) == (1, 1, 1, 2)
+    assert (c["complete"], c["failed"], c["interrupted"], c["fail"]) == (1, 1, 1, 2)
     assert studies.failed_text(c) == "1 failed, 1 interrupted (queued again as a new trial)"
 
 

@@ -236,9 +236,10 @@ class Artifacts:
         return []
 
 
+@pytest.mark.parametrize("state", ["FAIL", "PRUNED"])
 @pytest.mark.parametrize("reported", [False, True])
 def test_a_study_without_a_complete_trial_draws_no_empty_plot(
-    monkeypatch, caplog, reported: bool
+    monkeypatch, caplog, reported: bool, state: str
 ) -> None:
     """A new user's double Ctrl-C: the close drew every plot of a study with no complete trial,
     and Optuna warned of each empty one on the terminal."""
@@ -251,9 +252,7 @@ def test_a_study_without_a_complete_trial_draws_no_empty_plot(
     trial = study.ask()
     if reported:
         trial.report(0.5, 0)
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-    else:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    study.tell(trial, state=optuna.trial.TrialState[state])
     tracker = Tracker.__new__(Tracker)
     tracker.client = client = Artifacts()
     optuna.logging.enable_propagation()  # Optuna's warnings reach caplog
@@ -263,6 +262,7 @@ def test_a_study_without_a_complete_trial_draws_no_empty_plot(
     finally:
         optuna.logging.disable_propagation()
     expected = ["plots/intermediate_values.html", "plots/intermediate_values.png"]
-    assert client.paths == ["trials.csv", *(expected if reported else [])]
+    drawn = reported and state == "PRUNED"  # Optuna draws no failed trial's values
+    assert client.paths == ["trials.csv", *(expected if drawn else [])]
     warned = [r for r in caplog.records if r.name.startswith("optuna") and r.levelno >= 30]
     assert not warned, caplog.text

@@ -148,7 +148,10 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
             tracker.client.set_terminated(parent, status)
             report.repaired.append(f"closed parent run {parent} as {status}")
         elif unfinished:  # made by `tuner create`, or its last worker stopped without closing it
-            report.notes.append(f"parent run {parent} is open, awaiting workers")
+            report.notes.append(
+                f"parent run {parent} is open, awaiting workers (`tuner check --repair` closes "
+                "it if none will come)"
+            )
         else:
             problems.append(f"parent run {parent} is RUNNING though the study is done")
     if unfinished and target != records.NO_TRIAL_TARGET:

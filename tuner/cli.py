@@ -176,7 +176,8 @@ def cmd_create(a: argparse.Namespace) -> int:
         for flag, value in (("--storage", a.storage), ("--tracking-uri", a.tracking_uri))
         if value
     )
-    print(f"run workers: tuner worker --study {study.study_name} --data {a.data}{given}")
+    masked = " (password masked: $TUNER_STORAGE can hold the URL)" if "***" in given else ""
+    print(f"run workers: tuner worker --study {study.study_name} --data {a.data}{given}{masked}")
     return 0
 
 
@@ -224,7 +225,7 @@ def cmd_status(a: argparse.Namespace) -> int:
         "complete": c["complete"],
         "pruned": c["pruned"],
         "failed": c["failed"],
-        "retried": c["retried"],
+        "interrupted": c["interrupted"],
         "not_run": c["not_run"],
         "running": c["running"],
         "waiting": c["waiting"],
@@ -405,7 +406,8 @@ def cmd_retrain(a: argparse.Namespace) -> int:
 
 
 def cmd_check(a: argparse.Namespace) -> int:
-    """Check the study invariant (nothing RUNNING, links both ways, target reached)."""
+    """Check the study invariant (nothing stale RUNNING, links both ways, no trial beyond the
+    target); an unfinished study is noted, not a problem."""
     from tuner.check import check
     from tuner.tracking import Tracker
 
@@ -494,12 +496,17 @@ def cmd_ui(a: argparse.Namespace) -> int:
     import tempfile
 
     def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # SIGTERM too: the server never outlives tuner ui
+        raise KeyboardInterrupt  # SIGTERM and SIGHUP too: the server never outlives tuner ui
 
     command, env = ui_command(stores.tracking, stores.artifacts, a.host, a.port)
     base = f"http://{a.host}:{a.port}"
     # The server's own lines (its access log, its shutdown) go to a file shown only if it
-    # fails; its own session keeps the terminal's Ctrl-C for tuner ui, which stops it whole.
+    # fails; its own session keeps the terminal's Ctrl-C (and hang-up) for tuner ui, which
+    # stops it whole.
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {sig: signal.getsignal(sig) for sig in handled}
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
     with tempfile.TemporaryFile() as output:
         server = subprocess.Popen(
             command,
@@ -509,7 +516,6 @@ def cmd_ui(a: argparse.Namespace) -> int:
             start_new_session=True,
         )
         print(f"starting the MLflow UI on {base} ...", flush=True)
-        signal.signal(signal.SIGTERM, stop)
         try:
             if _answers(f"{base}/health", server, a.wait):
                 url = runs_url(base, experiment, view)
@@ -518,7 +524,7 @@ def cmd_ui(a: argparse.Namespace) -> int:
                 print(f"the MLflow UI has not answered in {a.wait:g} s; still starting", flush=True)
             code = server.wait()
             print(f"the MLflow UI server stopped (exit {code}); its last lines:", file=sys.stderr)
-            output.seek(0)
+            output.seek(max(0, output.seek(0, os.SEEK_END) - 8192))
             for line in output.read().decode(errors="replace").splitlines()[-20:]:
                 print(f"  {line}", file=sys.stderr)
             return code or 1
@@ -526,7 +532,12 @@ def cmd_ui(a: argparse.Namespace) -> int:
             print("stopped", file=sys.stderr)
             return 130
         finally:
+            for sig in handled:  # a second Ctrl-C while the server stops waits for it too
+                signal.signal(sig, signal.SIG_IGN)
             _stop_group(server)
+            for sig, handler in before.items():
+                if handler is not None:  # None: not set from Python, nothing to restore
+                    signal.signal(sig, handler)
 
 
 def _stop_group(server: subprocess.Popen[bytes]) -> None:
@@ -744,9 +755,8 @@ def _baseline_report(
         return compare(b, None)
     if retrained is None or retrained.get("test_mean") is None:
         return compare(b, best.user_attrs)
-    key = retrained["test_key"]
-    attrs = {k: v for k, v in best.user_attrs.items() if k != f"best_{key}"}
-    attrs[key] = retrained["test_mean"]
+    # its test score alone: the search run's validation and per-target scores are not the mean
+    attrs = {retrained["test_key"]: retrained["test_mean"]}
     who = f"the tuned LSTM (mean of {len(retrained['test'])} retrained seeds)"
     return compare(b, attrs, who)
 

@@ -386,19 +386,21 @@ class Texts:
         assert self.texts is not None
         return _digest("\x00".join(self.texts.tolist()), self.y, [str(c) for c in self.classes])
 
-    def distinct_tokens(self) -> int:
-        """Distinct tokens of the training split: its ids, or its words as
-        ``TextVectorization`` standardizes them (lower case, punctuation stripped)."""
+    def whole_vocabulary(self) -> int:
+        """The smallest ``vocab_size`` that keeps every token of the training split: its words
+        as ``TextVectorization`` standardizes them (lower case, punctuation stripped), with the
+        padding and out-of-vocabulary ids; token ids: the largest + 1 (ids at or beyond a
+        trial's ``vocab_size`` become out of vocabulary)."""
         train = self.splits[0]
         if self.tokens is not None:
-            ids = self.tokens[train]
-            return int(len(np.unique(ids[ids != 0])))
+            return int(self.tokens[train].max()) + 1
         import re
         import string
 
         assert self.texts is not None
         punctuation = re.compile(f"[{re.escape(string.punctuation)}]")
-        return len({w for t in self.texts[train] for w in punctuation.sub("", t.lower()).split()})
+        words = {w for t in self.texts[train] for w in punctuation.sub("", t.lower()).split()}
+        return len(words) + 2
 
     def vocabulary(self, size: int) -> list[str]:
         """The ``size`` most frequent tokens of the training texts, padding ``""`` and the

@@ -168,18 +168,17 @@ def prepare(
 
 
 def note_vocabulary(space: Space, dataset: Any, source: str) -> None:
-    """A text space's ``vocab_size`` beyond the training texts' own vocabulary draws the same
-    model as any other such size (only unused embedding rows differ): say so once."""
-    if space.task != "text" or not hasattr(dataset, "distinct_tokens"):
+    """A searched ``vocab_size`` that reaches past the training texts' whole vocabulary draws
+    the same model at every size beyond it (only unused embedding rows differ): say so once."""
+    if space.task != "text" or "vocab_size" not in space.searched:
         return
-    whole = dataset.distinct_tokens() + 2  # the padding and out-of-vocabulary ids
+    whole = dataset.whole_vocabulary()
     most = max(int(v) for v in space.candidates("vocab_size"))
     if most > whole:
         log.info(
-            "note: %s: the training texts hold %d distinct tokens: every vocab_size from %d "
-            "(the space's reaches %d) keeps them all and draws the same model",
+            "note: %s: a vocab_size of %d keeps every token of the training texts: the "
+            "searched sizes beyond it (up to %d) all draw the same model",
             source,
-            whole - 2,
             whole,
             most,
         )

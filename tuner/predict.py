@@ -156,13 +156,13 @@ def _is_study_data(study: optuna.Study, data_path: str) -> bool:
     it): only then are its rows in the study's train, validation and test splits."""
     from tuner import launch
 
-    log.disabled = True  # its notes were the study's, and predict's own reading repeats them
+    disabled, log.disabled = log.disabled, True  # its notes were the study's
     try:
         launch.with_data(study, data_path)
     except InputError:
         return False
     finally:
-        log.disabled = False
+        log.disabled = disabled
     return True
 
 
@@ -313,7 +313,7 @@ def _forecast(
     # the steps past the table, at the series' own interval (row numbers go on by one)
     later = pd.Series(_later_times(labels, row - n + 1), dtype=object)
     times = times.where(inside, later)
-    typed = times.infer_objects()  # a numeric or datetime column stays one (text stays text)
+    typed = times.convert_dtypes()  # numbers (whole ones too, with gaps) and times stay so
     times = typed if typed.dtype.kind in "iufM" else times
     # which split of the study each predicted row is in, if this table is the study's data
     split = np.full(n, "train", dtype=object)

@@ -210,14 +210,14 @@ def only_study_name(storage: optuna.storages.BaseStorage) -> str:
 def counts(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict[str, int]:
     """Number of trials per state, plus ``counted`` (those that count towards the target); of
     the FAIL ones, ``not_run`` (queued but never run: the epoch budget was spent first),
-    ``retried`` (stopped by a signal or a dead worker, and queued again) and ``failed`` (the
-    rest: they ran and failed). ``trials`` is the study's trials when the caller has read them
-    already."""
+    ``interrupted`` (stopped by a signal or a dead worker, and queued again) and ``failed``
+    (the rest: they ran and failed). ``trials`` is the study's trials when the caller has read
+    them already."""
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    retry = optuna.storages.RetryFailedTrialCallback.retry_history
-    repeated = {n for t in trials for n in retry(t)}
+    history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history
+    repeated = {n for t in trials for n in history(t)}
     out = {s.name.lower(): 0 for s in TrialState}
-    out["not_run"] = out["retried"] = 0
+    out["not_run"] = out["interrupted"] = 0
     for t in trials:
         out[t.state.name.lower()] += 1
         if t.state != TrialState.FAIL:
@@ -225,18 +225,18 @@ def counts(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict
         if t.user_attrs.get(records.REASON) == records.BUDGET_SPENT_REASON:
             out["not_run"] += 1
         elif t.number in repeated:
-            out["retried"] += 1
+            out["interrupted"] += 1
     out["counted"] = sum(out[s.name.lower()] for s in COUNTED)
-    out["failed"] = out["fail"] - out["not_run"] - out["retried"]
+    out["failed"] = out["fail"] - out["not_run"] - out["interrupted"]
     return out
 
 
 def failed_text(c: dict[str, int]) -> str:
     """``"1 failed"``, and apart the FAIL trials that are not the configuration's fault:
-    ``"0 failed, 1 retried (...), 1 not run (...)"``."""
+    ``"0 failed, 1 interrupted (queued again ...), 1 not run (...)"``."""
     text = f"{c['failed']} failed"
-    if c["retried"]:
-        text += f", {c['retried']} interrupted (queued again as a new trial)"
+    if c["interrupted"]:
+        text += f", {c['interrupted']} interrupted (queued again as a new trial)"
     return text + (f", {c['not_run']} not run (the budget was spent first)" if c["not_run"] else "")
 
 

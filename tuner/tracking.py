@@ -291,8 +291,10 @@ class Tracker:
             figures = {}
         trials = study.get_trials(deepcopy=False)
         if not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
-            # Optuna warns of an empty plot (a study stopped before its first trial ended)
-            reported = any(t.intermediate_values for t in trials)
+            # Optuna warns of an empty plot (a study stopped before its first trial ended); its
+            # intermediate values are drawn for pruned and running trials, not failed ones
+            drawn = (optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+            reported = any(t.intermediate_values for t in trials if t.state in drawn)
             figures = {k: f for k, f in figures.items() if k == "intermediate_values" and reported}
         for name, (plotly, matplotlib) in figures.items():
             try:
