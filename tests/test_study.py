@@ -147,10 +147,16 @@ def test_an_interrupted_trial_whose_retry_ran_is_not_counted_failed(storage) -> 
 
     study = optuna.create_study(study_name="c", storage=storage)
     stopped = study.ask()
+    stopped.set_user_attr(records.REASON, "interrupted by SIGINT")
+    stopped.set_user_attr(records.RUN_ID, "run-of-the-stopped-one")
     study.tell(stopped, state=optuna.trial.TrialState.FAIL)
     liveness.requeue(study, stopped.number)
     retry = study.ask()  # WAITING: ask takes it first
     assert liveness.retried_trial_number(study.trials[retry.number]) == stopped.number
+    # its original's attributes describe the original's run: an export showed the completed
+    # retry "interrupted by SIGINT", and the waiting one with its original's MLflow run
+    assert study.trials[retry.number].user_attrs == {}
+    assert study.trials[retry.number].params == study.trials[stopped.number].params
     study.tell(retry, 1.0)
     study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # its own error: failed
     c = studies.counts(study)

@@ -92,7 +92,8 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
         never_started = (records.ORPHAN_REASON, records.BUDGET_SPENT_REASON)
         if reason in never_started or reason.startswith(records.NOT_STARTED):
             # never started (an orphan claim, opening it failed, no budget): no run of its own;
-            # a retry's copied attributes name its original's run, which is not this trial's
+            # (a retry made by an older version copied its original's attributes, whose run is
+            # not this trial's)
             continue
         run_id = t.user_attrs.get(records.RUN_ID) or by_number.get(str(t.number))
         run = by_id.get(run_id) if run_id else None

@@ -119,7 +119,7 @@ def claim_lock(storage: Any, url: str, study_name: str) -> Iterator[None]:
 
 def on_stale(tracker_uri: str) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
     """Heartbeat-stale callback: re-queue the dead worker's trial once, close its MLflow run."""
-    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+    retry = _Retry(max_retry=1)
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         from tuner.errors import brief
@@ -200,7 +200,19 @@ def _fail_orphans(study: optuna.Study, storage: Any, older_than: float) -> list[
     return failed
 
 
-_Retry = optuna.storages.RetryHeartbeatStaleTrialCallback
+class _Retry(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry (the same parameters; ``retry_history`` names the trials it repeats),
+    without the original's user attributes: they describe its run (its reason, its MLflow run,
+    its scores), and an export showed a completed retry "interrupted by SIGINT"."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        import copy
+
+        bare = copy.copy(trial)
+        bare.user_attrs = {}
+        super().__call__(study, bare)
+
+
 retried_trial_number = _Retry.retried_trial_number  # the trial a retry repeats, or None
 
 
@@ -218,7 +230,8 @@ def requeue_lost(
     study's trials, when the caller has read them."""
     trials = study.get_trials(deepcopy=False) if trials is None else trials
     retried = {n for t in trials for n in _Retry.retry_history(t)}
-    # The attribute holds the trial's own number: a retry copies its original's attributes.
+    # The attribute holds the trial's own number (retries made before retries started bare
+    # copied their original's attributes).
     lost = [
         t.number
         for t in trials
