@@ -372,8 +372,9 @@ def test_commands_on_a_store_with_no_study_exit_2_in_one_line_writing_nothing(
     argv = [command]
     if command in ("worker", "predict"):
         argv += ["--data", data.draw(st.sampled_from([inputs["good.csv"], inputs["missing"]]))]
-    if command in ("predict", "export"):
-        argv += ["-o", str(tmp_path / "out.csv")]
+    if command in ("predict", "export"):  # into a folder that is not there: refused too
+        folder = data.draw(st.sampled_from([tmp_path, tmp_path / "no" / "such"]))
+        argv += ["-o", str(folder / "out.csv")]
     if data.draw(st.booleans()):
         argv += [
             "--study",
@@ -396,3 +397,16 @@ def test_commands_on_a_store_with_no_study_exit_2_in_one_line_writing_nothing(
     assert code == 2, (argv, err)
     assert len(lines) == 1 and lines[0].startswith("tuner: error: "), (argv, lines)
     assert sorted(p for p in tmp_path.rglob("*") if ".hypothesis" not in p.parts) == before
+
+
+def test_an_output_into_a_missing_folder_is_refused_in_one_line(tmp_path, capsys) -> None:
+    """A new user's trial: `-o /no/such/dir/x.csv` ended in pandas' OSError traceback, after
+    the work was done."""
+    from tuner.cli import main
+
+    for command in (["export"], ["predict", "--data", "x.csv"]):
+        assert main([*command, "-o", str(tmp_path / "no" / "out.csv")]) == 2
+        err = capsys.readouterr().err
+        assert (
+            err.strip() == f"tuner: error: {tmp_path}/no/out.csv: no such folder: {tmp_path}/no"
+        ), err

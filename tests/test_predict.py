@@ -152,6 +152,10 @@ def test_classify_gives_a_class_and_probabilities(tmp_path: Path) -> None:
         probs = out[[f"p_{c}" for c in classes]].to_numpy()
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
         assert set(out["predicted"]) <= set(classes)
+    # a tagger's data (a label per step): refused in one line, not pandas' ValueError
+    np.savez(npz, X=np.random.default_rng(0).normal(size=(5, 6, 2)), y=np.zeros((5, 6)))
+    with pytest.raises(InputError, match=r"y: labels of shape \(5, 6\): a classifier's are one"):
+        _classify(model, prep, options, scaler)
 
 
 def test_labelled_sequences_say_the_study_split_each_is_in(tmp_path: Path) -> None:

@@ -158,12 +158,13 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     if unfinished and target != records.NO_TRIAL_TARGET:
         report.notes.append(
             f"unfinished: {done} of {target} trials complete or pruned, {c['waiting']} waiting; "
-            "`tuner run --resume` or `tuner worker` continues it"
+            "the same `tuner run` command, or a `tuner worker`, continues it"
         )
     elif unfinished:
         report.notes.append(
             f"unfinished: {studies.epochs_used(study)} of {study.user_attrs.get(records.BUDGET)} "
-            "epochs of the budget used; `tuner run --resume` or `tuner worker` continues it"
+            "epochs of the budget used; the same `tuner run` command, or a `tuner worker`, "
+            "continues it"
         )
     elif target is not None and done > target and studies.budget_left(study) != 0:
         # two workers without the claim lock (through a gRPC proxy) may each take the last one

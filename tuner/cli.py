@@ -467,11 +467,14 @@ TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 def _check_table_file(output: str) -> None:
-    """Refuse an output format we cannot write before any work is done."""
-    if Path(output).suffix.lower() not in TABLE_SUFFIXES:
-        from tuner.errors import InputError
+    """Refuse an output we cannot write (its format, its folder) before any work is done."""
+    from tuner.errors import InputError
 
+    if Path(output).suffix.lower() not in TABLE_SUFFIXES:
         raise InputError("unknown format; use .csv or .parquet", source=output)
+    folder = Path(output).parent
+    if not folder.is_dir():
+        raise InputError(f"no such folder: {folder}", source=output)
 
 
 def _write_table(table: Any, output: str) -> None:

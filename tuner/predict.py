@@ -428,6 +428,12 @@ def _classify(
     if not np.isfinite(x).all():
         bad = int(np.argmax(~np.isfinite(x).all(axis=(1, 2))))
         raise InputError(f"sequence {bad} has NaN or infinite values", source=src)
+    if actual is not None and np.ndim(actual) != 1:  # a tagger's labels, one per step
+        raise InputError(
+            f"labels of shape {np.shape(actual)}: a classifier's are one per sequence",
+            source=src,
+            field="y",
+        )
     x = x[:, -window:, :]
     f = x.shape[2]
     scaled = scaler.transform(x.reshape(-1, f)).reshape(x.shape)
