@@ -164,6 +164,12 @@ def test_command_line_sampler_and_pruner_replace_the_files(space_file) -> None:
     assert (space.sampler, space.pruner) == ({"name": "qmc"}, {"name": "none"})
     with pytest.raises(InputError, match="unknown sampler 'anneal'"):
         load_space(space_file("params: {}\n"), sampler="anneal")
+    # a new user's typo on the command line was blamed on the space file's line
+    with pytest.raises(InputError) as typo:
+        load_space(space_file("sampler: tpe\n"), pruner="hyperbnd")
+    assert str(typo.value).startswith(
+        "--pruner: unknown pruner 'hyperbnd' (did you mean 'hyperband'?)"
+    )
 
 
 def test_start_with_values_are_normalized_like_params(space_file) -> None:

@@ -193,6 +193,15 @@ def load_space(path: str | Path, *, sampler: str | None = None, pruner: str | No
 
     ``sampler`` / ``pruner`` (names, from the command line) replace the file's choices.
     """
+    for flag, name, valid in (
+        ("--sampler", sampler, strategies.SAMPLERS),
+        ("--pruner", pruner, strategies.PRUNERS),
+    ):  # the command line's, not the file's: named as such
+        if name is not None and name not in valid:
+            raise InputError(
+                f"unknown {flag[2:]} {name!r}{_close(name, valid)}; valid: {', '.join(valid)}",
+                field=flag,
+            )
     source = str(path)
     p = Path(path)
     if not p.is_file():
