@@ -224,6 +224,27 @@ def test_resume_refuses_other_data_or_space(storage) -> None:
     assert not studies.create_or_resume(storage, "s1", space, renamed, 5)[1]
 
 
+def test_the_same_command_again_keeps_the_target_and_changes_are_noted(storage, caplog) -> None:
+    """A new user's resume: without --trials the target fell back to the default (from 50 to
+    20), a lower --trials lowered it, and a new --max-epochs went unsaid."""
+    import logging
+
+    space = parse_space(RAW, source="s.yaml")
+    studies.create_or_resume(storage, "s1", space, spec(), target=50)
+    again, _ = studies.create_or_resume(storage, "s1", space, spec(), target=None)
+    assert again.user_attrs[records.TARGET] == 50
+    fresh, created = studies.create_or_resume(storage, "s2", space, spec(), target=None)
+    assert created and fresh.user_attrs[records.TARGET] == records.DEFAULT_TRIALS
+    capped = StudySpec(space=RAW, data={"file": "d.csv"}, fingerprint="sha256:aa", max_epochs=5)
+    with caplog.at_level(logging.INFO, logger="tuner"):
+        studies.create_or_resume(storage, "s1", space, capped, target=8)
+    assert [r.getMessage() for r in caplog.records if r.name == "tuner"] == [
+        "note: the study's trial target goes down from 50 to 8",
+        "note: trials now train up to 5 epochs (--max-epochs), the study's earlier ones up to "
+        "the space's: they are ranked together",
+    ]
+
+
 def test_resume_may_change_sampler_and_pruner(storage) -> None:
     space = parse_space(RAW, source="s.yaml")
     studies.create_or_resume(storage, "s1", space, spec(), target=5)

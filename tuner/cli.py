@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from tuner import records  # light: no Optuna, no framework
-from tuner.launch import DEFAULT_TRIALS
 
 # Spelled out so `tuner --help` needs no Optuna import; a test checks them against the registries.
 SAMPLER_NAMES = ("tpe", "random", "grid", "cmaes", "gp", "qmc")
@@ -956,7 +955,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--trials",
             type=int,
-            help=f"target number of trials ({DEFAULT_TRIALS}; with --budget-epochs alone: "
+            help=f"target number of trials ({records.DEFAULT_TRIALS}; a resume keeps the study's; "
+            "with --budget-epochs alone: "
             "until the budget is spent)",
         )
         sp.add_argument("--max-epochs", type=int, help="cap the space's epoch budget")

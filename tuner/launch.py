@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from tuner.storage import Stores
     from tuner.tracking import Tracker
 
-DEFAULT_TRIALS = 20
-
 
 @dataclass
 class Prepared:
@@ -228,9 +226,7 @@ def create(prepared: Prepared, target: int | None) -> Joined:
     # Two `tuner create`s of one study racing: the second waits, then resumes what the first
     # made (once, the loser crashed and a third made a second parent run).
     with claim_lock(storage, stores.storage, f"create:{prepared.name}"):
-        study, _ = studies.create_or_resume(
-            storage, prepared.name, space, spec, target or DEFAULT_TRIALS
-        )
+        study, created = studies.create_or_resume(storage, prepared.name, space, spec, target)
         if target is not None and target < len(space.start_with):
             log.info(
                 "note: --trials %d runs the first %d of the space's %d start_with configurations",
@@ -246,10 +242,10 @@ def create(prepared: Prepared, target: int | None) -> Joined:
 
             space = parse_space(stored, source=space.source, stored=True)
             spec = replace(spec, space=stored)
-        # A resume keeps the study's budget unless a new one is given; a budget alone (no
-        # --trials) runs trials until it is spent.
+        # A resume keeps the study's budget unless a new one is given; a budget given alone (no
+        # --trials) runs trials until it is spent. The same command again keeps the target.
         budget = spec.budget_epochs or study.user_attrs.get(records.BUDGET)
-        if target is None and budget:
+        if target is None and budget and (created or spec.budget_epochs):
             study.set_user_attr(records.TARGET, records.NO_TRIAL_TARGET)
         study.set_user_attr(records.BUDGET, budget)
         study.set_user_attr(records.BASELINES, prepared.baselines)

@@ -39,6 +39,7 @@ from tuner.errors import InputError
 # -- study attributes --------------------------------------------------------------------------
 SPEC = "tuner_spec"
 TARGET = "tuner_target_trials"
+DEFAULT_TRIALS = 20  # a new study's TARGET without --trials (a resume keeps its own)
 NO_TRIAL_TARGET = 1_000_000  # TARGET under --budget-epochs without --trials: the budget ends it
 BUDGET = "tuner_budget_epochs"
 BASELINES = "tuner_baselines"

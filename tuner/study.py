@@ -25,12 +25,17 @@ COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialStat
 
 
 def create_or_resume(
-    storage: optuna.storages.BaseStorage, name: str, space: Space, spec: StudySpec, target: int
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    space: Space,
+    spec: StudySpec,
+    target: int | None,
 ) -> tuple[optuna.Study, bool]:
     """Create the study with its spec, or resume it if it exists with the same spec.
 
-    Returns the study and whether it was created. Enqueues the space's ``start_with`` trials,
-    the first ``target`` of them (a resume with a larger target enqueues the next ones). Raises
+    Returns the study and whether it was created. ``target``: its trial target (None: a new
+    study's default, a resumed study's own). Enqueues the space's ``start_with`` trials, the
+    first ``target`` of them (a resume with a larger target enqueues the next ones). Raises
     ``InputError`` if the study exists with another space or other data.
     """
     try:
@@ -65,6 +70,9 @@ def create_or_resume(
                     field="--study",
                 )
         before = int(existing.user_attrs.get(records.TARGET) or 0)
+        if target is None:  # the same command again: its target, not the default's
+            target = before or records.DEFAULT_TRIALS
+        _note_resume_changes(stored, spec, before, target)
         existing.set_user_attr(records.SPEC, spec.to_dict())
         existing.set_user_attr(records.TARGET, target)
         resumed = load(storage, name)[0]
@@ -82,6 +90,7 @@ def create_or_resume(
         )
     except optuna.exceptions.DuplicatedStudyError:  # created meanwhile (a storage with no lock)
         return create_or_resume(storage, name, space, spec, target)
+    target = records.DEFAULT_TRIALS if target is None else target
     study.set_user_attr(records.SPEC, spec.to_dict())
     study.set_user_attr(records.TARGET, target)
     if space.costs:
@@ -89,6 +98,23 @@ def create_or_resume(
     for params in space.start_with[:target]:  # --trials 1 runs one trial, the first of them
         study.enqueue_trial(params, skip_if_exists=True)
     return study, True
+
+
+def _note_resume_changes(stored: dict[str, Any], spec: StudySpec, before: int, target: int) -> None:
+    """What a resume may change and the user should know it did: a lower trial target, and
+    the epoch cap (trials trained under different caps are ranked together)."""
+    from tuner.log import log
+
+    if target < before:
+        log.info("note: the study's trial target goes down from %d to %d", before, target)
+    cap = stored.get("max_epochs")
+    if cap != spec.max_epochs:
+        log.info(
+            "note: trials now train up to %s epochs (--max-epochs), the study's earlier ones up "
+            "to %s: they are ranked together",
+            spec.max_epochs or "the space's",
+            cap or "the space's",
+        )
 
 
 def _without_window(value: Any) -> Any:
