@@ -302,3 +302,21 @@ def test_a_study_created_by_an_earlier_version_resumes(storage) -> None:
             space=now, data={**data_now, "horizon": 2}, fingerprint="sha256:aa", max_epochs=None
         )
         studies.create_or_resume(storage, "s1", space, other, target=5)
+
+
+def test_check_notes_a_study_stopped_before_its_mlflow_records(storage, tmp_path) -> None:
+    """A new user's Ctrl-C seconds after `tuner run`: check failed ("no MLflow experiment or
+    parent run") and --repair could not mend it, though the same command would."""
+    from tuner.check import check
+    from tuner.tracking import Tracker
+
+    space = parse_space(RAW, source="s.yaml")
+    study, _ = studies.create_or_resume(storage, "s1", space, spec(), target=2)
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db")  # never reached
+    report = check(study, tracker)
+    assert report.ok and report.notes == [
+        "not started: stopped before its MLflow records were made; the same `tuner run` command "
+        "starts it"
+    ]
+    study.tell(study.ask(), 1.0)  # a trial ran: its records are missing, a problem
+    assert check(study, tracker).problems == ["the study has no MLflow experiment or parent run"]

@@ -65,7 +65,13 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
     parent = study.user_attrs.get(records.PARENT_RUN)
     exp_id = study.user_attrs.get(records.EXPERIMENT)
     if parent is None or exp_id is None:
-        problems.append("the study has no MLflow experiment or parent run")
+        if any(t.state != TrialState.WAITING for t in trials):
+            problems.append("the study has no MLflow experiment or parent run")
+        else:  # stopped while it was being made: a resume makes them
+            report.notes.append(
+                "not started: stopped before its MLflow records were made; the same `tuner "
+                "run` command starts it"
+            )
         return report
     found = tracker.client.search_runs(
         [exp_id], filter_string=f"tags.`{records.PARENT_RUN_TAG}` = '{parent}'", max_results=50_000

@@ -103,14 +103,22 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would fail again
         return 141  # 128 + SIGPIPE, as a shell reports a command a closed pipe stopped
     except KeyboardInterrupt:  # `tuner run`: its workers got Ctrl-C too and stopped cleanly
-        log.error("stopped by SIGINT; trials in flight were re-queued")
+        if args.command == "run":
+            log.error(
+                "stopped by SIGINT; trials in flight are queued again: the same command resumes"
+            )
+        else:
+            log.error("stopped by SIGINT")
         return 130
     except BaseException as e:
+        from tuner.processes import PARENT_ENV
         from tuner.signals import Interrupted
 
         if not isinstance(e, Interrupted):
             raise
-        log.error("stopped by %s; a trial in flight is re-queued", e.signame)
+        # a worker of `tuner run` leaves the saying to it: one line, not one per process
+        say = log.debug if os.environ.get(PARENT_ENV) else log.error
+        say("stopped by %s; a trial in flight is queued again", e.signame)
         code = 130 if e.signame == "SIGINT" else 0
         if args.command == "worker":
             # Everything is recorded; skip the framework's teardown (seconds with TensorFlow
