@@ -942,18 +942,21 @@ def _parser() -> argparse.ArgumentParser:
     def define(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("space", help="search space YAML (see search_spaces/)")
         sp.add_argument(
-            "--data", required=True, help="CSV or Parquet table (classify, text: also .npz)"
+            "--data",
+            required=True,
+            help="CSV or Parquet table (classify, tag, text: also .npz; seq2seq: .npz)",
         )
         sp.add_argument(
             "--target",
-            help="column(s) to predict, comma-separated (classify, text: the label column)",
+            help="column(s) to predict, comma-separated (classify, text: the label column; "
+            "tag: the per-step label or value column(s))",
         )
         sp.add_argument(
             "--features",
             help="input columns, comma-separated (default: every other numeric column)",
         )
         sp.add_argument("--time", help="column to order rows by")
-        sp.add_argument("--id", help="classify tables: the column naming each sequence")
+        sp.add_argument("--id", help="classify and tag tables: the column naming each sequence")
         sp.add_argument("--text", help="text tables: the column holding the texts")
         sp.add_argument("--horizon", type=int, default=1, help="steps ahead to forecast (1)")
         sp.add_argument("--val-fraction", type=float, default=0.15, help="validation share (0.15)")

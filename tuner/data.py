@@ -626,7 +626,7 @@ def read_table(path: str) -> Any:
     if suffix not in TABLE_SUFFIXES:
         raise InputError(
             f"unknown file type {suffix!r}; valid: {', '.join(TABLE_SUFFIXES)} "
-            "(classify and text also .npz)",
+            "(classify, tag and text also .npz; seq2seq only .npz)",
             source=path,
         )
     try:

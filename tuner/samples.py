@@ -116,8 +116,15 @@ def main(argv: list[str]) -> int:
     }
     if len(argv) != 2 or argv[0] not in {**tables, **arrays}:
         kinds = ",".join([*tables, *arrays])
-        print(f"usage: python -m tuner.samples {{{kinds}}} OUTPUT (.csv / .npz)", file=sys.stderr)
-        return 2
+        print(
+            f"usage: python -m tuner.samples {{{kinds}}} OUTPUT\n"
+            "  reviews    text: short product reviews and their label (a .csv table)\n"
+            "  tags       tag: noisy sequences, a hidden regime label per step (.npz)\n"
+            "  levels     tag: the same readings, a value per step: their moving average (.npz)\n"
+            "  reversals  seq2seq: token sequences, reversed and translated by a fixed code (.npz)",
+            file=sys.stderr,
+        )
+        return 0 if argv in (["--help"], ["-h"]) else 2
     kind, path = argv
     if kind in tables:
         tables[kind]().to_csv(path, index=False)
