@@ -127,6 +127,7 @@ def test_forecast_study_end_to_end_then_resume(space_file, co2_csv, capsys, plot
         assert len(table) == 5 and "params_units" in table.columns
         assert not [c for c in table.columns if c.startswith("system_attrs")], "Optuna's own"
         assert table["user_attrs_epochs_run"].dtype.kind == "i", "counts as whole numbers"
+        assert table["params_units"].dtype.kind == "i", "an integer parameter too"
 
 
 def test_a_study_reports_its_baselines_and_the_best_trials_skill(

@@ -320,3 +320,33 @@ def test_check_notes_a_study_stopped_before_its_mlflow_records(storage, tmp_path
     ]
     study.tell(study.ask(), 1.0)  # a trial ran: its records are missing, a problem
     assert check(study, tracker).problems == ["the study has no MLflow experiment or parent run"]
+
+
+def test_export_writes_counts_and_integer_parameters_as_whole_numbers(tmp_path, capsys) -> None:
+    """A new user's export: a conditional integer parameter (empty for some trials) and
+    epochs_run came out as 32.0 and 3.0."""
+    import pandas as pd
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    from tuner.cli import main
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    space = parse_space({"params": {"units": 8}}, source="s.yaml")
+    study, _ = studies.create_or_resume(make_storage(url, heartbeat=False), "e", space, spec(), 3)
+    frontend = CategoricalDistribution([False, True])
+    for i, on in enumerate((True, False)):
+        params, dists = {"frontend": on}, {"frontend": frontend}
+        if on:
+            params["conv_filters"], dists["conv_filters"] = 32, IntDistribution(8, 64)
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=float(i), params=params, distributions=dists, user_attrs={"epochs_run": 3}
+            )
+        )
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    out = tmp_path / "trials.csv"
+    assert main(["export", "--storage", url, "--study", "e", "-o", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    table = pd.read_csv(out)
+    assert table["params_conv_filters"].tolist()[0] == 32 and ",32," in lines[1], lines
+    assert ",3.0" not in lines[1] and table["user_attrs_epochs_run"].isna().tolist()[-1]

@@ -444,8 +444,16 @@ def cmd_export(a: argparse.Namespace) -> int:
     table = study.trials_dataframe()
     # Optuna's bookkeeping (fixed_params, failed_trial, ...) is not the user's: attributes only
     table = table.drop(columns=[c for c in table.columns if c.startswith("system_attrs_")])
-    for name in COUNTS:  # whole numbers, empty where a trial has none (not 12.0 and NaN)
-        column = f"user_attrs_{name}"
+    from optuna.distributions import IntDistribution
+
+    whole = {
+        f"params_{name}"
+        for t in study.get_trials(deepcopy=False)
+        for name, d in t.distributions.items()
+        if isinstance(d, IntDistribution)
+    }
+    # whole numbers, empty where a trial has none (not 12.0 and NaN): counts, integer parameters
+    for column in sorted({*(f"user_attrs_{name}" for name in COUNTS), *whole}):
         numeric = column in table and pd.api.types.is_numeric_dtype(table[column])
         if numeric and (table[column].dropna() % 1 == 0).all():
             table[column] = table[column].astype("Int64")
