@@ -62,8 +62,8 @@ def test_keras_names_are_checked() -> None:
     )
     with pytest.raises(
         InputError,
-        match=r"s.yaml: params.kernel_initializer: unknown Keras initializer 'glorot_unifrom'; "
-        r"valid: glorot_normal, glorot_uniform, ",
+        match=r"s.yaml: params.kernel_initializer: unknown Keras initializer 'glorot_unifrom' "
+        r"\(did you mean 'glorot_uniform'\?\); valid: glorot_normal, glorot_uniform, ",
     ):
         check_names(space)
     check_names(parse_space({"params": {"activation": ["tanh", "relu"]}}, source="s.yaml"))

@@ -132,6 +132,7 @@ def prepare(
     from tuner.storage import check_separate, check_stores
 
     space = load_space(space_path, sampler=sampler, pruner=pruner)
+    check_names(space)  # before any note: a misspelt name is the one thing to say
     for line in space.cudnn_warnings():
         log.info("note: %s", line)
     options = replace(options, task=space.task)
@@ -141,7 +142,6 @@ def prepare(
     window_auto = space.window_auto
     if window_auto:
         space = _auto_window(space, dataset, season, dataset_path=options.path)
-    check_names(space)
     note_vocabulary(space, dataset, options.path)
     name = name or f"{Path(space_path).stem}-{Path(options.path).stem}"
     check_study_name(name)

@@ -5,6 +5,7 @@ Keras 3 only (``import keras``), so the same code runs on TensorFlow (default), 
 
 from __future__ import annotations
 
+import difflib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -382,8 +383,10 @@ def check_names(space: Space) -> None:
         if value not in KNOWN_NAMES[kind]
     ]
     for name, kind, value in unknown:
+        close = difflib.get_close_matches(str(value), sorted(KNOWN_NAMES[kind]), n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise InputError(
-            f"unknown Keras {kind} {value!r}; valid: {', '.join(sorted(KNOWN_NAMES[kind]))}",
+            f"unknown Keras {kind} {value!r}{hint}; valid: {', '.join(sorted(KNOWN_NAMES[kind]))}",
             source=space.source,
             field=f"params.{name}",
         )
