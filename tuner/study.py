@@ -105,7 +105,7 @@ def _note_resume_changes(stored: dict[str, Any], spec: StudySpec, before: int, t
     the epoch cap (trials trained under different caps are ranked together)."""
     from tuner.log import log
 
-    if target < before:
+    if target < before != records.NO_TRIAL_TARGET:
         log.info("note: the study's trial target goes down from %d to %d", before, target)
     cap = stored.get("max_epochs")
     if cap != spec.max_epochs:
