@@ -158,7 +158,8 @@ params:
     out_file = tmp_path / "p.csv"
     assert main(["predict", "--study", "s", "--data", str(data), "-o", str(out_file)]) == 0
     out = pd.read_csv(out_file, dtype=str, keep_default_na=False)
-    assert list(out.columns) == ["row", "predicted", "actual", "exact"] and len(out) == 200
+    assert list(out.columns) == ["row", "predicted", "actual", "exact", "split"]
+    assert len(out) == 200 and set(out["split"]) == {"train", "val", "test"}
     lengths = out["predicted"].str.split().str.len()
     assert lengths.max() <= 6, "decoding stops at the end or the target length"
     assert set(" ".join(out["predicted"]).split()) <= {str(i) for i in range(1, 13)}

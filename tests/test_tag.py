@@ -209,9 +209,13 @@ params:
         "p_low",
         "p_mid",
         "actual",
+        "split",
     ]
     assert len(out) == 80 * 16 and set(out["predicted"]) <= {"low", "mid", "high"}
     assert (out["actual"].to_numpy() == y.reshape(-1)).all()
+    test = out[out["split"] == "test"]  # the study's own split: its test accuracy, per step
+    accuracy = (test["predicted"] == test["actual"]).mean()
+    assert accuracy == pytest.approx(study.best_trial.user_attrs["test_accuracy"], abs=1e-6)
 
 
 @pytest.mark.slow
@@ -245,7 +249,10 @@ params:
     out_file = tmp_path / "p.csv"
     assert main(["predict", "--study", "s", "--data", str(data), "-o", str(out_file)]) == 0
     out = pd.read_csv(out_file)
-    assert list(out.columns) == ["sequence", "t", "level_pred", "level_actual"]
+    assert list(out.columns) == ["sequence", "t", "level_pred", "level_actual", "split"]
+    test = out[out["split"] == "test"]
+    mae = (test["level_pred"] - test["level_actual"]).abs().mean()
+    assert mae == pytest.approx(study.best_trial.user_attrs["test_mae_original"], rel=1e-4)
     assert len(out) == 600 and out["t"].tolist()[:10] == list(range(10))
     assert out["level_pred"].between(60, 140).all(), "in the target's units, not standardized"
     assert (out["level_pred"] - out["level_actual"]).abs().mean() < 20

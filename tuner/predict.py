@@ -129,7 +129,8 @@ def predict(
     (labels) or ``<target>_pred`` and ``<target>_actual`` (values, in the targets' units).
     seq2seq: one row per source sequence: ``row``, ``predicted`` (the greedy decoding's token
     ids, space-separated, up to its end) and ``actual`` and ``exact`` where the data has
-    ``decoder_target``.
+    ``decoder_target``. Tag and seq2seq rows of the study's own data also say their sequence's
+    ``split``.
     """
     model_uri = _model_uri(study, trial_number)
     from tuner.tracking import Tracker
@@ -146,24 +147,21 @@ def predict(
             raise InputError(f"cannot read {records.CARD_FILE}: {e}", source=model_uri) from None
         card = records.ModelCard.from_json(text, model_uri)
         model = load_model(folder / records.MODEL_FILE)
-    return predict_with(
-        model, card, data_path, model_uri, study_data=_is_study_data(study, data_path)
-    )
+    return predict_with(model, card, data_path, model_uri, splits=_study_splits(study, data_path))
 
 
-def _is_study_data(study: optuna.Study, data_path: str) -> bool:
-    """Whether ``data_path`` holds the study's data (its fingerprint, as every worker checks
-    it): only then are its rows in the study's train, validation and test splits."""
+def _study_splits(study: optuna.Study, data_path: str) -> tuple[Any, Any, Any] | None:
+    """The study's train, validation and test splits if ``data_path`` holds its data (its
+    fingerprint, as every worker checks it), else None: only then are its rows in them."""
     from tuner import launch
 
     disabled, log.disabled = log.disabled, True  # its notes were the study's
     try:
-        launch.with_data(study, data_path)
+        return launch.with_data(study, data_path)[2].splits
     except InputError:
-        return False
+        return None
     finally:
         log.disabled = disabled
-    return True
 
 
 def predict_with(
@@ -172,14 +170,22 @@ def predict_with(
     data_path: str,
     model_uri: str,
     *,
-    study_data: bool = False,
+    splits: tuple[Any, Any, Any] | None = None,
 ) -> pd.DataFrame:
     """``predict`` with a loaded model and its card (``model_uri`` names them in errors); the
-    MLflow pyfunc model (``tuner.serving``) predicts through here too. ``study_data``: the
-    table is the study's own data, so ``split`` names each row's split in the study; else
-    it says only which forecasts lie past the table (``future``)."""
+    MLflow pyfunc model (``tuner.serving``) predicts through here too. ``splits``: the study's,
+    when the table is its own data, so ``split`` names each row's split in the study; else it
+    says only which forecasts lie past the table (``future``)."""
     table = _predict(model, card, data.DataOptions.from_spec(card.data, data_path), model_uri)
-    if study_data or "split" not in table:
+    if splits is not None and card.task in ("tag", "seq2seq"):
+        # a row per step of each sequence (tag: its last ``window``), or a row per source
+        per = int(card.window) if card.task == "tag" else 1
+        named = np.full(sum(len(s) for s in splits), "train", dtype=object)
+        named[splits[1]], named[splits[2]] = "val", "test"
+        if len(table) == len(named) * per:
+            table["split"] = np.repeat(named, per)
+        return table
+    if splits is not None or "split" not in table:
         return table
     if card.task == "forecast":
         table["split"] = table["split"].where(table["split"] == "future", None)
