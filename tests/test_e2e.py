@@ -495,7 +495,7 @@ def test_the_summary_and_tuner_ui_lead_to_the_study_s_runs(space_file, co2_csv, 
 
     import psutil
 
-    from tuner.testing import free_port, kill_group, start, tail, wait_for
+    from tuner.testing import free_port, kill_group, tail, wait_for
 
     space = space_file(TINY_FORECAST)
     argv = ["run", str(space), "--data", str(co2_csv), *CO2_OPTIONS, "--study", "s"]
@@ -516,7 +516,17 @@ def test_the_summary_and_tuner_ui_lead_to_the_study_s_runs(space_file, co2_csv, 
 
     port = free_port()
     log = Path("ui.log")
-    ui = start([sys.executable, "-m", "tuner", "ui", "--port", str(port)], log, dict(os.environ))
+    with open(log, "ab") as out:
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "tuner", "ui", "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            # as a terminal starts it: pytest run in the background (`pytest &`) passes SIGINT
+            # ignored to its children, and a Python started so ignores Ctrl-C
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     server: list[psutil.Process] = []
     try:
         line = wait_for(
