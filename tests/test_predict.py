@@ -14,7 +14,7 @@ from conftest import CO2_OPTIONS
 
 from tuner import data, windowing
 from tuner.errors import InputError
-from tuner.predict import _classify, _forecast, load_model, predict
+from tuner.predict import _classify, _forecast, load_model, predict, predict_with
 from tuner.records import ModelCard
 
 
@@ -172,13 +172,14 @@ def test_labelled_sequences_say_the_study_split_each_is_in(tmp_path: Path) -> No
     model = keras.Model(
         inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.LSTM(2)(inputs))
     )
-    card = ModelCard("classify", 4, {}, {}, classes=["a", "b"])
-    out = _classify(model, card, options, data.Scaler("none", np.zeros(1), np.ones(1)))
+    scaler = data.Scaler("none", np.zeros(1), np.ones(1)).to_json()
+    card = ModelCard("classify", 4, scaler, options.to_spec(), classes=["a", "b"])
     trained = data.load(options, max_window=4)
+    out = predict_with(model, card, str(npz), "m", splits=trained.splits)
     for name, rows in zip(("train", "val", "test"), trained.splits, strict=True):
         assert (out.index[out["split"] == name] == rows).all()
     np.savez(npz, X=rng.normal(size=(40, 6, 1)), y=np.array(["a", "z"] * 20))  # other labels
-    out = _classify(model, card, options, data.Scaler("none", np.zeros(1), np.ones(1)))
+    out = predict_with(model, card, str(npz), "m")  # not the study's data: no splits
     assert "split" not in out.columns and (out["actual"] == np.array(["a", "z"] * 20)).all()
 
 

@@ -122,15 +122,14 @@ def predict(
     ``<target>_pred`` in the target's own units, ``<target>_actual`` (the table's value after
     its NaN policy; empty beyond the table) and ``<target>_interpolated``.
     classify: one row per sequence: ``sequence``, ``predicted`` (a class), ``p_<class>`` per class,
-    and ``actual`` where the data has labels (with ``split`` where it is the study's data).
-    text: the same, one row per text (``row``: its row
+    and ``actual`` where the data has labels. text: the same, one row per text (``row``: its row
     in the table or ``.npz``). tag: one row per (sequence, step) of the last ``window`` steps:
     ``sequence``, ``step`` (or the time), then ``predicted``, ``p_<class>`` and ``actual``
     (labels) or ``<target>_pred`` and ``<target>_actual`` (values, in the targets' units).
     seq2seq: one row per source sequence: ``row``, ``predicted`` (the greedy decoding's token
     ids, space-separated, up to its end) and ``actual`` and ``exact`` where the data has
-    ``decoder_target``. Tag and seq2seq rows of the study's own data also say their sequence's
-    ``split``.
+    ``decoder_target``. Rows of the study's own data (classify, text, tag, seq2seq) also say
+    their sequence's ``split``.
     """
     model_uri = _model_uri(study, trial_number)
     from tuner.tracking import Tracker
@@ -177,20 +176,17 @@ def predict_with(
     when the table is its own data, so ``split`` names each row's split in the study; else it
     says only which forecasts lie past the table (``future``)."""
     table = _predict(model, card, data.DataOptions.from_spec(card.data, data_path), model_uri)
-    if splits is not None and card.task in ("tag", "seq2seq"):
-        # a row per step of each sequence (tag: its last ``window``), or a row per source
+    if splits is not None and card.task != "forecast":
+        # a row per step of each sequence (tag: its last ``window``), or one per sequence
         per = int(card.window) if card.task == "tag" else 1
         named = np.full(sum(len(s) for s in splits), "train", dtype=object)
         named[splits[1]], named[splits[2]] = "val", "test"
         if len(table) == len(named) * per:
             table["split"] = np.repeat(named, per)
         return table
-    if splits is not None or "split" not in table:
-        return table
-    if card.task == "forecast":
+    if splits is None and card.task == "forecast":  # past the table is all it can say
         table["split"] = table["split"].where(table["split"] == "future", None)
-        return table
-    return table.drop(columns="split")
+    return table
 
 
 def _predict(
@@ -444,7 +440,7 @@ def _classify(
     f = x.shape[2]
     scaled = scaler.transform(x.reshape(-1, f)).reshape(x.shape)
     out = model.predict(scaled, batch_size=1024, verbose=0)
-    return _labelled("sequence", ids, out, classes, actual, options)
+    return _labelled("sequence", ids, out, classes, actual)
 
 
 def _labelled(
@@ -453,11 +449,10 @@ def _labelled(
     out: np.ndarray,
     classes: list[Any],
     actual: Any,
-    options: data.DataOptions,
 ) -> pd.DataFrame:
     """One row per input: ``name`` (its id), ``predicted``, ``p_<class>`` per class, and where
-    the labels are known ``actual`` and the study's ``split``, from the model's output (one
-    sigmoid, or a softmax per class)."""
+    the labels are known ``actual``, from the model's output (one sigmoid, or a softmax per
+    class)."""
     import pandas as pd
 
     probs = np.hstack([1 - out, out]) if out.shape[1] == 1 else out
@@ -466,27 +461,7 @@ def _labelled(
         table[f"p_{c}"] = probs[:, i]
     if actual is not None:
         table["actual"] = actual
-        split = _label_splits(actual, classes, options)
-        if split is not None:
-            table["split"] = split
     return pd.DataFrame(table)
-
-
-def _label_splits(actual: Any, classes: list[Any], options: data.DataOptions) -> Any:
-    """Which split of the study each row is in, if these are the study's data: its labels split
-    as training split them (stratified, seeded). None where a label is not one of the model's
-    classes (other data) or the labels cannot be split so."""
-    index = {c: i for i, c in enumerate(classes)}
-    try:
-        y = np.array([index[v] for v in actual], dtype=np.int64)
-        train, val, test = data._stratified_split(
-            y, options.val_fraction, options.test_fraction, options.path
-        )
-    except (KeyError, TypeError, InputError):
-        return None
-    split = np.full(len(y), "train", dtype=object)
-    split[val], split[test] = "val", "test"
-    return split
 
 
 def _text(model: keras.Model, card: records.ModelCard, options: data.DataOptions) -> pd.DataFrame:
@@ -505,7 +480,7 @@ def _text(model: keras.Model, card: records.ModelCard, options: data.DataOptions
             )
         ids = data.fit_tokens(x.astype(np.int64), int(card.vocab_size), int(card.window))
         out = model.predict(ids, batch_size=1024, verbose=0)
-        return _labelled("row", np.arange(len(x)), out, list(card.classes), actual, options)
+        return _labelled("row", np.arange(len(x)), out, list(card.classes), actual)
     df = data.read_table(src)
     data._require_columns(df, [options.text], src)
     rows = np.arange(len(df))
@@ -530,7 +505,7 @@ def _text(model: keras.Model, card: records.ModelCard, options: data.DataOptions
     out = network.predict(ids.astype(np.int32), batch_size=1024, verbose=0)
     label = options.target[0] if options.target else None
     actual = df[label].to_numpy() if label in df.columns else None
-    return _labelled("row", rows, out, list(card.classes), actual, options)
+    return _labelled("row", rows, out, list(card.classes), actual)
 
 
 def _read_sequences(options: data.DataOptions) -> tuple[np.ndarray, np.ndarray | None, Any]:
