@@ -144,10 +144,11 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
                 report.repaired.append(f"closed orphan run {run.info.run_id}")
             else:
                 problems.append(f"run {run.info.run_id} is RUNNING without a live trial")
-    c = studies.counts(study)
+    c = studies.counts(study, trials)  # as read after the repair's sweep
     target = study.user_attrs.get(records.TARGET)
     done = c["complete"] + c["pruned"]
-    unfinished = not studies.target_reached(study, c)  # a worker would run more trials
+    left = studies.budget_left(study, trials)
+    unfinished = not studies.target_reached(study, c, left=left)  # a worker would run more
     parent_run = tracker.client.get_run(parent)
     if parent_run.info.status == "RUNNING" and not c["running"]:
         if repair:
@@ -172,7 +173,7 @@ def check(study: Any, tracker: Tracker, *, repair: bool = False) -> Report:
             "epochs of the budget used; the same `tuner run` command, or a `tuner worker`, "
             "continues it"
         )
-    elif target is not None and done > target and studies.budget_left(study) != 0:
+    elif target is not None and done > target and left != 0:
         # two workers without the claim lock (through a gRPC proxy) may each take the last one
         problems.append(f"{done} complete or pruned trials, target {target}")
     best = studies.best_trial(study)

@@ -439,13 +439,12 @@ def cmd_check(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     _check_table_file(a.output)
     import pandas as pd
+    from optuna.distributions import IntDistribution
 
     study = _open_study(a)
     table = study.trials_dataframe()
     # Optuna's bookkeeping (fixed_params, failed_trial, ...) is not the user's: attributes only
     table = table.drop(columns=[c for c in table.columns if c.startswith("system_attrs_")])
-    from optuna.distributions import IntDistribution
-
     whole = {
         f"params_{name}"
         for t in study.get_trials(deepcopy=False)

@@ -228,8 +228,10 @@ def requeue_lost(
     recording FAIL and queueing the retry, and a new trial with new parameters would otherwise
     take the lost retry's place in the target. Runs under the claim lock. ``trials``: the
     study's trials, when the caller has read them."""
+    from tuner.study import retried_numbers
+
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    retried = {n for t in trials for n in _Retry.retry_history(t)}
+    retried = retried_numbers(trials)
     # The attribute holds the trial's own number (retries made before retries started bare
     # copied their original's attributes).
     lost = [

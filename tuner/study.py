@@ -240,8 +240,7 @@ def counts(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict
     (the rest: they ran and failed). ``trials`` is the study's trials when the caller has read
     them already."""
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history
-    repeated = {n for t in trials for n in history(t)}
+    repeated = retried_numbers(trials)
     out = {s.name.lower(): 0 for s in TrialState}
     out["not_run"] = out["interrupted"] = 0
     for t in trials:
@@ -255,6 +254,13 @@ def counts(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> dict
     out["counted"] = sum(out[s.name.lower()] for s in COUNTED)
     out["failed"] = out["fail"] - out["not_run"] - out["interrupted"]
     return out
+
+
+def retried_numbers(trials: list[FrozenTrial]) -> set[int]:
+    """The numbers of the trials a retry repeats (each retry names them all, the first one
+    first)."""
+    history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history
+    return {n for t in trials for n in history(t)}
 
 
 def failed_text(c: dict[str, int]) -> str:
