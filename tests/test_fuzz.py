@@ -283,6 +283,8 @@ def bad_inputs(f: dict[str, str]) -> dict[str, tuple[list[str], str]]:
         "tracking-down": (["--tracking-uri", "http://127.0.0.1:9"], "--tracking-uri"),
         "storage-down": (["--storage", "postgresql://u:pw@127.0.0.1:9/x"], "--storage"),
         "target": (["--target", "nope"], "nope"),
+        "trials-word": (["--trials", "abc"], "--trials: invalid int value: 'abc'"),
+        "horizon-fraction": (["--horizon", "1.5"], "--horizon"),
     }
 
 

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tuner import records  # light: no Optuna, no framework
 
@@ -75,7 +75,10 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0), or a malformed command line (2, said in one line)
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -916,8 +919,17 @@ def _params_line(values: dict[str, Any]) -> str:
 # -- parser ---------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, its errors on one line as every other input error (no usage block): the
+    option, what was wrong, and where the help is. Sub-commands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        message = message.removeprefix("argument ")
+        self.exit(2, f"tuner: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="tuner",
         description="Find good Keras LSTM architectures for your sequence data "
         "(Optuna search, MLflow records).",
