@@ -171,6 +171,10 @@ def test_a_study_reports_its_baselines_and_the_best_trials_skill(
     assert "baselines.csv" in files
     window = study.best_trial.params["window"]
     assert window != 24 and "window" in study.best_trial.params  # searched in the auto range
+    complete = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
+    assert complete and all("start_pvalue" in t.user_attrs for t in complete), "judged"
+    back = bool(study.best_trial.user_attrs.get("back_to_start"))
+    assert ("'s model is the ridge autoregression (ridge_ar)" in out) == back, out
 
 
 def test_an_epoch_budget_ends_the_study_and_trims_the_last_trial(space_file, co2_csv) -> None:

@@ -256,6 +256,35 @@ def test_highway_alone_is_a_linear_map_of_the_window_added_to_the_output() -> No
     np.testing.assert_allclose(to_numpy(model(x)) - before, x.reshape(16, -1) @ w, atol=1e-5)
 
 
+def test_a_residual_model_that_does_not_beat_its_start_goes_back_to_it() -> None:
+    """The next value is the last one plus noise: the network on its residual can only learn
+    the training split's noise, so the trial's model is the last value again (training.Start)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(80, 6, 2)).astype("float32")
+    y = x[:, -1, :1] + rng.normal(0, 0.3, size=(80, 1)).astype("float32")
+    arrays = Arrays(
+        x[:50], y[:50], x[50:], y[50:], x[50:], y[50:], Scaler("none", np.zeros(2), np.ones(2))
+    )
+    config = TrialConfig(units=(8,), epochs=3, batch_size=8, window=6, residual="last")
+    model = build_model(config, "forecast", (6, 2), 1, target_index=[0])
+    result = train(
+        model,
+        arrays,
+        config,
+        task="forecast",
+        n_outputs=1,
+        objective="val_mae_original",
+        direction="minimize",
+        report=lambda epoch, logs: False,
+        scale=np.ones(1),
+    )
+    assert result.start_p is not None and result.start_p >= 0.05 and result.start_logs is not None
+    start_mae = float(np.abs(x[50:, -1, :1] - y[50:]).mean())
+    assert result.best_value == result.start_logs["val_mae_original"] == pytest.approx(start_mae)
+    assert result.best_epoch is not None, "the epochs' own best is still known"
+    np.testing.assert_allclose(to_numpy(model(x[50:])), x[50:, -1, :1], atol=1e-6)
+
+
 def test_the_same_seed_builds_the_same_weights() -> None:
     from tuner.fitting import seed_everything
 

@@ -774,11 +774,35 @@ def _baseline_report(
     if best is None:
         return compare(b, None)
     if retrained is None or retrained.get("test_mean") is None:
-        return compare(b, best.user_attrs)
+        report = compare(b, best.user_attrs)
+        if best.user_attrs.get(records.BACK_TO_START):
+            report["start"] = _start_note(best)
+        return report
     # its test score alone: the search run's validation and per-target scores are not the mean
     attrs = {retrained["test_key"]: retrained["test_mean"]}
     who = f"the tuned LSTM (mean of {len(retrained['test'])} retrained seeds)"
     return compare(b, attrs, who)
+
+
+# What a residual model starts from (``residual``), in words.
+STARTS = {
+    "ridge": "the ridge autoregression (ridge_ar)",
+    "last": "the last value (naive)",
+    "mean": "the window's mean",
+}
+
+
+def _start_note(best: Any) -> str:
+    """Why the best trial forecasts as its start does (``training.Start``)."""
+    from tuner.training import KEEP_LEVEL
+
+    start = STARTS.get(best.params.get("residual"), "its start")
+    p = best.user_attrs.get(records.START_PVALUE)
+    test = "" if p is None else f" (one-sided test, p = {p:.2g} >= {KEEP_LEVEL:g})"
+    return (
+        f"trial {best.number}'s model is {start}: what its LSTM learned on top did not beat it "
+        f"on validation beyond noise{test}, so the trial went back to it"
+    )
 
 
 # How the baselines' line names the error they are compared on.
@@ -827,6 +851,8 @@ def _baseline_lines(report: dict[str, Any] | None) -> list[str]:
         )
     if report.get("verdict"):
         lines.append(report["verdict"])
+    if report.get("start"):
+        lines.append(report["start"])
     return lines
 
 

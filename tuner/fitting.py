@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tuner.data import Dataset, Pairs, Sequences, Series, Steps, Stream, Texts
-from tuner.records import EPOCHS_RUN, ModelCard
+from tuner.records import BACK_TO_START, EPOCHS_RUN, START_PVALUE, ModelCard
 from tuner.training import Report, TrainResult
 
 if TYPE_CHECKING:
@@ -33,15 +33,24 @@ class Fit:
 
     def summary(self) -> dict[str, float]:
         """``epochs_run``, and for a run that ended well ``best_epoch`` and the best epoch's
-        validation scores as ``best_val_*`` (the model holds that epoch's weights)."""
+        validation scores as ``best_val_*`` (the model holds that epoch's weights); a residual
+        model's ``start_pvalue``, and ``back_to_start`` with its start's scores when it went
+        back to its start."""
         out = {EPOCHS_RUN: float(len(self.result.history))}
         out["params"] = float(self.model.count_params())
         if self.size is not None:
             out.update(self.size.metrics())
-        if self.result.best_epoch is not None and self.result.stopped is None:
-            out["best_epoch"] = float(self.result.best_epoch)
-            best = self.result.history[self.result.best_epoch]
+        result = self.result
+        if result.best_epoch is not None and result.stopped is None:
+            if result.start_logs is not None:  # it went back to its start (``training.Start``)
+                out[BACK_TO_START] = 1.0
+                best = result.start_logs
+            else:
+                out["best_epoch"] = float(result.best_epoch)
+                best = result.history[result.best_epoch]
             out.update({f"best_{k}": v for k, v in best.items() if k.startswith("val_")})
+        if result.start_p is not None:
+            out[START_PVALUE] = result.start_p
         return out
 
     def latency_ms(self, batch_size: int, repeats: int = 5) -> float:

@@ -60,6 +60,10 @@ CUDNN = "cudnn_eligible"
 BACKEND = "keras_backend"  # tensorflow, jax or torch: what the trial trained on
 EPOCHS = "epochs"  # the epochs a trial trains (reserved at its claim under a budget)
 EPOCHS_RUN = "epochs_run"  # the epochs it trained
+# A residual model: the p-value of its network's gain over its start on validation, and 1 when
+# it went back to its start (the ridge autoregression or the last value: no significant gain)
+START_PVALUE = "start_pvalue"
+BACK_TO_START = "back_to_start"
 INTERRUPTED = "interrupted"  # the number of a trial stopped by a signal (to be retried)
 # A trial's attributes that describe it rather than measure it (the rest are metrics).
 NOT_METRICS = (

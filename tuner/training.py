@@ -32,6 +32,10 @@ class TrainResult:
     stopped_epoch: int | None = None
     best_value: float | None = None
     best_epoch: int | None = None
+    # A residual model: the one-sided p-value of its network's gain over its start on
+    # validation, and the start's validation scores when the model went back to it
+    start_p: float | None = None
+    start_logs: dict[str, float] | None = None
 
 
 def verdict(logs: dict[str, float], objective: str) -> str | None:
@@ -49,6 +53,79 @@ def best_of(history: list[dict[str, float]], objective: str, direction: str) -> 
     pick = max if direction == "maximize" else min
     value = pick(values)
     return value, values.index(value)
+
+
+# A residual model (``residual`` not none) is, before training, its start: its head and highway
+# begin at zero, so it forecasts what the ridge autoregression or the last value does. It keeps
+# what its network learned only when that beats the start on validation beyond noise, by a
+# one-sided Diebold-Mariano test at this level; else it goes back to the start. Picking the best
+# of many epochs on a noisy validation split otherwise hands back a model that is better there
+# by chance and worse on new data (elecdemand: the LSTM on the ridge's residual was 0.1-1.0%
+# better than the ridge on validation over 3 seeds, never significantly, and 0.3-1.0% worse on
+# test).
+KEEP_LEVEL = 0.05
+
+
+def window_losses(
+    err: np.ndarray,
+    objective: str,
+    scale: np.ndarray,
+    loss: str,
+    targets: Targets | None = None,
+) -> np.ndarray | None:
+    """Each validation window's share of ``objective``, from its errors in scaled units
+    ``(windows, outputs)``: the objective is their mean (RMSE: the root of their mean). None for
+    an objective that is not a mean over windows of their errors.
+
+    >>> window_losses(np.array([[1.0, -3.0], [0.5, 0.5]]), "val_mae_original", np.ones(2), "mse")
+    array([2. , 0.5])
+    """
+    name = objective.removeprefix("val_")
+    original = err * scale
+    if name == "mae_original":
+        return np.abs(original).mean(axis=1)
+    if name == "rmse_original":
+        return (original**2).mean(axis=1)
+    if name == "loss":
+        size = np.abs(err)
+        per = {"mse": err**2, "mae": size, "huber": np.where(size <= 1, 0.5 * err**2, size - 0.5)}
+        return per[loss].mean(axis=1) if loss in per else None
+    if targets is not None:
+        k = len(targets.names)
+        each = np.abs(original).reshape(len(err), -1, k).mean(axis=1)  # (windows, targets)
+        if name == "nmae":
+            return (each / targets.units).mean(axis=1)
+        for j, target in enumerate(targets.names):
+            if name == metric_name(target):
+                return each[:, j]
+    return None
+
+
+def improvement_p(trained: np.ndarray, start: np.ndarray, horizon: int) -> float:
+    """The one-sided p-value that ``trained``'s expected loss is below ``start``'s, from their
+    losses on the same windows: the Diebold-Mariano test with Harvey, Leybourne and Newbold's
+    small-sample correction (the loss differences' variance with their autocovariances up to
+    ``horizon - 1``; Student's t with n - 1 degrees of freedom).
+
+    >>> round(improvement_p(np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 2.5, 3.5, 5.0]), 1), 4)
+    0.0069
+    """
+    from scipy import stats
+
+    d = np.asarray(trained, np.float64) - np.asarray(start, np.float64)
+    n, h = len(d), max(1, horizon)
+    if n < 2:
+        return 1.0
+    mean = float(d.mean())
+    c = d - mean
+    gamma = [float(c[k:] @ c[: n - k]) / n for k in range(min(h, n))]
+    var = (gamma[0] + 2 * sum(gamma[1:])) / n
+    if var <= 0:  # the autocovariances' sum can be negative: the plain variance then
+        var = gamma[0] / n
+    if var <= 0:  # the same difference on every window
+        return 0.0 if mean < 0 else 1.0
+    correction = math.sqrt(max(n + 1 - 2 * h + h * (h - 1) / n, 1.0) / n)
+    return float(stats.t.cdf(mean / math.sqrt(var) * correction, df=n - 1))
 
 
 def make_schedule(config: TrialConfig, steps_per_epoch: int) -> Any:
@@ -249,6 +326,9 @@ def train(
         validation_data = (
             batched(x_val, y_val, batch_size, shuffle=False, seed=0) or validation_data
         )
+    start = None
+    if task == "forecast" and config.residual != "none" and not isinstance(arrays, Stream):
+        start = Start.of(model, arrays, validation_data, objective, scale, config.loss, targets)
     model.fit(
         x_train if fed is None else fed,
         y_train if fed is None else None,
@@ -263,7 +343,88 @@ def train(
     finite = [h for h in result.history if verdict(h, objective) is None]
     if finite and result.stopped != "diverged":
         result.best_value, result.best_epoch = best_of(finite, objective, direction)
+    if start is not None and result.stopped is None and result.best_value is not None:
+        start.judge(model, result)
     return result
+
+
+@dataclass
+class Start:
+    """What a residual model forecasts before training (its weights, its validation scores and
+    each validation window's loss), to go back to when training did not beat it beyond noise
+    (``KEEP_LEVEL``)."""
+
+    weights: list[np.ndarray]
+    logs: dict[str, float]  # validation scores, as an epoch's (``val_`` names)
+    losses: np.ndarray  # each validation window's share of the objective
+    x_val: Any
+    y_val: np.ndarray
+    objective: str
+    scale: np.ndarray
+    loss: str
+    targets: Targets | None
+    horizon: int
+
+    @classmethod
+    def of(
+        cls,
+        model: keras.Model,
+        arrays: Arrays,
+        validation_data: Any,
+        objective: str,
+        scale: np.ndarray | None,
+        loss: str,
+        targets: Targets | None,
+    ) -> Start | None:
+        """The compiled ``model``'s start; None when the objective is not a mean of window
+        losses (``window_losses``) or the inputs are not one array."""
+        if scale is None or isinstance(arrays.x_val, dict) or len(arrays.y_val) < 2:
+            return None
+        outputs = arrays.y_val.shape[-1]
+        horizon = outputs // (len(targets.names) if targets is not None else 1)
+        start = cls(
+            [w.copy() for w in model.get_weights()],
+            {},
+            np.zeros(0),
+            arrays.x_val,
+            arrays.y_val,
+            objective,
+            scale,
+            loss,
+            targets,
+            horizon,
+        )
+        losses = start.window_losses(model)
+        if losses is None:
+            return None
+        start.losses = losses
+        data = validation_data if isinstance(validation_data, tuple) else (validation_data, None)
+        scores = model.evaluate(*data, verbose=0, return_dict=True)
+        start.logs = {f"val_{k}": float(v) for k, v in scores.items()}
+        return start if objective in start.logs else None
+
+    def window_losses(self, model: keras.Model) -> np.ndarray | None:
+        chunk = 4096  # windows are views of the series: copied a chunk at a time
+        pred = np.concatenate(
+            [
+                np.asarray(model.predict_on_batch(np.ascontiguousarray(self.x_val[i : i + chunk])))
+                for i in range(0, len(self.y_val), chunk)
+            ]
+        )
+        err = pred.reshape(self.y_val.shape) - self.y_val
+        return window_losses(err, self.objective, self.scale, self.loss, self.targets)
+
+    def judge(self, model: keras.Model, result: TrainResult) -> None:
+        """Keep the trained weights if they beat the start (``result.start_p`` below
+        ``KEEP_LEVEL``), else put the start's back (``result.start_logs``, its value)."""
+        trained = self.window_losses(model)
+        assert trained is not None
+        result.start_p = improvement_p(trained, self.losses, self.horizon)
+        if result.start_p < KEEP_LEVEL:
+            return
+        model.set_weights(self.weights)
+        result.start_logs = dict(self.logs)
+        result.best_value = self.logs[self.objective]
 
 
 # Inputs whose copy would be larger go to Keras batch by batch. B9 at 1,000,000 rows, window
