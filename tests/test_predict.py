@@ -135,7 +135,7 @@ def test_forecast_rows_align_with_time_and_original_units(tmp_path: Path) -> Non
     np.testing.assert_allclose(out["y_pred"], origin_value, rtol=1e-5)
 
 
-def test_classify_gives_a_class_and_probabilities(tmp_path: Path) -> None:
+def test_classify_gives_a_class_and_probabilities(tmp_path: Path, caplog) -> None:
     npz = tmp_path / "s.npz"
     np.savez(npz, X=np.random.default_rng(0).normal(size=(5, 6, 2)))  # no labels: fine
     scaler = data.Scaler("none", np.zeros(2), np.ones(2))
@@ -147,7 +147,9 @@ def test_classify_gives_a_class_and_probabilities(tmp_path: Path) -> None:
         head = keras.layers.Dense(outputs, activation="sigmoid" if outputs == 1 else "softmax")
         model = keras.Model(inputs, head(keras.layers.LSTM(3)(inputs)))
         prep = ModelCard("classify", 4, {}, {}, classes=classes)
-        out = _classify(model, prep, options, scaler)
+        with caplog.at_level("INFO", logger="tuner"):
+            out = _classify(model, prep, options, scaler)
+        assert "s.npz: sequences of 6 steps; the model reads the last 4 of each" in caplog.text
         assert list(out.columns) == ["sequence", "predicted", *[f"p_{c}" for c in classes]]
         probs = out[[f"p_{c}" for c in classes]].to_numpy()
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)

@@ -413,6 +413,20 @@ def _read_series(
     return values, labels, missing
 
 
+def _last_steps(x: np.ndarray, window: int, src: str) -> np.ndarray:
+    """The last ``window`` steps of each sequence: what the model reads, as it was trained
+    (a note says so when the sequences are longer)."""
+    if x.shape[1] > window:
+        log.info(
+            "note: %s: sequences of %d steps; the model reads the last %d of each (its window, "
+            "as it was trained)",
+            src,
+            x.shape[1],
+            window,
+        )
+    return x[:, -window:, :]
+
+
 def _classify(
     model: keras.Model, card: records.ModelCard, options: data.DataOptions, scaler: data.Scaler
 ) -> pd.DataFrame:
@@ -436,7 +450,7 @@ def _classify(
             source=src,
             field="y",
         )
-    x = x[:, -window:, :]
+    x = _last_steps(x, window, src)
     f = x.shape[2]
     scaled = scaler.transform(x.reshape(-1, f)).reshape(x.shape)
     out = model.predict(scaled, batch_size=1024, verbose=0)
@@ -541,7 +555,7 @@ def _tag(
     if not np.isfinite(x).all():
         bad = int(np.argmax(~np.isfinite(x).all(axis=(1, 2))))
         raise InputError(f"sequence {bad} has NaN or infinite values", source=src)
-    x, steps = x[:, -window:, :], steps[:, -window:]
+    x, steps = _last_steps(x, window, src), steps[:, -window:]
     scaled = scaler.transform(x.reshape(-1, x.shape[2])).reshape(x.shape)
     out = model.predict(scaled, batch_size=1024, verbose=0)
     n = len(x) * window

@@ -328,7 +328,9 @@ def train(
         )
     start = None
     if task == "forecast" and config.residual != "none" and not isinstance(arrays, Stream):
-        start = Start.of(model, arrays, validation_data, objective, scale, config.loss, targets)
+        start = Start.of(
+            model, arrays, validation_data, batch_size, objective, scale, config.loss, targets
+        )
     model.fit(
         x_train if fed is None else fed,
         y_train if fed is None else None,
@@ -371,6 +373,7 @@ class Start:
         model: keras.Model,
         arrays: Arrays,
         validation_data: Any,
+        batch_size: int,
         objective: str,
         scale: np.ndarray | None,
         loss: str,
@@ -398,8 +401,11 @@ class Start:
         if losses is None:
             return None
         start.losses = losses
-        data = validation_data if isinstance(validation_data, tuple) else (validation_data, None)
-        scores = model.evaluate(*data, verbose=0, return_dict=True)
+        if isinstance(validation_data, tuple):  # arrays, in the validation pass's batches
+            x, y = validation_data
+            scores = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
+        else:  # batches copied out of the windows one at a time
+            scores = model.evaluate(validation_data, verbose=0, return_dict=True)
         start.logs = {f"val_{k}": float(v) for k, v in scores.items()}
         return start if objective in start.logs else None
 
