@@ -154,6 +154,11 @@ def test_classify_gives_a_class_and_probabilities(tmp_path: Path, caplog) -> Non
         probs = out[[f"p_{c}" for c in classes]].to_numpy()
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
         assert set(out["predicted"]) <= set(classes)
+    np.savez(npz, X=np.zeros((3, 6, 2)), y=np.array(["a", "d", "b"]))  # "d": not a class
+    with caplog.at_level("INFO", logger="tuner"):
+        out = _classify(model, prep, options, scaler)
+    assert out["actual"].tolist() == ["a", "d", "b"]
+    assert "labels the model never saw in training (it cannot predict them): 'd'" in caplog.text
     # a tagger's data (a label per step): refused in one line, not pandas' ValueError
     np.savez(npz, X=np.random.default_rng(0).normal(size=(5, 6, 2)), y=np.zeros((5, 6)))
     with pytest.raises(InputError, match=r"y: labels of shape \(5, 6\): a classifier's are one"):

@@ -475,6 +475,12 @@ def _labelled(
         table[f"p_{c}"] = probs[:, i]
     if actual is not None:
         table["actual"] = actual
+        unseen = sorted({str(a) for a in np.asarray(actual).ravel()} - {str(c) for c in classes})
+        if unseen:
+            shown = ", ".join(repr(u) for u in unseen[:5]) + (", ..." if len(unseen) > 5 else "")
+            log.info(
+                "note: labels the model never saw in training (it cannot predict them): %s", shown
+            )
     return pd.DataFrame(table)
 
 
