@@ -69,6 +69,15 @@ def test_keras_names_are_checked() -> None:
     check_names(parse_space({"params": {"activation": ["tanh", "relu"]}}, source="s.yaml"))
 
 
+def test_a_misspelt_keras_name_in_a_file_names_its_line(tmp_path) -> None:
+    from tuner.space import load_space
+
+    path = tmp_path / "s.yaml"
+    path.write_text("task: forecast\nparams:\n  units: [8]\n  activation: [tanh, rleu]\n")
+    with pytest.raises(InputError, match=r"s.yaml:4: params.activation: unknown Keras activation"):
+        check_names(load_space(str(path)))
+
+
 @pytest.mark.parametrize("kind", ["initializer", "activation"])
 def test_the_names_checked_without_keras_are_keras_names(kind: str) -> None:
     from tuner.model import KNOWN_NAMES

@@ -389,4 +389,5 @@ def check_names(space: Space) -> None:
             f"unknown Keras {kind} {value!r}{hint}; valid: {', '.join(sorted(KNOWN_NAMES[kind]))}",
             source=space.source,
             field=f"params.{name}",
+            line=space.lines.get(("params", name)),
         )

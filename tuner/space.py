@@ -23,7 +23,7 @@ import contextlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,6 +96,8 @@ class Space:
     min_steps_per_epoch: int = 0
     window_auto: bool = False  # `window: auto`: the range comes from the data (``with_window``)
     costs: tuple[str, ...] = ()  # the objectives after the first (``COSTS``): a Pareto front
+    # the file's line of each setting (by its path, e.g. ("params", "units")), for later checks
+    lines: dict[tuple[Any, ...], int] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def objectives(self) -> tuple[str, ...]:
@@ -407,6 +409,7 @@ def parse_space(
         start_with=(),
         min_steps_per_epoch=min_steps,
         window_auto=params.get("window") == "auto",
+        lines=dict(lines),
     )
     starts = raw.get("start_with") or []
     if not isinstance(starts, list):
