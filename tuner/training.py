@@ -56,13 +56,13 @@ def best_of(history: list[dict[str, float]], objective: str, direction: str) -> 
 
 
 # A residual model (``residual`` not none) is, before training, its start: its head and highway
-# begin at zero, so it forecasts what the ridge autoregression or the last value does. It keeps
-# what its network learned only when that beats the start on validation beyond noise, by a
-# one-sided Diebold-Mariano test at this level; else it goes back to the start. Picking the best
-# of many epochs on a noisy validation split otherwise hands back a model that is better there
-# by chance and worse on new data (elecdemand: the LSTM on the ridge's residual was 0.1-1.0%
-# better than the ridge on validation over 3 seeds, never significantly, and 0.3-1.0% worse on
-# test).
+# begin at zero, so it forecasts what the ridge autoregression, the last value or the window's
+# mean does. It keeps what its network learned only when that beats the start on validation
+# beyond noise, by a one-sided Diebold-Mariano test at this level; else it goes back to the
+# start. Picking the best of many epochs on a noisy validation split otherwise hands back a
+# model that is better there by chance and worse on new data (elecdemand: the LSTM on the
+# ridge's residual was 0.1-1.0% better than the ridge on validation over 3 seeds, never
+# significantly, and 0.3-1.0% worse on test).
 KEEP_LEVEL = 0.05
 
 
@@ -326,8 +326,13 @@ def train(
         validation_data = (
             batched(x_val, y_val, batch_size, shuffle=False, seed=0) or validation_data
         )
-    start = None
-    if task == "forecast" and config.residual != "none" and not isinstance(arrays, Stream):
+    start = None  # a residual forecaster's start, to go back to (errors: minimized)
+    if (
+        task == "forecast"
+        and config.residual != "none"
+        and direction == "minimize"
+        and not isinstance(arrays, Stream)
+    ):
         start = Start.of(
             model, arrays, validation_data, batch_size, objective, scale, config.loss, targets
         )
