@@ -240,6 +240,30 @@ def test_best_by_mean_compares_the_retrained_mean_with_the_baselines() -> None:
     assert mean["verdict"].startswith("the tuned LSTM (mean of 2 retrained seeds) does NOT beat")
 
 
+def test_a_best_trial_back_at_its_start_says_which_start() -> None:
+    """A fixed `residual: ridge` is the space's, not among the trial's parameters."""
+    from types import SimpleNamespace
+
+    from tuner.cli import _baseline_lines, _baseline_report
+
+    baselines = {
+        "task": "forecast",
+        "best": "ridge_ar",
+        "scores": {"ridge_ar": {"val_mae_original": 1.0, "test_mae_original": 1.0}},
+    }
+    spec = {"space": {"params": {"residual": "ridge", "units": [8, 16]}}}
+    study = SimpleNamespace(user_attrs={"tuner_baselines": baselines, "tuner_spec": spec})
+    attrs = {"test_mae_original": 1.0, "back_to_start": 1.0, "start_pvalue": 0.42}
+    best = SimpleNamespace(number=3, params={"units": 8}, user_attrs=attrs)
+    lines = _baseline_lines(_baseline_report(study, best))
+    assert lines[-1].startswith("trial 3's model is the ridge autoregression (ridge_ar): ")
+    assert "(one-sided test, p = 0.42 >= 0.05)" in lines[-1]
+    searched = SimpleNamespace(number=3, params={"residual": "last"}, user_attrs=attrs)
+    assert "is the last value (naive)" in _baseline_lines(_baseline_report(study, searched))[-1]
+    kept = SimpleNamespace(number=3, params={}, user_attrs={"test_mae_original": 1.0})
+    assert not any("model is" in x for x in _baseline_lines(_baseline_report(study, kept)))
+
+
 class FakeTrial:
     def __init__(
         self, epochs_run: float | None, reported: int, state: str = "COMPLETE", **attrs

@@ -285,6 +285,7 @@ def bad_inputs(f: dict[str, str]) -> dict[str, tuple[list[str], str]]:
         "target": (["--target", "nope"], "nope"),
         "trials-word": (["--trials", "abc"], "--trials: invalid int value: 'abc'"),
         "horizon-fraction": (["--horizon", "1.5"], "--horizon"),
+        "unknown-option": (["--bogus", "1"], "--bogus 1 (see tuner "),
     }
 
 

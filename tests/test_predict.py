@@ -159,6 +159,11 @@ def test_classify_gives_a_class_and_probabilities(tmp_path: Path, caplog) -> Non
         out = _classify(model, prep, options, scaler)
     assert out["actual"].tolist() == ["a", "d", "b"]
     assert "labels the model never saw in training (it cannot predict them): 'd'" in caplog.text
+    caplog.clear()  # whole-number labels stored as floats are the classes' integers
+    np.savez(npz, X=np.zeros((3, 6, 2)), y=np.array([0.0, 1.0, 1.0]))
+    with caplog.at_level("INFO", logger="tuner"):
+        _classify(model, ModelCard("classify", 4, {}, {}, classes=[0, 1, 2]), options, scaler)
+    assert "never saw" not in caplog.text
     # a tagger's data (a label per step): refused in one line, not pandas' ValueError
     np.savez(npz, X=np.random.default_rng(0).normal(size=(5, 6, 2)), y=np.zeros((5, 6)))
     with pytest.raises(InputError, match=r"y: labels of shape \(5, 6\): a classifier's are one"):

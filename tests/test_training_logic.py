@@ -68,24 +68,33 @@ def test_window_losses_average_to_the_objective() -> None:
     assert window_losses(err, "val_accuracy", scale, "mse") is None
 
 
-def test_improvement_p_is_the_paired_t_test_at_one_step() -> None:
+def test_improvement_p_by_hand_and_its_edges() -> None:
     from scipy import stats
 
     from tuner.training import improvement_p
 
+    # n = 4: lag 1; differences -1, -.5, -.5, -1 (mean -.75): variance .0625 at lag 0, -.015625
+    # at lag 1 (Bartlett weight 1/2): .046875; t = -.75 / sqrt(.046875 / 4) on 3 df
+    expected = stats.t.cdf(-0.75 / math.sqrt(0.046875 / 4), df=3)
+    trained, start = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 2.5, 3.5, 5.0])
+    assert math.isclose(improvement_p(trained, start, 1), expected, rel_tol=1e-12)
     rng = np.random.default_rng(1)
     start = rng.gamma(2.0, size=200)
-    trained = start + rng.normal(-0.05, 0.5, size=200)
-    expected = stats.ttest_rel(trained, start, alternative="less").pvalue
-    assert math.isclose(improvement_p(trained, start, 1), expected, rel_tol=1e-9)
     assert improvement_p(start, start, 1) == 1.0, "no difference: no gain"
     assert improvement_p(start - 0.1, start, 1) == 0.0, "better on every window by the same"
     assert improvement_p(start + 0.1, start, 1) == 1.0
     assert improvement_p(start[:1] - 1, start[:1], 1) == 1.0, "one window proves nothing"
-    # differences that persist over neighbouring windows (a 4-step forecast's overlap) are
-    # less evidence than as many independent ones
-    d = np.repeat(rng.normal(-0.1, 0.5, size=50), 4)
-    assert improvement_p(start + d, start, 4) > improvement_p(start + d, start, 1)
+    # independent differences: about the paired t-test's p-value
+    d = rng.normal(-0.05, 0.5, size=200)
+    paired = stats.ttest_rel(start + d, start, alternative="less").pvalue
+    assert 0.5 * paired < improvement_p(start + d, start, 1) < 2 * paired
+    # the same differences, each persisting over 4 neighbouring windows: less evidence than
+    # as many independent ones, and a 4-step horizon's overlap counts them so
+    runs = np.repeat(rng.normal(-0.1, 0.5, size=50), 4)
+    assert improvement_p(start + runs, start, 1) > improvement_p(
+        start + rng.permutation(runs), start, 1
+    )
+    assert improvement_p(start + runs, start, 8) > improvement_p(start + runs, start, 1)
 
 
 class ScriptedModel:

@@ -776,7 +776,7 @@ def _baseline_report(
     if retrained is None or retrained.get("test_mean") is None:
         report = compare(b, best.user_attrs)
         if best.user_attrs.get(records.BACK_TO_START):
-            report["start"] = _start_note(best)
+            report["start"] = _start_note(study, best)
         return report
     # its test score alone: the search run's validation and per-target scores are not the mean
     attrs = {retrained["test_key"]: retrained["test_mean"]}
@@ -792,11 +792,13 @@ STARTS = {
 }
 
 
-def _start_note(best: Any) -> str:
+def _start_note(study: Any, best: Any) -> str:
     """Why the best trial forecasts as its start does (``training.Start``)."""
     from tuner.training import KEEP_LEVEL
 
-    start = STARTS.get(best.params.get("residual"), "its start")
+    fixed = ((study.user_attrs.get(records.SPEC) or {}).get("space") or {}).get("params") or {}
+    residual = best.params.get("residual", fixed.get("residual"))
+    start = STARTS.get(residual, "its start") if isinstance(residual, str) else "its start"
     p = best.user_attrs.get(records.START_PVALUE)
     test = "" if p is None else f" (one-sided test, p = {p:.2g} >= {KEEP_LEVEL:g})"
     return (
@@ -949,9 +951,18 @@ class _Parser(argparse.ArgumentParser):
     """argparse, its errors on one line as every other input error (no usage block): the
     option, what was wrong, and where the help is. Sub-commands' parsers are of this class too."""
 
-    def error(self, message: str) -> NoReturn:
+    def error(self, message: str, prog: str | None = None) -> NoReturn:
         message = message.removeprefix("argument ")
-        self.exit(2, f"tuner: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"tuner: error: {message} (see {prog or self.prog} --help)\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """An unknown option is reported by the top parser: its help hint names the command."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            prog = f"{self.prog} {command}" if command else None
+            self.error(f"unrecognized arguments: {' '.join(extras)}", prog)
+        return parsed
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -475,13 +475,22 @@ def _labelled(
         table[f"p_{c}"] = probs[:, i]
     if actual is not None:
         table["actual"] = actual
-        unseen = sorted({str(a) for a in np.asarray(actual).ravel()} - {str(c) for c in classes})
+        unseen = sorted({_label(a) for a in np.asarray(actual).ravel()} - set(map(_label, classes)))
         if unseen:
             shown = ", ".join(repr(u) for u in unseen[:5]) + (", ..." if len(unseen) > 5 else "")
             log.info(
                 "note: labels the model never saw in training (it cannot predict them): %s", shown
             )
     return pd.DataFrame(table)
+
+
+def _label(value: Any) -> str:
+    """A label as text, a whole number alike however stored (1, 1.0, "1")."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return str(int(number)) if number.is_integer() else str(number)
 
 
 def _text(model: keras.Model, card: records.ModelCard, options: data.DataOptions) -> pd.DataFrame:
