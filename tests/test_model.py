@@ -116,7 +116,11 @@ def tiny(n=40, seed=0, y_nan=False) -> Arrays:
 
 def fit(arrays: Arrays, report, epochs=4):
     config = TrialConfig(units=(4,), epochs=epochs, batch_size=16, window=6)
-    model = build_model(config, "forecast", (6, 2), 1)
+    return train_forecast(build_model(config, "forecast", (6, 2), 1), arrays, config, report)
+
+
+def train_forecast(model, arrays: Arrays, config: TrialConfig, report):
+    """``train`` a one-step forecaster of one target on its validation MAE."""
     return train(
         model,
         arrays,
@@ -279,17 +283,7 @@ def test_a_residual_model_that_does_not_beat_its_start_goes_back_to_it() -> None
     )
     config = TrialConfig(units=(8,), epochs=3, batch_size=8, window=6, residual="last")
     model = build_model(config, "forecast", (6, 2), 1, target_index=[0])
-    result = train(
-        model,
-        arrays,
-        config,
-        task="forecast",
-        n_outputs=1,
-        objective="val_mae_original",
-        direction="minimize",
-        report=lambda epoch, logs: False,
-        scale=np.ones(1),
-    )
+    result = train_forecast(model, arrays, config, lambda epoch, logs: False)
     assert result.start_p is not None and result.start_p >= 0.05 and result.start_logs is not None
     start_mae = float(np.abs(x[50:, -1, :1] - y[50:]).mean())
     assert result.best_value == result.start_logs["val_mae_original"] == pytest.approx(start_mae)
