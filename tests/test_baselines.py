@@ -12,7 +12,7 @@ from tuner import baselines as b
 from tuner import windowing
 from tuner.data import Sequences, Series
 from tuner.errors import InputError
-from tuner.ridge import fit_ridge, fit_ridge_ar
+from tuner.ridge import fit_ridge, fit_ridge_ar, ridge_lags
 
 
 def series(values: np.ndarray, horizon: int = 1, targets: list[int] | None = None) -> Series:
@@ -81,6 +81,21 @@ def test_ridge_ar_picks_its_lags_on_validation_and_reads_whole_windows() -> None
     full = fit_ridge(x[:30], y[:30])
     err = lambda r: np.mean(np.abs(r.predict(x[30:]) - y[30:]))  # noqa: E731
     assert err(ridge) < err(full)
+
+
+def test_ridge_ar_tries_doubling_lags_so_a_short_memory_is_found_in_a_long_window() -> None:
+    """An AR(2) series in windows of 40: the ladder reaches 2 lags (1, 2, 4, ..., 32, 40); the
+    window's halves and quarters alone (1, 10, 20, 40) would fit 10 noisy coefficients."""
+    assert ridge_lags(48) == [1, 2, 4, 8, 16, 32, 48] and ridge_lags(1) == [1]
+    rng = np.random.default_rng(3)
+    z = np.zeros(700)
+    for t in range(2, len(z)):
+        z[t] = 1.2 * z[t - 1] - 0.5 * z[t - 2] + rng.normal()
+    x = np.lib.stride_tricks.sliding_window_view(z[:-1], 40)[:, :, None]
+    y = z[40:, None]
+    ridge = fit_ridge_ar(x[:120], y[:120], x[120:], y[120:], np.ones(1))
+    assert ridge.lags == 2
+    np.testing.assert_allclose(ridge.coef[-2:, 0], [-0.5, 1.2], atol=0.2)
 
 
 def test_forecast_baselines_score_every_output_in_original_units() -> None:

@@ -74,9 +74,13 @@ def fit_ridge_ar(
 
 
 def ridge_lags(window: int) -> list[int]:
-    """The lag counts a ridge baseline tries: the window, a half and a quarter of it, and 1.
+    """The lag counts a ridge baseline tries: 1, 2, 4, ... doubling below the window, and the
+    window. A coarser ladder (the window, its half and quarter, and 1) skipped the few lags a
+    short noisy series wants: on fpp2 ``gasoline`` (window 101) it kept 1 lag, 3% worse than the
+    last value on test where 2 lags are 6% better; over 26 public series its test MAE was
+    0.611x the last value's (geometric mean) against this ladder's 0.585x (README, B7).
 
     >>> ridge_lags(48)
-    [1, 12, 24, 48]
+    [1, 2, 4, 8, 16, 32, 48]
     """
-    return sorted({max(1, window // d) for d in (1, 2, 4)} | {1})
+    return sorted({2**k for k in range(window.bit_length()) if 2**k < window} | {max(1, window)})
