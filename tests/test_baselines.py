@@ -279,6 +279,25 @@ def test_a_best_trial_back_at_its_start_says_which_start() -> None:
     assert not any("model is" in x for x in _baseline_lines(_baseline_report(study, kept)))
 
 
+def test_a_rerun_that_went_back_to_its_start_says_why_it_differs() -> None:
+    from tuner.cli import _start_difference
+
+    kept = {"value": 0.9, "start_pvalue": 0.01}
+    back = {"value": 1.0, "start_pvalue": 0.2, "back_to_start": 1.0}
+    assert _start_difference(kept, {"value": 0.91, "start_pvalue": 0.02}) is None
+    assert _start_difference({"value": 0.9}, {"value": 0.9}) is None  # not a residual model
+    old = _start_difference({"value": 0.9}, back)
+    assert old is not None and old.startswith("the trial was recorded before residual models")
+    assert _start_difference(kept, back) == (
+        "the recorded run kept its training, the rerun went back to its start "
+        "(p = 0.01 then, p = 0.2 now; it keeps below 0.05)"
+    )
+    assert _start_difference(back, {"value": 0.9}) == (
+        "the recorded run went back to its start, the rerun kept its training "
+        "(p = 0.2 then, untested now; it keeps below 0.05)"
+    )
+
+
 class FakeTrial:
     def __init__(
         self, epochs_run: float | None, reported: int, state: str = "COMPLETE", **attrs

@@ -378,12 +378,33 @@ def cmd_reproduce(a: argparse.Namespace) -> int:
         if k in rec and k in rep:
             print(f"  {names.get(k, k):32} {rec[k]:12.6g} {rep[k]:12.6g}")
     same = all(abs(rec[k] - rep[k]) <= 1e-6 * max(1.0, abs(rec[k])) for k in keys)
-    print(
-        "  the same"
-        if same
-        else "  different (another machine, backend or thread count can change the arithmetic)"
+    why = _start_difference(rec, rep) or (
+        "another machine, backend or thread count can change the arithmetic"
     )
+    print("  the same" if same else f"  different ({why})")
     return 0
+
+
+def _start_difference(recorded: dict[str, Any], reproduced: dict[str, Any]) -> str | None:
+    """Why a residual trial's rerun can differ beyond arithmetic: one run kept its trained
+    weights and the other went back to its start (``training.Start``), or the trial was
+    recorded before that test existed."""
+    kept = [not d.get(records.BACK_TO_START) for d in (recorded, reproduced)]
+    if kept[0] == kept[1]:
+        return None
+    if records.START_PVALUE not in recorded:
+        return (
+            "the trial was recorded before residual models were tested against their start; "
+            "the rerun was, and went back to it"
+        )
+    from tuner.training import KEEP_LEVEL
+
+    p = [d.get(records.START_PVALUE) for d in (recorded, reproduced)]
+    then, now = ("untested" if v is None else f"p = {v:.2g}" for v in p)
+    went = "the recorded run went back to its start, the rerun kept its training"
+    if kept[0]:
+        went = "the recorded run kept its training, the rerun went back to its start"
+    return f"{went} ({then} then, {now} now; it keeps below {KEEP_LEVEL:g})"
 
 
 def cmd_retrain(a: argparse.Namespace) -> int:
