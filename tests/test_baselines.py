@@ -98,6 +98,27 @@ def test_ridge_ar_tries_doubling_lags_so_a_short_memory_is_found_in_a_long_windo
     np.testing.assert_allclose(ridge.coef[-2:, 0], [-0.5, 1.2], atol=0.2)
 
 
+def test_a_ridge_start_reads_the_lags_of_the_study_s_ridge_baseline() -> None:
+    """Every ``residual: ridge`` trial starts from the baseline's lag count (at most its window),
+    whatever its window and scaler; a study stored without the lags chooses per window."""
+    from tuner.launch import start_from_ridge_baseline
+
+    rng = np.random.default_rng(4)
+    z = np.zeros(400)
+    for t in range(2, len(z)):
+        z[t] = 1.2 * z[t - 1] - 0.5 * z[t - 2] + rng.normal()
+    baselines = {"scores": {"ridge_ar": {"lags": 8.0, "val_mae_original": 1.0}}}
+    s = series(z)
+    start_from_ridge_baseline(s, baselines)
+    assert s.ridge_lags == 8
+    assert s.ridge("minmax", 16).lags == 8 and s.ridge("standard", 32).lags == 8
+    assert s.ridge("standard", 3).lags == 3  # a shorter window reads all of it
+    chosen = series(z)
+    start_from_ridge_baseline(chosen, {"scores": {}})
+    assert chosen.ridge_lags is None and chosen.ridge("standard", 16).lags in (2, 4)
+    start_from_ridge_baseline(Sequences.__new__(Sequences), baselines)  # not a forecast: no-op
+
+
 def test_forecast_baselines_score_every_output_in_original_units() -> None:
     # two targets in very different units, two steps ahead: naive's error is per output
     t = np.arange(60, dtype=float)

@@ -183,6 +183,9 @@ class Series:
     _streams: dict[tuple[str, int, int], Stream] = field(default_factory=dict, repr=False)
     # text input columns, one-hot encoded: each one's categories (in the training split)
     categories: dict[str, list[str]] = field(default_factory=dict)
+    # the lags the study's ridge baseline chose on validation: every ``residual: ridge`` trial
+    # starts from that ridge (None: each window's ridge chooses its own)
+    ridge_lags: int | None = None
     task = "forecast"
     default_window = None  # a forecast's window is always the space's
 
@@ -261,14 +264,17 @@ class Series:
 
     def ridge(self, scaler: str, window: int) -> Ridge:
         """The closed-form ridge autoregression of the training windows (scaled units; its lag
-        count chosen on validation), which a ``residual: ridge`` trial starts from; cached."""
+        count the study baseline's, ``ridge_lags``, else chosen on validation), which a
+        ``residual: ridge`` trial starts from; cached."""
         key = (scaler, window)
         if key not in self._ridges:
             from tuner.ridge import fit_ridge_ar
 
             a = self.arrays(scaler, window)
             scale = self.output_scale(a)
-            self._ridges[key] = fit_ridge_ar(a.x_train, a.y_train, a.x_val, a.y_val, scale)
+            self._ridges[key] = fit_ridge_ar(
+                a.x_train, a.y_train, a.x_val, a.y_val, scale, lags=self.ridge_lags
+            )
         return self._ridges[key]
 
     def arrays(self, scaler: str, window: int) -> Arrays:

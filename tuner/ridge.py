@@ -51,26 +51,29 @@ def fit_ridge_ar(
     x_val: np.ndarray,
     y_val: np.ndarray,
     output_scale: np.ndarray,
+    lags: int | None = None,
 ) -> Ridge:
     """The ridge autoregression of a window: fitted on the last ``lags`` rows of the training
     windows for each of ``ridge_lags(window)``; the fewest lags whose validation MAE
     (``output_scale`` turns errors into the targets' units) is within 1% of the lowest is
     kept. A long window overfits a short series; the choice is made on validation, as every
-    hyperparameter is. The result reads whole windows: the older rows' coefficients are 0."""
+    hyperparameter is. ``lags`` (a study's ridge baseline chose them) fixes the count instead,
+    at most the window. The result reads whole windows: the older rows' coefficients are 0."""
     window, features = x_train.shape[1], x_train.shape[2]
 
-    def error(lags: int, ridge: Ridge) -> float:
-        pred = ridge.predict(x_val[:, -lags:])
+    def error(n: int, ridge: Ridge) -> float:
+        pred = ridge.predict(x_val[:, -n:])
         return float(np.mean(np.abs((pred - y_val) * output_scale)))
 
-    fits = {lags: fit_ridge(x_train[:, -lags:], y_train) for lags in ridge_lags(window)}
+    tried = ridge_lags(window) if lags is None else [max(1, min(lags, window))]
+    fits = {n: fit_ridge(x_train[:, -n:], y_train) for n in tried}
     errors = {n: error(n, fit) for n, fit in fits.items()}
     # the fewest lags within 1% of the best: validation noise does not buy longer memories
-    lags = min(n for n in fits if errors[n] <= 1.01 * min(errors.values()))
-    best = fits[lags]
+    chosen = min(n for n in fits if errors[n] <= 1.01 * min(errors.values()))
+    best = fits[chosen]
     coef = np.zeros((window * features, best.coef.shape[1]), dtype=np.float32)
-    coef[(window - lags) * features :] = best.coef
-    return Ridge(coef, best.intercept, best.alpha, lags)
+    coef[(window - chosen) * features :] = best.coef
+    return Ridge(coef, best.intercept, best.alpha, chosen)
 
 
 def ridge_lags(window: int) -> list[int]:
