@@ -116,7 +116,19 @@ def test_a_ridge_start_reads_the_lags_of_the_study_s_ridge_baseline() -> None:
     chosen = series(z)
     start_from_ridge_baseline(chosen, {"scores": {}})
     assert chosen.ridge_lags is None and chosen.ridge("standard", 16).lags in (2, 4)
-    start_from_ridge_baseline(Sequences.__new__(Sequences), baselines)  # not a forecast: no-op
+    sequences = Sequences.__new__(Sequences)
+    start_from_ridge_baseline(sequences, baselines)  # not a forecast: nothing to start from
+    assert not hasattr(sequences, "ridge_lags")
+    s.ridge_lags = 4  # set again: the ridges cached for 8 lags are not served
+    assert s.ridge("minmax", 16).lags == 4
+    from types import SimpleNamespace
+
+    from tuner.rerun import _start_as_recorded
+
+    _start_as_recorded(s, SimpleNamespace(user_attrs={"start_lags": 2.0}))  # tuner reproduce
+    assert s.ridge("minmax", 16).lags == 2
+    _start_as_recorded(s, SimpleNamespace(user_attrs={}))  # recorded before start_lags
+    assert s.ridge_lags is None
 
 
 def test_forecast_baselines_score_every_output_in_original_units() -> None:
@@ -313,6 +325,9 @@ def test_a_rerun_that_went_back_to_its_start_says_why_it_differs() -> None:
         "the recorded run kept its training, the rerun went back to its start "
         "(p = 0.01 then, p = 0.2 now; it keeps below 0.05)"
     )
+    assert _start_difference(kept, {"epochs_run": 3.0}) is None  # the rerun did not finish
+    relagged = _start_difference({"value": 0.9, **back}, {**back, "start_lags": 2.0})
+    assert relagged is not None and "recorded without its ridge start's lags" in relagged
     assert _start_difference(back, {"value": 0.9}) == (
         "the recorded run went back to its start, the rerun kept its training "
         "(p = 0.2 then, untested now; it keeps below 0.05)"

@@ -173,8 +173,29 @@ def test_a_study_reports_its_baselines_and_the_best_trials_skill(
     assert window != 24 and "window" in study.best_trial.params  # searched in the auto range
     complete = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
     assert complete and all("start_pvalue" in t.user_attrs for t in complete), "judged"
+    lags = int(study.user_attrs["tuner_baselines"]["scores"]["ridge_ar"]["lags"])
+    for t in complete:  # each ridge start reads the lags the study's ridge baseline chose
+        assert t.user_attrs["start_lags"] == min(lags, t.params["window"])
+    from tuner.launch import with_data
+
+    assert with_data(study, str(co2_csv))[2].ridge_lags == lags  # a worker's data, too
     back = bool(study.best_trial.user_attrs.get("back_to_start"))
     assert ("'s model is the ridge autoregression (ridge_ar)" in out) == back, out
+
+
+def test_a_prepared_study_s_ridge_starts_read_its_ridge_baseline_s_lags(
+    space_file, co2_csv
+) -> None:
+    """What `tuner run`'s own workers train on (the prepared data, not read again)."""
+    from tuner.data import DataOptions
+    from tuner.launch import prepare, ridge_baseline_lags
+    from tuner.storage import resolve
+
+    space = space_file(TINY_FORECAST.replace("window: {low: 4, high: 8}", "window: auto"))
+    options = DataOptions(str(co2_csv), target=("co2",), time="date", nan="interpolate")
+    prepared = prepare(str(space), options, resolve(None, None))
+    lags = ridge_baseline_lags(prepared.baselines)
+    assert lags and prepared.dataset.ridge_lags == lags
 
 
 def test_an_epoch_budget_ends_the_study_and_trims_the_last_trial(space_file, co2_csv) -> None:

@@ -362,10 +362,10 @@ def cmd_reproduce(a: argparse.Namespace) -> int:
     study = launch.open_study(_stores(a), a.study)
     spec, space, dataset = launch.with_data(study, a.data)
     out = reproduce(study, space, spec, dataset, a.trial)
-    if a.json:
-        print(json.dumps(out, indent=2))
-        return 0
     rec, rep = out["recorded"], out["reproduced"]
+    if a.json:
+        print(json.dumps({**out, "why_different": _start_difference(rec, rep)}, indent=2))
+        return 0
     keys = [
         k
         for k in dict.fromkeys(("value", *sorted(rep)))
@@ -388,9 +388,16 @@ def cmd_reproduce(a: argparse.Namespace) -> int:
 def _start_difference(recorded: dict[str, Any], reproduced: dict[str, Any]) -> str | None:
     """Why a residual trial's rerun can differ beyond arithmetic: one run kept its trained
     weights and the other went back to its start (``training.Start``), or the trial was
-    recorded before that test existed."""
+    recorded before that test existed, or before a ridge start recorded its lags."""
+    if reproduced.get("value") is None:  # the rerun did not finish
+        return None
     kept = [not d.get(records.BACK_TO_START) for d in (recorded, reproduced)]
     if kept[0] == kept[1]:
+        if records.START_LAGS in reproduced and records.START_LAGS not in recorded:
+            return (
+                "the trial was recorded without its ridge start's lags (an older tuner): the "
+                "rerun's ridge chose its own and may read others"
+            )
         return None
     if records.START_PVALUE not in recorded:
         return (

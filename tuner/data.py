@@ -179,12 +179,12 @@ class Series:
     horizon: int
     splits: tuple[slice, slice, slice]
     _cache: dict[tuple[str, int], Arrays] = field(default_factory=dict, repr=False)
-    _ridges: dict[tuple[str, int], Ridge] = field(default_factory=dict, repr=False)
+    _ridges: dict[tuple[str, int, int | None], Ridge] = field(default_factory=dict, repr=False)
     _streams: dict[tuple[str, int, int], Stream] = field(default_factory=dict, repr=False)
     # text input columns, one-hot encoded: each one's categories (in the training split)
     categories: dict[str, list[str]] = field(default_factory=dict)
     # the lags the study's ridge baseline chose on validation: every ``residual: ridge`` trial
-    # starts from that ridge (None: each window's ridge chooses its own)
+    # starts from a ridge on those lags (None: each window's ridge chooses its own)
     ridge_lags: int | None = None
     task = "forecast"
     default_window = None  # a forecast's window is always the space's
@@ -266,7 +266,7 @@ class Series:
         """The closed-form ridge autoregression of the training windows (scaled units; its lag
         count the study baseline's, ``ridge_lags``, else chosen on validation), which a
         ``residual: ridge`` trial starts from; cached."""
-        key = (scaler, window)
+        key = (scaler, window, self.ridge_lags)
         if key not in self._ridges:
             from tuner.ridge import fit_ridge_ar
 

@@ -321,11 +321,12 @@ def ridge_baseline_lags(baselines: dict[str, Any] | None) -> int | None:
 
 
 def start_from_ridge_baseline(dataset: Dataset, baselines: dict[str, Any] | None) -> None:
-    """A ``residual: ridge`` trial starts from the study's ridge baseline: its ridge reads the
-    lags the baseline chose on validation (at most the trial's window), not lags chosen again
-    for each window and scaler. Chosen again, each trial's start was a fresh draw from
-    validation's noise: gasoline's best trial (window 90, min-max scaling) started from, and
-    went back to, a 1-lag ridge 10% worse on test than the study's 2-lag baseline (B7)."""
+    """A ``residual: ridge`` trial starts from a ridge on the lags the study's ridge baseline
+    chose on validation (at most the trial's window; fitted on its own windows and scaling),
+    not on lags chosen again for each window and scaler. Chosen again, each trial's start was a
+    fresh draw from validation's noise: in a B7 run before this, gasoline's best trial (window
+    90, min-max scaling) started from, and went back to, a 1-lag ridge 10% worse on test than
+    the study's 2-lag baseline."""
     from tuner.data import Series
 
     if isinstance(dataset, Series):

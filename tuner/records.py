@@ -64,6 +64,7 @@ EPOCHS_RUN = "epochs_run"  # the epochs it trained
 # it went back to its start (the ridge autoregression or the last value: no significant gain)
 START_PVALUE = "start_pvalue"
 BACK_TO_START = "back_to_start"
+START_LAGS = "start_lags"  # a ridge start: the lags its ridge read
 INTERRUPTED = "interrupted"  # the number of a trial stopped by a signal (to be retried)
 # A trial's attributes that describe it rather than measure it (the rest are metrics).
 NOT_METRICS = (

@@ -75,6 +75,7 @@ def reproduce(
     recorded figures as the trial holds them."""
     trial = _finished(study, number)
     config = config_of(trial, space, spec, dataset)
+    _start_as_recorded(dataset, trial)
     done = fit(dataset, config, objective=space.objective, direction=space.direction)
     recorded: dict[str, Any] = {
         k: v for k, v in trial.user_attrs.items() if isinstance(v, (int, float))
@@ -119,6 +120,7 @@ def retrain(
     out = []
     for trial in best:
         base = trial.user_attrs.get(records.SEED, space.seed + trial.number)
+        _start_as_recorded(dataset, trial)
         runs = []
         for i in range(1, seeds + 1):
             config = config_of(trial, space, spec, dataset, seed=base + i * SEED_STRIDE)
@@ -135,6 +137,17 @@ def retrain(
         study.set_user_attr(records.RETRAIN, stored)
         out.append(summary)
     return sorted(out, key=lambda s: _mean_or_worst(s, reverse), reverse=reverse)
+
+
+def _start_as_recorded(dataset: Dataset, trial: optuna.trial.FrozenTrial) -> None:
+    """A ridge start rebuilt with the lags its trial's ridge read (``start_lags``); a trial
+    recorded without them chose its lags for its own window (the study's baseline lags may
+    have been computed again since, by other code)."""
+    from tuner.data import Series
+
+    if isinstance(dataset, Series):
+        lags = trial.user_attrs.get(records.START_LAGS)
+        dataset.ridge_lags = int(lags) if lags else None
 
 
 def _summary(

@@ -81,7 +81,7 @@ def ridge_lags(window: int) -> list[int]:
     window. A coarser ladder (the window, its half and quarter, and 1) skipped the few lags a
     short noisy series wants: on fpp2 ``gasoline`` (window 101) it kept 1 lag, 3% worse than the
     last value on test where 2 lags are 6% better; over 26 public series its test MAE was
-    0.611x the last value's (geometric mean) against this ladder's 0.585x (README, B7).
+    0.611x the last value's (geometric mean) against this ladder's 0.585x (README, under B7).
 
     >>> ridge_lags(48)
     [1, 2, 4, 8, 16, 32, 48]
