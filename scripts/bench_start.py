@@ -84,19 +84,12 @@ def one(name: str, folder: Path, seed: int, epochs: int) -> dict[str, Any]:
     from tuner import baselines as b
     from tuner.data import load
     from tuner.fitting import fit
-    from tuner.launch import start_from_ridge_baseline
+    from tuner.launch import auto_window_range, start_from_ridge_baseline
     from tuner.sampling import sample
     from tuner.space import load_space
 
     series = load(options(name, folder), 2)
-    train, val, test = series.splits
-    period = b.detect_period(series.values[train, series.target_index[0]])
-    rows = min(  # as launch's window: auto takes them, horizon 1
-        train.stop - train.start - 1,
-        2 * (val.stop - val.start - 1),
-        2 * (test.stop - test.start - 1),
-    )
-    low, high = b.window_range(period, rows)  # window: auto, as a study resolves it
+    period, low, high = auto_window_range(series, None)  # window: auto, as a study resolves it
     scores = b.forecast_baselines(series, high, period)
     start_from_ridge_baseline(series, {"scores": scores})
     lags = int(scores["ridge_ar"]["lags"])

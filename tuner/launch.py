@@ -436,8 +436,20 @@ def close_if_idle(
 def _auto_window(space: Space, dataset: Any, season: int | None, *, dataset_path: str) -> Space:
     """Resolve ``window: auto`` from the data: one to three seasons of the first target (the
     period detected on the training split, or ``--season``), bounded by the splits' lengths."""
-    from tuner.baselines import detect_period, window_range
     from tuner.data import check_windows_fit
+
+    period, low, high = auto_window_range(dataset, season)
+    found = f"season {period}" if period else "no season found"
+    log.info("note: window: auto -> %d..%d (%s)", low, high, found)
+    resolved = space.with_window(low, high)
+    check_windows_fit(dataset, high, dataset_path)
+    return resolved
+
+
+def auto_window_range(dataset: Any, season: int | None) -> tuple[int | None, int, int]:
+    """``window: auto``'s season (``season``, else detected on the training split of the first
+    target) and window range (``baselines.window_range``)."""
+    from tuner.baselines import detect_period, window_range
 
     train, val, test = dataset.splits
     period = season or detect_period(dataset.values[train, dataset.target_index[0]])
@@ -447,12 +459,7 @@ def _auto_window(space: Space, dataset: Any, season: int | None, *, dataset_path
         2 * (val.stop - val.start - h),
         2 * (test.stop - test.start - h),
     )
-    low, high = window_range(period, rows)
-    found = f"season {period}" if period else "no season found"
-    log.info("note: window: auto -> %d..%d (%s)", low, high, found)
-    resolved = space.with_window(low, high)
-    check_windows_fit(dataset, high, dataset_path)
-    return resolved
+    return (period, *window_range(period, rows))
 
 
 def _ridge_start_window(space: Space, baselines: dict[str, Any]) -> Space:
