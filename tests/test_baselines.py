@@ -4,6 +4,7 @@ ratio and the budget arithmetic: pure numpy, no training."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -305,7 +306,12 @@ def test_a_best_trial_back_at_its_start_says_which_start() -> None:
     best = SimpleNamespace(number=3, params={"units": 8}, user_attrs=attrs)
     lines = _baseline_lines(_baseline_report(study, best))
     assert lines[-1].startswith("trial 3's model is the ridge autoregression (ridge_ar): ")
-    assert "(one-sided test, p = 0.42 >= 0.05)" in lines[-1]
+    assert "(one-sided test, p = 0.42 >= 0.05)" in lines[-1]  # recorded before keep_level
+    spent = SimpleNamespace(number=3, params={}, user_attrs={**attrs, "keep_level": 0.0076})
+    assert (
+        "(one-sided test, p = 0.42 >= 0.0076)"
+        in _baseline_lines(_baseline_report(study, spent))[-1]
+    )
     searched = SimpleNamespace(number=3, params={"residual": "last"}, user_attrs=attrs)
     assert "is the last value (naive)" in _baseline_lines(_baseline_report(study, searched))[-1]
     kept = SimpleNamespace(number=3, params={}, user_attrs={"test_mae_original": 1.0})
@@ -332,6 +338,31 @@ def test_a_rerun_that_went_back_to_its_start_says_why_it_differs() -> None:
         "the recorded run went back to its start, the rerun kept its training "
         "(p = 0.2 then, untested now; it keeps below 0.05)"
     )
+    second = _start_difference({**kept, "keep_level": 0.0076}, back)  # the study's second judged
+    assert second is not None and second.endswith(
+        "(p = 0.01 then, p = 0.2 now; it keeps below 0.0076)"
+    )
+
+
+def test_a_rerun_judges_at_the_level_its_trial_was_judged_at() -> None:
+    from types import SimpleNamespace
+
+    import optuna
+
+    from tuner.rerun import config_of
+    from tuner.space import parse_space
+
+    space = parse_space(
+        {"task": "forecast", "params": {"residual": "ridge", "window": 8}}, source="s"
+    )
+    spec: Any = SimpleNamespace(max_epochs=None)
+    dataset: Any = SimpleNamespace(default_window=None)
+    trial = optuna.trial.create_trial(
+        params={}, distributions={}, value=1.0, user_attrs={"keep_level": 0.0034}
+    )
+    assert config_of(trial, space, spec, dataset).keep_level == 0.0034
+    older = optuna.trial.create_trial(params={}, distributions={}, value=1.0)
+    assert config_of(older, space, spec, dataset).keep_level == 0.05  # the level of its time
 
 
 class FakeTrial:

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tuner.data import Scaler, output_scale
 from tuner.tracking import RUN_STATUS
@@ -172,3 +173,32 @@ def test_a_model_back_at_its_start_reports_the_start_s_scores() -> None:
     out = kept.summary()
     assert "back_to_start" not in out and out["best_epoch"] == 1.0
     assert out["best_val_mae_original"] == 0.8 and out["start_pvalue"] == 0.01
+
+
+def test_a_study_spends_its_keep_level_over_the_trials_it_judges() -> None:
+    from tuner.training import KEEP_LEVEL, keep_level
+
+    levels = [keep_level(k) for k in range(1, 10_001)]
+    assert levels == sorted(levels, reverse=True)
+    assert sum(levels) < KEEP_LEVEL  # however many: below it in all
+    assert sum(levels) > 0.9999 * KEEP_LEVEL  # and none of it left unspent
+    with pytest.raises(ValueError, match="judged counts from 1"):
+        keep_level(0)
+
+
+def test_a_start_judges_at_its_own_level() -> None:
+    from tuner.training import TrainResult
+
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=(300, 1))
+    start, model = _start(y, y + rng.normal(0, 1.0, size=y.shape))
+    model.pred, model.weights = y + rng.normal(0, 0.85, size=y.shape), [np.ones(2)]
+    at_05 = TrainResult(best_value=0.7, best_epoch=3)
+    start.judge(model, at_05)
+    assert at_05.start_p is not None and 0.001 < at_05.start_p < 0.05, at_05.start_p
+    assert at_05.start_logs is None, "kept at 0.05"
+    start.level = at_05.start_p / 2  # a later trial of the study: it needs more evidence
+    later = TrainResult(best_value=0.7, best_epoch=3)
+    start.judge(model, later)
+    assert later.start_p == at_05.start_p and later.start_logs is not None
+    assert later.best_value == 1.0 and model.weights[0].tolist() == [0.0, 0.0]

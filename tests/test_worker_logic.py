@@ -264,3 +264,43 @@ def test_queued_trials_wait_while_a_running_trial_may_give_epochs_back(worker) -
     worker.study.tell(running, state=TrialState.PRUNED)
     queued = worker._claim()
     assert queued is not None and worker.reserved == 3, "the queued trial runs"
+
+
+def test_a_residual_trial_keeps_its_training_at_the_level_left_by_those_judged_before(
+    worker, monkeypatch
+) -> None:
+    """The k-th residual trial a study judges keeps below ``keep_level(k)`` (a study hands back
+    its best trial on validation: 0.05 for each let a trial kept by chance be the one picked),
+    recorded so that `tuner reproduce` judges it at the same level."""
+    from types import SimpleNamespace
+
+    from tuner.space import parse_space
+    from tuner.training import KEEP_LEVEL, keep_level
+
+    raw = {"task": "forecast", "params": {"residual": ["ridge", "none"], "window": 8}}
+    worker.space = parse_space(raw, source="s.yaml")
+    worker.spec = SimpleNamespace(max_epochs=None)
+    worker.dataset = SimpleNamespace(default_window=None)
+    worker.study.set_user_attr(records.TARGET, 5)
+    worker.study.set_user_attr(records.EXPERIMENT, "1")
+    worker.study.set_user_attr(records.PARENT_RUN, "p")
+    monkeypatch.setattr("tuner.worker.TrialRun", lambda *args, **kwargs: None)
+
+    def opened(residual: str):
+        worker.study.enqueue_trial({"residual": residual})
+        trial = worker._claim()
+        _, config = worker._open(trial)
+        return trial, config
+
+    first, config = opened("ridge")
+    assert config.keep_level == keep_level(1)
+    assert _frozen(worker.study, first.number).user_attrs[records.KEEP_LEVEL] == keep_level(1)
+    first.set_user_attr(records.START_PVALUE, 0.2)  # judged: went back to its start
+    worker.study.tell(first, 1.0)
+    plain, config = opened("none")  # never judged: nothing recorded, nothing spent
+    assert config.keep_level == KEEP_LEVEL
+    assert records.KEEP_LEVEL not in _frozen(worker.study, plain.number).user_attrs
+    worker.study.tell(plain, 1.0)
+    second, config = opened("ridge")
+    assert config.keep_level == keep_level(2) < keep_level(1)
+    assert _frozen(worker.study, second.number).user_attrs[records.KEEP_LEVEL] == keep_level(2)

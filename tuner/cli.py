@@ -411,7 +411,8 @@ def _start_difference(recorded: dict[str, Any], reproduced: dict[str, Any]) -> s
     went = "the recorded run went back to its start, the rerun kept its training"
     if kept[0]:
         went = "the recorded run kept its training, the rerun went back to its start"
-    return f"{went} ({then} then, {now} now; it keeps below {KEEP_LEVEL:g})"
+    level = recorded.get(records.KEEP_LEVEL, KEEP_LEVEL)
+    return f"{went} ({then} then, {now} now; it keeps below {level:.2g})"
 
 
 def cmd_retrain(a: argparse.Namespace) -> int:
@@ -828,7 +829,8 @@ def _start_note(study: Any, best: Any) -> str:
     residual = best.params.get("residual", fixed.get("residual"))
     start = STARTS.get(residual, "its start") if isinstance(residual, str) else "its start"
     p = best.user_attrs.get(records.START_PVALUE)
-    test = "" if p is None else f" (one-sided test, p = {p:.2g} >= {KEEP_LEVEL:g})"
+    level = best.user_attrs.get(records.KEEP_LEVEL, KEEP_LEVEL)
+    test = "" if p is None else f" (one-sided test, p = {p:.2g} >= {level:.2g})"
     return (
         f"trial {best.number}'s model is {start}: what its LSTM learned on top did not beat it "
         f"on validation beyond noise{test}, so the trial went back to it"

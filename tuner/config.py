@@ -75,6 +75,8 @@ class TrialConfig:
     patience: int = 0
     min_steps_per_epoch: int = 0
     seed: int = 0
+    # a residual model keeps its training below this p (the study's ``training.keep_level``)
+    keep_level: float = 0.05
 
     @property
     def cudnn_eligible(self) -> bool:

@@ -83,6 +83,12 @@ def trial_seed(space_seed: int, number: int, retry_of: int | None) -> int:
     return space_seed + (number if retry_of is None else retry_of)
 
 
+def judged(trials: Iterable[FrozenTrial]) -> int:
+    """How many of the study's trials a residual start has judged (they hold a
+    ``start_pvalue``): the next one keeps its training at ``training.keep_level(judged + 1)``."""
+    return sum(records.START_PVALUE in t.user_attrs for t in trials)
+
+
 def failure_streak(trials: Iterable[FrozenTrial], worker: str) -> int:
     """How many of ``worker``'s last finished trials failed with their own error, in a row
     (derived from the study's records, as KerasTuner's oracle does, so the count survives the

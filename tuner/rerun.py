@@ -38,7 +38,8 @@ def config_of(
     seed: int | None = None,
 ) -> TrialConfig:
     """The trial's config, rebuilt from its recorded parameters (and epochs, if the study's
-    budget trimmed them); ``seed`` replaces its recorded seed."""
+    budget trimmed them, and the level a residual trial kept its training below);
+    ``seed`` replaces its recorded seed."""
     import dataclasses
 
     import optuna
@@ -55,6 +56,8 @@ def config_of(
     )
     if records.EPOCHS in trial.user_attrs:  # what it trained with (a resume may change the cap)
         config = dataclasses.replace(config, epochs=int(trial.user_attrs[records.EPOCHS]))
+    if records.KEEP_LEVEL in trial.user_attrs:  # else it kept below the level of its time
+        config = dataclasses.replace(config, keep_level=float(trial.user_attrs[records.KEEP_LEVEL]))
     return config
 
 

@@ -67,6 +67,24 @@ def best_of(history: list[dict[str, float]], objective: str, direction: str) -> 
 KEEP_LEVEL = 0.05
 
 
+def keep_level(judged: int) -> float:
+    """The level the ``judged``-th residual trial a study judges (1-based) keeps its training
+    below: ``KEEP_LEVEL`` spent over the study, 6 / (pi^2 k^2) of it on the k-th (the shares
+    sum to one). A study hands back its best trial on validation, and a trial kept by chance
+    is the one with the largest gain there: at ``KEEP_LEVEL`` for each, the chance that a study
+    keeps some trial by chance grows with the trials it judges (B7, sunspots: its pick was a
+    trial kept at p = 0.047, worse on test than its start). Spent so, it stays below
+    ``KEEP_LEVEL`` however many it judges; a later trial needs more evidence (B13 measures
+    what that costs).
+
+    >>> [round(keep_level(k), 4) for k in (1, 2, 3, 10)]
+    [0.0304, 0.0076, 0.0034, 0.0003]
+    """
+    if judged < 1:
+        raise ValueError(f"judged counts from 1, got {judged}")
+    return KEEP_LEVEL * 6 / (math.pi**2 * judged**2)
+
+
 def window_losses(
     err: np.ndarray,
     objective: str,
@@ -336,7 +354,15 @@ def train(
         and not isinstance(arrays, Stream)
     ):
         start = Start.of(
-            model, arrays, validation_data, batch_size, objective, scale, config.loss, targets
+            model,
+            arrays,
+            validation_data,
+            batch_size,
+            objective,
+            scale,
+            config.loss,
+            targets,
+            config.keep_level,
         )
     model.fit(
         x_train if fed is None else fed,
@@ -373,6 +399,7 @@ class Start:
     loss: str
     targets: Targets | None
     horizon: int
+    level: float = KEEP_LEVEL  # it keeps its training below this p (``keep_level``)
 
     @classmethod
     def of(
@@ -385,6 +412,7 @@ class Start:
         scale: np.ndarray | None,
         loss: str,
         targets: Targets | None,
+        level: float = KEEP_LEVEL,
     ) -> Start | None:
         """The compiled ``model``'s start; None when the objective is not a mean of window
         losses (``window_losses``) or the inputs are not one array."""
@@ -405,6 +433,7 @@ class Start:
             loss,
             targets,
             horizon,
+            level,
         )
         losses = start.window_losses(model)
         if losses is None:
@@ -431,11 +460,11 @@ class Start:
 
     def judge(self, model: keras.Model, result: TrainResult) -> None:
         """Keep the trained weights if they beat the start (``result.start_p`` below
-        ``KEEP_LEVEL``), else put the start's back (``result.start_logs``, its value)."""
+        ``level``), else put the start's back (``result.start_logs``, its value)."""
         trained = self.window_losses(model)
         assert trained is not None
         result.start_p = improvement_p(trained, self.losses, self.horizon)
-        if result.start_p < KEEP_LEVEL:
+        if result.start_p < self.level:
             return
         model.set_weights(self.weights)
         result.start_logs = dict(self.logs)

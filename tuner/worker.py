@@ -43,6 +43,7 @@ from tuner.signals import Interrupted, StopRequest
 from tuner.space import Space
 from tuner.strategies import FirstObjective, prunes_from
 from tuner.tracking import INTERRUPTED_STATUS, Tracker, TrialRun
+from tuner.training import keep_level
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Worker:
     ran: int = 0
     exhausted: bool = False  # the sampler has nothing left to try (a used-up grid)
     reserved: int | None = None  # epochs of the study's budget the claimed trial may use
+    judged: int = 0  # the study's trials judged against their start when it was claimed
 
     def run(self, *, max_trials: int | None = None, timeout: float | None = None) -> int:
         """Run trials until the study (or this worker) is done; returns how many it ran."""
@@ -137,6 +139,7 @@ class Worker:
             if liveness.requeue_lost(self.study, trials):
                 trials = self.study.get_trials(deepcopy=False)  # with the queued retries
             attrs = self.study.user_attrs
+            self.judged = outcome.judged(trials)
             left = studies.budget_left(self.study, trials, attrs)
             c = studies.counts(self.study, trials)
             if studies.target_reached(self.study, c, left=left, attrs=attrs):
@@ -171,6 +174,8 @@ class Worker:
             )
             if self.reserved is not None and self.reserved < config.epochs:  # the budget's last
                 config = dataclasses.replace(config, epochs=max(1, self.reserved))
+            if config.residual != "none":  # judged against its start after the others
+                config = dataclasses.replace(config, keep_level=keep_level(self.judged + 1))
             fused = config.fused_kernel(backend, self.space.task)
             attrs: dict[str, Any] = {
                 records.CUDNN: fused,
@@ -180,6 +185,8 @@ class Worker:
                 records.EPOCHS: config.epochs,  # what `tuner reproduce` runs it with again
                 records.WORKER: self.name,
             }
+            if config.residual != "none":  # `tuner reproduce` judges it at this level again
+                attrs[records.KEEP_LEVEL] = config.keep_level
             _set_attrs(trial, attrs)
         tags = {records.CUDNN_TAG: str(fused).lower(), records.BACKEND_TAG: backend}
         if retry_of is not None:
