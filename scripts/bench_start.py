@@ -7,7 +7,8 @@ the space's epochs capped, its patience). Each run records the test MAE of its s
 and of its best epoch's weights, and what each rule would hand back:
 
 - ``shipped``: keep the trained weights only if they beat the start on validation by the
-  one-sided test at ``KEEP_LEVEL`` (what a trial does);
+  one-sided test at ``keep_level(1)`` (what a study's first judged trial does; B13 follows a
+  study's later ones);
 - ``lower``: keep them whenever their validation MAE is lower than the start's;
 - ``kept``: always keep them.
 
@@ -21,6 +22,7 @@ CO2, fpp2 ``gasoline``, ``a10``, ``h02``, ``usmelec``, ``auscafe``, ``qcement`` 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,11 +124,13 @@ def one(
     import tuner.model
     from tuner.fitting import fit
     from tuner.sampling import sample
+    from tuner.training import keep_level
 
     ready = prepare(name, folder)
     series, space, lags = ready.series, ready.space, ready.lags
     params = params or hybrid(ready)
     config = sample(optuna.trial.FixedTrial(params), space, max_epochs=epochs, seed=seed)
+    config = dataclasses.replace(config, keep_level=keep_level(1))  # as the first judged
     arrays = series.for_config(config)
     scale = series.output_scale(arrays)
     model: list[Any] = []
