@@ -55,7 +55,8 @@ def drawn(name: str, folder: Path, seed: int, count: int) -> list[dict[str, Any]
 
 def level(rule: str, k: int, trial: dict[str, Any]) -> float:
     """The level the k-th judged trial keeps below (1-based)."""
-    from tuner.training import KEEP_LEVEL, keep_level
+    from tuner.config import KEEP_LEVEL
+    from tuner.training import keep_level
 
     if rule == "spent":
         return keep_level(k)

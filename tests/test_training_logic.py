@@ -176,7 +176,8 @@ def test_a_model_back_at_its_start_reports_the_start_s_scores() -> None:
 
 
 def test_a_study_spends_its_keep_level_over_the_trials_it_judges() -> None:
-    from tuner.training import KEEP_LEVEL, keep_level
+    from tuner.config import KEEP_LEVEL
+    from tuner.training import keep_level
 
     levels = [keep_level(k) for k in range(1, 10_001)]
     assert levels == sorted(levels, reverse=True)

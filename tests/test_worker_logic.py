@@ -274,8 +274,9 @@ def test_a_residual_trial_keeps_its_training_at_the_level_left_by_those_judged_b
     recorded so that `tuner reproduce` judges it at the same level."""
     from types import SimpleNamespace
 
+    from tuner.config import KEEP_LEVEL
     from tuner.space import parse_space
-    from tuner.training import KEEP_LEVEL, keep_level
+    from tuner.training import keep_level
 
     raw = {"task": "forecast", "params": {"residual": ["ridge", "none"], "window": 8}}
     worker.space = parse_space(raw, source="s.yaml")

@@ -404,7 +404,7 @@ def _start_difference(recorded: dict[str, Any], reproduced: dict[str, Any]) -> s
             "the trial was recorded before residual models were tested against their start; "
             "the rerun was, and went back to it"
         )
-    from tuner.training import KEEP_LEVEL
+    from tuner.config import KEEP_LEVEL
 
     p = [d.get(records.START_PVALUE) for d in (recorded, reproduced)]
     then, now = ("untested" if v is None else f"p = {v:.2g}" for v in p)
@@ -823,7 +823,7 @@ STARTS = {
 
 def _start_note(study: Any, best: Any) -> str:
     """Why the best trial forecasts as its start does (``training.Start``)."""
-    from tuner.training import KEEP_LEVEL
+    from tuner.config import KEEP_LEVEL
 
     fixed = ((study.user_attrs.get(records.SPEC) or {}).get("space") or {}).get("params") or {}
     residual = best.params.get("residual", fixed.get("residual"))

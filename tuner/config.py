@@ -12,6 +12,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+# A residual model keeps what its network learned only when that beats its start on
+# validation at this level (``training.Start``), spent over a study's trials by the worker.
+KEEP_LEVEL = 0.05
+
 
 @dataclass(frozen=True)
 class TrialConfig:
@@ -76,7 +80,7 @@ class TrialConfig:
     min_steps_per_epoch: int = 0
     seed: int = 0
     # a residual model keeps its training below this p (the study's ``training.keep_level``)
-    keep_level: float = 0.05
+    keep_level: float = KEEP_LEVEL
 
     @property
     def cudnn_eligible(self) -> bool:

@@ -65,7 +65,7 @@ EPOCHS_RUN = "epochs_run"  # the epochs it trained
 START_PVALUE = "start_pvalue"
 BACK_TO_START = "back_to_start"
 START_LAGS = "start_lags"  # a ridge start: the lags its ridge read
-KEEP_LEVEL = "keep_level"  # the p its training had to beat to be kept (``training.keep_level``)
+KEEP_LEVEL = "keep_level"  # the p below which it kept its training (``training.keep_level``)
 INTERRUPTED = "interrupted"  # the number of a trial stopped by a signal (to be retried)
 # A trial's attributes that describe it rather than measure it (the rest are metrics).
 NOT_METRICS = (

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tuner.config import TrialConfig
+from tuner.config import KEEP_LEVEL, TrialConfig
 
 if TYPE_CHECKING:
     import keras
@@ -58,13 +58,13 @@ def best_of(history: list[dict[str, float]], objective: str, direction: str) -> 
 # A residual model (``residual`` not none) is, before training, its start: its head and highway
 # begin at zero, so it forecasts what the ridge autoregression, the last value or the window's
 # mean does. It keeps what its network learned only when that beats the start on validation
-# beyond noise, by a one-sided Diebold-Mariano test at this level (``improvement_p``; nominal:
-# the trained weights are the best epoch's on the same split, which favours them); else it goes
-# back to the start. Picking the best of many epochs on a noisy validation split otherwise hands
-# back a model that is better there by chance and worse on new data (elecdemand: the LSTM on
-# the ridge's residual was 0.1-1.0% better than the ridge on validation over 3 seeds, never
-# significantly, and 0.3-1.0% worse on test).
-KEEP_LEVEL = 0.05
+# beyond noise, by a one-sided Diebold-Mariano test (``improvement_p``) at its config's
+# ``keep_level``: ``KEEP_LEVEL`` (5%, in config.py) spent over a study's trials (``keep_level``;
+# nominal: the trained weights are the best epoch's on the same split, which favours them); else
+# it goes back to the start. Picking the best of many epochs on a noisy validation split
+# otherwise hands back a model that is better there by chance and worse on new data
+# (elecdemand: the LSTM on the ridge's residual was 0.1-1.0% better than the ridge on
+# validation over 3 seeds, never significantly, and 0.3-1.0% worse on test).
 
 
 def keep_level(judged: int) -> float:

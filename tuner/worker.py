@@ -174,7 +174,9 @@ class Worker:
             )
             if self.reserved is not None and self.reserved < config.epochs:  # the budget's last
                 config = dataclasses.replace(config, epochs=max(1, self.reserved))
-            if config.residual != "none":  # judged against its start after the others
+            # judged against its start after those judged so far (trials running at once on
+            # other workers may share a rank: the study then spends a little over KEEP_LEVEL)
+            if config.residual != "none":
                 config = dataclasses.replace(config, keep_level=keep_level(self.judged + 1))
             fused = config.fused_kernel(backend, self.space.task)
             attrs: dict[str, Any] = {
