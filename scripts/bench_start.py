@@ -4,7 +4,8 @@ The shipped forecast space's first trial, the hybrid (an LSTM(32) learning the r
 study's ridge autoregression; its window at the ridge baseline's lags, within the auto range),
 trains on public series over several seeds as a study's first trial would (``tuner.fitting.fit``,
 the space's epochs capped, its patience). Each run records the test MAE of its start (the ridge)
-and of its best epoch's weights, and what each rule would hand back:
+and of its best epoch's weights on the study's test windows (the last the largest window leaves,
+``shared_test_windows``), and what each rule would hand back:
 
 - ``shipped``: keep the trained weights only if they beat the start on validation by the
   one-sided test at ``keep_level(1)`` (what a study's first judged trial does; B13 follows a
@@ -122,7 +123,7 @@ def one(
     import optuna
 
     import tuner.model
-    from tuner.fitting import fit
+    from tuner.fitting import fit, shared_test_windows
     from tuner.sampling import sample
     from tuner.training import keep_level
 
@@ -133,6 +134,8 @@ def one(
     config = dataclasses.replace(config, keep_level=keep_level(1))  # as the first judged
     arrays = series.for_config(config)
     scale = series.output_scale(arrays)
+    last = shared_test_windows(series, space)  # the test windows every trial is scored on
+    x_test, y_test = arrays.x_test[-last:], arrays.y_test[-last:]
     model: list[Any] = []
     tests: list[float] = []  # each epoch's test MAE
     start: dict[str, float] = {}
@@ -145,11 +148,11 @@ def one(
     def built(*args: Any, **kwargs: Any) -> Any:
         """The trial's model: as built, a residual model is its start."""
         model.append(build(*args, **kwargs))
-        start.update(val=mae(arrays.x_val, arrays.y_val), test=mae(arrays.x_test, arrays.y_test))
+        start.update(val=mae(arrays.x_val, arrays.y_val), test=mae(x_test, y_test))
         return model[0]
 
     def report(epoch: int, logs: dict[str, float]) -> bool:
-        tests.append(mae(arrays.x_test, arrays.y_test))
+        tests.append(mae(x_test, y_test))
         return False
 
     tuner.model.build_model = built
