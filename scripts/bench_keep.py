@@ -30,7 +30,7 @@ from bench_start import SETS, geomean, one, prepare
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"sets": ["sunspots"], "seeds": [1], "epochs": 2, "trials": 2},
     "quick": {"sets": ["sunspots", "gasoline", "co2"], "seeds": [1], "epochs": 15, "trials": 4},
-    "full": {"sets": None, "seeds": [1], "epochs": 15, "trials": 5},
+    "full": {"sets": None, "seeds": [1, 2], "epochs": 15, "trials": 5},
 }
 RULES = ("spent", "each", "lower", "never")
 
