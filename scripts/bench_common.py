@@ -124,11 +124,16 @@ def run(command: list[str], env: dict[str, str], cwd: Path | None = None) -> str
 
 @contextmanager
 def scratch(name: str) -> Iterator[Path]:
+    """A fresh folder, removed afterwards unless ``$BENCH_KEEP`` is set (then its path is logged:
+    the studies' homes in it can be read with ``tuner export`` or ``tuner best``)."""
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     try:
         yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):
+            log(f"kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- PostgreSQL -----------------------------------------------------------------------------

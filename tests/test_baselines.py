@@ -110,15 +110,16 @@ def test_a_ridge_start_reads_the_lags_of_the_study_s_ridge_baseline() -> None:
         z[t] = 1.2 * z[t - 1] - 0.5 * z[t - 2] + rng.normal()
     baselines = {"scores": {"ridge_ar": {"lags": 8.0, "val_mae_original": 1.0}}}
     s = series(z)
-    start_from_ridge_baseline(s, baselines)
-    assert s.ridge_lags == 8
+    start_from_ridge_baseline(s, baselines, 32)
+    assert s.ridge_lags == 8 and s.ridge_window == 32
     assert s.ridge("minmax", 16).lags == 8 and s.ridge("standard", 32).lags == 8
     assert s.ridge("standard", 3).lags == 3  # a shorter window reads all of it
     chosen = series(z)
-    start_from_ridge_baseline(chosen, {"scores": {}})
-    assert chosen.ridge_lags is None and chosen.ridge("standard", 16).lags in (2, 4)
+    start_from_ridge_baseline(chosen, {"scores": {}}, 32)
+    assert chosen.ridge_lags is None and chosen.ridge_window is None
+    assert chosen.ridge("standard", 16).lags in (2, 4)
     sequences = Sequences.__new__(Sequences)
-    start_from_ridge_baseline(sequences, baselines)  # not a forecast: nothing to start from
+    start_from_ridge_baseline(sequences, baselines, 32)  # not a forecast: nothing to start from
     assert not hasattr(sequences, "ridge_lags")
     s.ridge_lags = 4  # set again: the ridges cached for 8 lags are not served
     assert s.ridge("minmax", 16).lags == 4
@@ -127,9 +128,51 @@ def test_a_ridge_start_reads_the_lags_of_the_study_s_ridge_baseline() -> None:
     from tuner.rerun import _start_as_recorded
 
     _start_as_recorded(s, SimpleNamespace(user_attrs={"start_lags": 2.0}))  # tuner reproduce
-    assert s.ridge("minmax", 16).lags == 2
+    assert s.ridge("minmax", 16).lags == 2 and s.ridge("minmax", 16).baseline_window is None
+    recorded = {"start_lags": 8.0, "start_window": 32.0}  # it started from the baseline
+    _start_as_recorded(s, SimpleNamespace(user_attrs=recorded))
+    assert (s.ridge_lags, s.ridge_window) == (8, 32)
+    assert s.ridge("minmax", 16).baseline_window == 32
     _start_as_recorded(s, SimpleNamespace(user_attrs={}))  # recorded before start_lags
-    assert s.ridge_lags is None
+    assert s.ridge_lags is None and s.ridge_window is None
+
+
+@pytest.mark.parametrize("scaler", ["standard", "minmax", "robust", "none"])
+def test_a_ridge_start_is_the_study_s_ridge_baseline_in_the_trial_s_units(scaler: str) -> None:
+    """A trial whose window holds the baseline's lags starts from the baseline itself: its
+    start forecasts what the baseline forecasts, whatever the trial's scaler and window, so a
+    trial that goes back to its start ties the baseline instead of missing it by a hair."""
+    from tuner.launch import start_from_ridge_baseline
+
+    rng = np.random.default_rng(5)
+    z = np.zeros(2000)
+    for i in range(2, len(z)):  # an AR(2): a few lags suffice
+        z[i] = 1.2 * z[i - 1] - 0.5 * z[i - 2] + rng.normal()
+    # two columns in different units and centres, both targets, two steps ahead
+    values = np.stack([50 + 10 * z, 3 * np.roll(z, 1) + rng.normal(size=2000)], axis=1)
+    s = series(values, horizon=2, targets=[0, 1])
+    scores = b.forecast_baselines(s, window=16, period=None)
+    start_from_ridge_baseline(s, {"scores": scores}, 16)
+    lags = s.ridge_lags
+    assert lags is not None and 1 < lags < 16
+
+    def forecasts(window: int) -> tuple[np.ndarray, np.ndarray]:
+        """The start's test forecasts and the truth, in original units."""
+        a = s.arrays(scaler, window)
+        assert a.scaler is not None
+        ridge = s.ridge(scaler, window)
+        assert ridge.baseline_window == 16 and ridge.lags == lags
+        return tuple(a.scaler.inverse(v, [0, 1, 0, 1]) for v in (ridge.predict(a.x_test), a.y_test))
+
+    pred, truth = forecasts(16)  # the baseline's own window: the same targets
+    mae = float(np.mean(np.abs(pred - truth)))
+    assert mae == pytest.approx(scores["ridge_ar"]["test_mae_original"], rel=1e-5)
+    for window in (lags, 40):  # other windows: the same forecast of every target both score
+        other = forecasts(window)[0]
+        common = min(len(other), len(pred))
+        np.testing.assert_allclose(other[-common:], pred[-common:], rtol=1e-4, atol=1e-4)
+    # a window shorter than the lags: a ridge on the lags it holds, fitted on its own windows
+    assert s.ridge(scaler, lags - 1).baseline_window is None
 
 
 def test_forecast_baselines_score_every_output_in_original_units() -> None:

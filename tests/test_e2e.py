@@ -173,12 +173,19 @@ def test_a_study_reports_its_baselines_and_the_best_trials_skill(
     assert window != 24 and "window" in study.best_trial.params  # searched in the auto range
     complete = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
     assert complete and all("start_pvalue" in t.user_attrs for t in complete), "judged"
-    lags = int(study.user_attrs["tuner_baselines"]["scores"]["ridge_ar"]["lags"])
+    ridge = study.user_attrs["tuner_baselines"]["scores"]["ridge_ar"]
+    lags = int(ridge["lags"])
+    from tuner.launch import max_window, with_data
+
+    _, stored_space, data = with_data(study, str(co2_csv))
     for t in complete:  # each ridge start reads the lags the study's ridge baseline chose
         assert t.user_attrs["start_lags"] == min(lags, t.params["window"])
-    from tuner.launch import with_data
-
-    assert with_data(study, str(co2_csv))[2].ridge_lags == lags  # a worker's data, too
+        if t.params["window"] >= lags:  # ... and is that baseline, when its window holds them
+            assert t.user_attrs["start_window"] == max_window(stored_space)
+            test = t.user_attrs.get("test_mae_original")  # scored: best when it completed
+            if t.user_attrs.get("back_to_start") and test is not None:  # the baseline's own
+                assert test == pytest.approx(ridge["test_mae_original"], rel=1e-4)
+    assert data.ridge_lags == lags and data.ridge_window == max_window(stored_space)  # a worker's
     back = bool(study.best_trial.user_attrs.get("back_to_start"))
     assert ("'s model is the ridge autoregression (ridge_ar)" in out) == back, out
 

@@ -40,7 +40,8 @@ from tuner.ridge import fit_ridge_ar
 from tuner.training import metric_name, target_errors
 
 if TYPE_CHECKING:
-    from tuner.data import Dataset, Pairs, Sequences, Series, Steps, Texts
+    from tuner.data import Dataset, Pairs, Scaler, Sequences, Series, Steps, Texts
+    from tuner.ridge import Ridge
 
 NN_MAX_REFERENCE = 5_000  # training sequences 1-NN compares with, at most
 # A season is an autocorrelation peak (of the detrended training split) at least this high, and
@@ -133,12 +134,10 @@ def forecast_baselines(
     h = series.horizon
     if period is None:
         period = detect_period(series.values[train, targets[0]])
-    # Standard scaling of the inputs on train (for the ridge only; the naives need none).
-    center = series.values[train].mean(axis=0)
-    scale = series.values[train].std(axis=0)
-    scale[scale == 0] = 1.0
-    scaled = (series.values - center) / scale
-    t_center, t_scale = center[targets], scale[targets]
+    ridge, standard = fit_ridge_baseline(series, window)
+    scaled = (series.values - standard.center) / standard.scale
+    tiled_center = np.tile(standard.center[targets], h)
+    tiled_scale = np.tile(standard.scale[targets], h)
 
     def cut(s: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scaled windows, their targets in original units, and each window's first row."""
@@ -146,16 +145,6 @@ def forecast_baselines(
         y = windowing.windows(series.values[s], series.values[s][:, targets], window, h)[1]
         return x, y, s.start + np.arange(len(x))
 
-    x_train, y_train, _ = cut(train)
-    x_val, y_val, _ = cut(val)
-    tiled_center, tiled_scale = np.tile(t_center, h), np.tile(t_scale, h)
-    ridge = fit_ridge_ar(
-        x_train,
-        (y_train - tiled_center) / tiled_scale,
-        x_val,
-        (y_val - tiled_center) / tiled_scale,
-        tiled_scale,
-    )
     out: dict[str, dict[str, float]] = {}
     for split, s in (("val", val), ("test", test)):
         x, y, first = cut(s)
@@ -177,6 +166,28 @@ def forecast_baselines(
     out["ridge_ar"]["alpha"] = ridge.alpha
     out["ridge_ar"]["lags"] = float(ridge.lags)
     return out
+
+
+def fit_ridge_baseline(
+    series: Series, window: int, lags: int | None = None
+) -> tuple[Ridge, Scaler]:
+    """The ridge autoregression baseline: fitted on the training windows of length ``window``
+    with every column standard-scaled on the training split (float64; a constant column keeps
+    scale 1), its lag count chosen on validation (``fit_ridge_ar``) unless ``lags`` is given
+    (the count it chose: the same fit). Returns the ridge, in those units, and that scaling."""
+    from tuner.data import Scaler
+
+    train, val, _ = series.splits
+    targets, h = series.target_index, series.horizon
+    center = series.values[train].mean(axis=0)
+    scale = series.values[train].std(axis=0)
+    scale[scale == 0] = 1.0
+    scaled = (series.values - center) / scale
+    x_train, y_train = windowing.windows(scaled[train], scaled[train][:, targets], window, h)
+    x_val, y_val = windowing.windows(scaled[val], scaled[val][:, targets], window, h)
+    tiled_scale = np.tile(scale[targets], h)
+    ridge = fit_ridge_ar(x_train, y_train, x_val, y_val, tiled_scale, lags=lags)
+    return ridge, Scaler("standard", center, scale)
 
 
 def seasonal_naive(values: np.ndarray, origin: np.ndarray, horizon: int, period: int) -> np.ndarray:

@@ -179,13 +179,17 @@ class Series:
     horizon: int
     splits: tuple[slice, slice, slice]
     _cache: dict[tuple[str, int], Arrays] = field(default_factory=dict, repr=False)
-    _ridges: dict[tuple[str, int, int | None], Ridge] = field(default_factory=dict, repr=False)
+    # (scaler, window, lags, baseline window) -> the ridge a ridge start starts from
+    _ridges: dict[tuple[Any, ...], Ridge] = field(default_factory=dict, repr=False)
     _streams: dict[tuple[str, int, int], Stream] = field(default_factory=dict, repr=False)
     # text input columns, one-hot encoded: each one's categories (in the training split)
     categories: dict[str, list[str]] = field(default_factory=dict)
     # the lags the study's ridge baseline chose on validation: every ``residual: ridge`` trial
     # starts from a ridge on those lags (None: each window's ridge chooses its own)
     ridge_lags: int | None = None
+    # the window the study's ridge baseline was fitted on: a trial whose window holds its lags
+    # starts from that very ridge, in the trial's units (None: each trial fits its own)
+    ridge_window: int | None = None
     task = "forecast"
     default_window = None  # a forecast's window is always the space's
 
@@ -263,18 +267,34 @@ class Series:
         return Targets(names, np.where(std > 0, std, 1.0))
 
     def ridge(self, scaler: str, window: int) -> Ridge:
-        """The closed-form ridge autoregression of the training windows (scaled units; its lag
-        count the study baseline's, ``ridge_lags``, else chosen on validation), which a
-        ``residual: ridge`` trial starts from; cached."""
-        key = (scaler, window, self.ridge_lags)
+        """The closed-form ridge autoregression a ``residual: ridge`` trial starts from, in the
+        units of its scaler; cached. The study's ridge baseline itself (``ridge_window`` and
+        ``ridge_lags`` set, the window holding the lags), so that a trial that goes back to its
+        start hands back the baseline's very forecasts; else fitted on the trial's training
+        windows (its lag count ``ridge_lags``, or chosen on validation). Fitted again per
+        trial, a start differed from the baseline by its scaler's penalty and its windows, and
+        a gone-back trial best on validation could lose to the baseline on test by a hair."""
+        lags, baseline = self.ridge_lags, self.ridge_window
+        if not (lags and baseline and lags <= window):
+            baseline = None
+        key = (scaler, window, lags, baseline)
         if key not in self._ridges:
-            from tuner.ridge import fit_ridge_ar
+            from tuner.ridge import fit_ridge_ar, rescale
 
             a = self.arrays(scaler, window)
-            scale = self.output_scale(a)
-            self._ridges[key] = fit_ridge_ar(
-                a.x_train, a.y_train, a.x_val, a.y_val, scale, lags=self.ridge_lags
-            )
+            assert a.scaler is not None
+            if baseline is not None:
+                from tuner.baselines import fit_ridge_baseline
+
+                ridge, standard = fit_ridge_baseline(self, baseline, lags)
+                self._ridges[key] = rescale(
+                    ridge, standard, a.scaler, self.target_index, self.horizon, window
+                )
+            else:
+                scale = self.output_scale(a)
+                self._ridges[key] = fit_ridge_ar(
+                    a.x_train, a.y_train, a.x_val, a.y_val, scale, lags=lags
+                )
         return self._ridges[key]
 
     def arrays(self, scaler: str, window: int) -> Arrays:

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tuner.data import Dataset, Pairs, Sequences, Series, Steps, Stream, Texts
-from tuner.records import BACK_TO_START, EPOCHS_RUN, START_LAGS, START_PVALUE, ModelCard
+from tuner.records import (
+    BACK_TO_START,
+    EPOCHS_RUN,
+    START_LAGS,
+    START_PVALUE,
+    START_WINDOW,
+    ModelCard,
+)
 from tuner.training import Report, TrainResult
 
 if TYPE_CHECKING:
@@ -31,12 +38,14 @@ class Fit:
     ordered: OrderedPass | None = None  # a stateful model: its batch-1 copy reads in order
     size: Footprint | None = None  # estimated before the model was built
     start_lags: int | None = None  # a ridge start: the lags its ridge reads
+    start_window: int | None = None  # a ridge start that is the study's baseline: its window
 
     def summary(self) -> dict[str, float]:
         """``epochs_run``, and for a run that ended well ``best_epoch`` and the best epoch's
         validation scores as ``best_val_*`` (the model holds that epoch's weights); a residual
         model's ``start_pvalue``, and ``back_to_start`` with its start's scores when it went
-        back to its start; a ridge start's ``start_lags`` (what ``tuner reproduce`` rebuilds)."""
+        back to its start; a ridge start's ``start_lags``, and ``start_window`` when it is the
+        study's ridge baseline (what ``tuner reproduce`` rebuilds)."""
         out = {EPOCHS_RUN: float(len(self.result.history))}
         out["params"] = float(self.model.count_params())
         if self.size is not None:
@@ -54,6 +63,8 @@ class Fit:
             out[START_PVALUE] = result.start_p
         if self.start_lags is not None:
             out[START_LAGS] = float(self.start_lags)
+        if self.start_window is not None:
+            out[START_WINDOW] = float(self.start_window)
         return out
 
     def latency_ms(self, batch_size: int, repeats: int = 5) -> float:
@@ -306,7 +317,15 @@ def fit(
         else (lambda trained: ordered.scores(trained, ordered.stream.val, "val")),
         targets=series.targets() if series is not None else None,
     )
-    return Fit(result, model, arrays, ordered, size, None if ridge is None else ridge.lags)
+    return Fit(
+        result,
+        model,
+        arrays,
+        ordered,
+        size,
+        None if ridge is None else ridge.lags,
+        None if ridge is None else ridge.baseline_window,
+    )
 
 
 def seed_everything(seed: int) -> None:

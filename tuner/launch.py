@@ -147,7 +147,7 @@ def prepare(
     check_study_name(name)
     check_separate(stores.storage, stores.tracking)
     baselines = compute(dataset, max_window(space), season)
-    start_from_ridge_baseline(dataset, baselines)
+    start_from_ridge_baseline(dataset, baselines, max_window(space))
     if window_auto:
         space = _ridge_start_window(space, baselines)
     spec = StudySpec(
@@ -310,7 +310,7 @@ def with_data(study: optuna.Study, data_path: str) -> tuple[StudySpec, Space, Da
     space = parse_space(spec.space, source=f"study {study.study_name}", stored=True)
     dataset = data.load(data.DataOptions.from_spec(spec.data, data_path), max_window(space))
     studies.check_fingerprint(spec, dataset.fingerprint(), data_path)
-    start_from_ridge_baseline(dataset, study.user_attrs.get(records.BASELINES))
+    start_from_ridge_baseline(dataset, study.user_attrs.get(records.BASELINES), max_window(space))
     return spec, space, dataset
 
 
@@ -320,17 +320,21 @@ def ridge_baseline_lags(baselines: dict[str, Any] | None) -> int | None:
     return int(lags) if lags else None
 
 
-def start_from_ridge_baseline(dataset: Dataset, baselines: dict[str, Any] | None) -> None:
-    """A ``residual: ridge`` trial starts from a ridge on the lags the study's ridge baseline
-    chose on validation (at most the trial's window; fitted on its own windows and scaling),
-    not on lags chosen again for each window and scaler. Chosen again, each trial's start was a
-    fresh draw from validation's noise: in a B7 run before this, gasoline's best trial (window
-    90, min-max scaling) started from, and went back to, a 1-lag ridge 10% worse on test than
-    the study's 2-lag baseline."""
+def start_from_ridge_baseline(
+    dataset: Dataset, baselines: dict[str, Any] | None, window: int
+) -> None:
+    """A ``residual: ridge`` trial starts from the study's ridge baseline (fitted on windows of
+    ``window``, the space's largest, as ``baselines.compute`` fits it), in the trial's units,
+    when its window holds the lags the baseline chose; a shorter window, from a ridge on as
+    many of those lags as it holds, fitted on its own windows. Not on lags chosen again for
+    each window and scaler: each trial's start was then a fresh draw from validation's noise
+    (in a B7 run before this, gasoline's best trial, window 90 and min-max scaling, started
+    from and went back to a 1-lag ridge 10% worse on test than the study's 2-lag baseline)."""
     from tuner.data import Series
 
     if isinstance(dataset, Series):
         dataset.ridge_lags = ridge_baseline_lags(baselines)
+        dataset.ridge_window = window if dataset.ridge_lags else None
 
 
 def join(stores: Stores, name: str | None, data_path: str) -> Joined:

@@ -65,6 +65,8 @@ EPOCHS_RUN = "epochs_run"  # the epochs it trained
 START_PVALUE = "start_pvalue"
 BACK_TO_START = "back_to_start"
 START_LAGS = "start_lags"  # a ridge start: the lags its ridge read
+# a ridge start that was the study's ridge baseline: the window that ridge was fitted on
+START_WINDOW = "start_window"
 KEEP_LEVEL = "keep_level"  # the p below which it kept its training (``training.keep_level``)
 INTERRUPTED = "interrupted"  # the number of a trial stopped by a signal (to be retried)
 # A trial's attributes that describe it rather than measure it (the rest are metrics).

@@ -143,14 +143,17 @@ def retrain(
 
 
 def _start_as_recorded(dataset: Dataset, trial: optuna.trial.FrozenTrial) -> None:
-    """A ridge start rebuilt with the lags its trial's ridge read (``start_lags``); a trial
-    recorded without them chose its lags for its own window (the study's baseline lags may
-    have been computed again since, by other code)."""
+    """A ridge start rebuilt as its trial's was: the study's ridge baseline on the window it
+    was fitted on (``start_window``), else a ridge on the trial's own windows with the lags it
+    read (``start_lags``); a trial recorded without lags chose them for its own window (the
+    study's baseline lags may have been computed again since, by other code)."""
     from tuner.data import Series
 
     if isinstance(dataset, Series):
         lags = trial.user_attrs.get(records.START_LAGS)
+        window = trial.user_attrs.get(records.START_WINDOW)
         dataset.ridge_lags = int(lags) if lags else None
+        dataset.ridge_window = int(window) if lags and window else None
 
 
 def _summary(

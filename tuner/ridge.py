@@ -5,8 +5,12 @@ scikit-learn."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tuner.data import Scaler
 
 RIDGE_MAX_ROWS = 20_000  # windows a ridge is fitted on, at most
 RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
@@ -20,6 +24,9 @@ class Ridge:
     intercept: np.ndarray  # (outputs,)
     alpha: float
     lags: int = 0  # rows of the window it reads (the older rows' coefficients are 0); 0: all
+    # the study's ridge baseline, fitted on windows of this length (``rescale``); None: fitted
+    # on the trial's own windows
+    baseline_window: int | None = None
 
     def predict(self, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """Predictions for windows ``x`` (a view is flattened a chunk at a time, not at once)."""
@@ -74,6 +81,47 @@ def fit_ridge_ar(
     coef = np.zeros((window * features, best.coef.shape[1]), dtype=np.float32)
     coef[(window - chosen) * features :] = best.coef
     return Ridge(coef, best.intercept, best.alpha, chosen)
+
+
+def rescale(
+    ridge: Ridge,
+    source: Scaler,
+    target: Scaler,
+    target_index: list[int],
+    horizon: int,
+    window: int,
+) -> Ridge:
+    """``ridge`` (fitted in ``source``'s units on windows of its own length, reading its last
+    ``ridge.lags`` rows) as the same forecasts in ``target``'s units, for windows of length
+    ``window`` (at least the lags). Both scalings are affine per column, so this is exact: with
+    ``x = c + s * u`` (source) ``= c' + s' * v`` (target) for every column, and the outputs
+    likewise, ``coef' = coef * s' / s * t / t'`` and the intercept takes up the centres' shift.
+    """
+    lags = ridge.lags or len(ridge.coef) // len(source.center)
+    if lags > window:
+        raise ValueError(f"a ridge reading {lags} rows does not fit a window of {window}")
+    features, outputs = len(source.center), ridge.coef.shape[1]
+    coef = ridge.coef.astype(np.float64).reshape(-1, features, outputs)[-lags:]
+    out_center = np.tile(source.center[target_index], horizon)
+    out_scale = np.tile(source.scale[target_index], horizon)
+    new_center = np.tile(target.center[target_index], horizon)
+    new_scale = np.tile(target.scale[target_index], horizon)
+    # in source units: u = (x - c) / s = (s' v + c' - c) / s
+    shift = ((target.center - source.center) / source.scale)[None, :, None]
+    factor = (target.scale / source.scale)[None, :, None]
+    intercept = ridge.intercept + (coef * shift).sum(axis=(0, 1))  # source output units
+    # the output back in original units, then into the target's
+    new_intercept = (intercept * out_scale + out_center - new_center) / new_scale
+    new_coef = coef * factor * (out_scale / new_scale)[None, None, :]
+    full = np.zeros((window, features, outputs))
+    full[window - lags :] = new_coef
+    return Ridge(
+        full.reshape(window * features, outputs).astype(np.float32),
+        new_intercept.astype(np.float32),
+        ridge.alpha,
+        lags,
+        baseline_window=len(ridge.coef) // features,
+    )
 
 
 def ridge_lags(window: int) -> list[int]:
