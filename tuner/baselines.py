@@ -36,12 +36,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tuner import windowing
-from tuner.ridge import fit_ridge_ar
+from tuner.ridge import fit_ridge_baseline
 from tuner.training import metric_name, target_errors
 
 if TYPE_CHECKING:
-    from tuner.data import Dataset, Pairs, Scaler, Sequences, Series, Steps, Texts
-    from tuner.ridge import Ridge
+    from tuner.data import Dataset, Pairs, Sequences, Series, Steps, Texts
 
 NN_MAX_REFERENCE = 5_000  # training sequences 1-NN compares with, at most
 # A season is an autocorrelation peak (of the detrended training split) at least this high, and
@@ -134,10 +133,9 @@ def forecast_baselines(
     h = series.horizon
     if period is None:
         period = detect_period(series.values[train, targets[0]])
-    ridge, standard = fit_ridge_baseline(series, window)
-    scaled = (series.values - standard.center) / standard.scale
-    tiled_center = np.tile(standard.center[targets], h)
-    tiled_scale = np.tile(standard.scale[targets], h)
+    ridge, center, scale = fit_ridge_baseline(series.values, series.splits, targets, h, window)
+    scaled = (series.values - center) / scale
+    tiled_center, tiled_scale = np.tile(center[targets], h), np.tile(scale[targets], h)
 
     def cut(s: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scaled windows, their targets in original units, and each window's first row."""
@@ -166,28 +164,6 @@ def forecast_baselines(
     out["ridge_ar"]["alpha"] = ridge.alpha
     out["ridge_ar"]["lags"] = float(ridge.lags)
     return out
-
-
-def fit_ridge_baseline(
-    series: Series, window: int, lags: int | None = None
-) -> tuple[Ridge, Scaler]:
-    """The ridge autoregression baseline: fitted on the training windows of length ``window``
-    with every column standard-scaled on the training split (float64; a constant column keeps
-    scale 1), its lag count chosen on validation (``fit_ridge_ar``) unless ``lags`` is given
-    (the count it chose: the same fit). Returns the ridge, in those units, and that scaling."""
-    from tuner.data import Scaler
-
-    train, val, _ = series.splits
-    targets, h = series.target_index, series.horizon
-    center = series.values[train].mean(axis=0)
-    scale = series.values[train].std(axis=0)
-    scale[scale == 0] = 1.0
-    scaled = (series.values - center) / scale
-    x_train, y_train = windowing.windows(scaled[train], scaled[train][:, targets], window, h)
-    x_val, y_val = windowing.windows(scaled[val], scaled[val][:, targets], window, h)
-    tiled_scale = np.tile(scale[targets], h)
-    ridge = fit_ridge_ar(x_train, y_train, x_val, y_val, tiled_scale, lags=lags)
-    return ridge, Scaler("standard", center, scale)
 
 
 def seasonal_naive(values: np.ndarray, origin: np.ndarray, horizon: int, period: int) -> np.ndarray:

@@ -279,17 +279,17 @@ class Series:
             baseline = None
         key = (scaler, window, lags, baseline)
         if key not in self._ridges:
-            from tuner.ridge import fit_ridge_ar, rescale
+            from tuner.ridge import fit_ridge_ar, fit_ridge_baseline, rescale
 
             a = self.arrays(scaler, window)
             assert a.scaler is not None
             if baseline is not None:
-                from tuner.baselines import fit_ridge_baseline
-
-                ridge, standard = fit_ridge_baseline(self, baseline, lags)
-                self._ridges[key] = rescale(
-                    ridge, standard, a.scaler, self.target_index, self.horizon, window
+                targets, h = self.target_index, self.horizon
+                ridge, center, scale = fit_ridge_baseline(
+                    self.values, self.splits, targets, h, baseline, lags
                 )
+                units = (a.scaler.center, a.scaler.scale)
+                self._ridges[key] = rescale(ridge, (center, scale), units, targets, h, window)
             else:
                 scale = self.output_scale(a)
                 self._ridges[key] = fit_ridge_ar(

@@ -5,12 +5,10 @@ scikit-learn."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from tuner.data import Scaler
+from tuner import windowing
 
 RIDGE_MAX_ROWS = 20_000  # windows a ridge is fitted on, at most
 RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
@@ -83,41 +81,61 @@ def fit_ridge_ar(
     return Ridge(coef, best.intercept, best.alpha, chosen)
 
 
+def fit_ridge_baseline(
+    values: np.ndarray,
+    splits: tuple[slice, slice, slice],
+    targets: list[int],
+    horizon: int,
+    window: int,
+    lags: int | None = None,
+) -> tuple[Ridge, np.ndarray, np.ndarray]:
+    """A study's ridge autoregression baseline: fitted on the training windows of length
+    ``window`` with every column standard-scaled on the training split (float64; a constant
+    column keeps scale 1), its lag count chosen on validation (``fit_ridge_ar``) unless ``lags``
+    is given (the count it chose: the same fit). Returns the ridge, in those units, and the
+    scaling's centre and scale of every column."""
+    train, val, _ = splits
+    center = values[train].mean(axis=0)
+    scale = values[train].std(axis=0)
+    scale[scale == 0] = 1.0
+    scaled = (values - center) / scale
+    x_train, y_train = windowing.windows(scaled[train], scaled[train][:, targets], window, horizon)
+    x_val, y_val = windowing.windows(scaled[val], scaled[val][:, targets], window, horizon)
+    ridge = fit_ridge_ar(x_train, y_train, x_val, y_val, np.tile(scale[targets], horizon), lags)
+    return ridge, center, scale
+
+
 def rescale(
     ridge: Ridge,
-    source: Scaler,
-    target: Scaler,
-    target_index: list[int],
+    source: tuple[np.ndarray, np.ndarray],
+    target: tuple[np.ndarray, np.ndarray],
+    targets: list[int],
     horizon: int,
     window: int,
 ) -> Ridge:
-    """``ridge`` (fitted in ``source``'s units on windows of its own length, reading its last
-    ``ridge.lags`` rows) as the same forecasts in ``target``'s units, for windows of length
-    ``window`` (at least the lags). Both scalings are affine per column, so this is exact: with
-    ``x = c + s * u`` (source) ``= c' + s' * v`` (target) for every column, and the outputs
-    likewise, ``coef' = coef * s' / s * t / t'`` and the intercept takes up the centres' shift.
-    """
-    lags = ridge.lags or len(ridge.coef) // len(source.center)
+    """``ridge`` (fitted in the units of ``source``, each column's ``(center, scale)``, on
+    windows of its own length, reading its last ``ridge.lags`` rows) as the same forecasts in
+    ``target``'s units, for windows of length ``window`` (at least the lags). Both scalings are
+    affine per column, so this is exact: with ``x = c + s * u`` (source) ``= c' + s' * v``
+    (target) for every column, and the outputs likewise, ``coef' = coef * s' / s * t / t'`` and
+    the intercept takes up the centres' shift."""
+    (center, scale), (new_center, new_scale) = source, target
+    features, outputs = len(center), ridge.coef.shape[1]
+    lags = ridge.lags or len(ridge.coef) // features
     if lags > window:
         raise ValueError(f"a ridge reading {lags} rows does not fit a window of {window}")
-    features, outputs = len(source.center), ridge.coef.shape[1]
     coef = ridge.coef.astype(np.float64).reshape(-1, features, outputs)[-lags:]
-    out_center = np.tile(source.center[target_index], horizon)
-    out_scale = np.tile(source.scale[target_index], horizon)
-    new_center = np.tile(target.center[target_index], horizon)
-    new_scale = np.tile(target.scale[target_index], horizon)
     # in source units: u = (x - c) / s = (s' v + c' - c) / s
-    shift = ((target.center - source.center) / source.scale)[None, :, None]
-    factor = (target.scale / source.scale)[None, :, None]
+    shift = ((new_center - center) / scale)[None, :, None]
     intercept = ridge.intercept + (coef * shift).sum(axis=(0, 1))  # source output units
-    # the output back in original units, then into the target's
-    new_intercept = (intercept * out_scale + out_center - new_center) / new_scale
-    new_coef = coef * factor * (out_scale / new_scale)[None, None, :]
+    out_center, out_scale = np.tile(center[targets], horizon), np.tile(scale[targets], horizon)
+    to_center = np.tile(new_center[targets], horizon)
+    to_scale = np.tile(new_scale[targets], horizon)
     full = np.zeros((window, features, outputs))
-    full[window - lags :] = new_coef
+    full[window - lags :] = coef * (new_scale / scale)[None, :, None] * (out_scale / to_scale)
     return Ridge(
         full.reshape(window * features, outputs).astype(np.float32),
-        new_intercept.astype(np.float32),
+        ((intercept * out_scale + out_center - to_center) / to_scale).astype(np.float32),
         ridge.alpha,
         lags,
         baseline_window=len(ridge.coef) // features,
