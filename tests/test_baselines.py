@@ -288,6 +288,10 @@ def test_the_verdict_says_plainly_when_the_lstm_loses() -> None:
     loses = b.compare(baselines, {"test_mae_original": 2.5})
     assert loses["beats_baselines"] is False
     assert "does NOT beat" in loses["verdict"] and "prefer ridge_ar" in loses["verdict"]
+    for mine in (2.0 * (1 - 1e-7), 2.0 * (1 + 1e-7)):  # the ridge baseline's forecasts, float32
+        tie = b.compare(baselines, {"test_mae_original": mine})
+        assert tie["beats_baselines"] is False
+        assert tie["verdict"].startswith("the tuned LSTM ties the best baseline: test MAE 2 ")
     untested = b.compare(baselines, {"best_val_mae_original": 0.9})
     assert untested["beats_baselines"] is None and "no test score" in untested["verdict"]
     assert "skill" not in b.compare(baselines, None)  # no complete trial yet
