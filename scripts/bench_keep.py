@@ -70,13 +70,14 @@ def level(rule: str, k: int, trial: dict[str, Any]) -> float:
 def pick(trials: list[dict[str, Any]], rule: str) -> dict[str, Any]:
     """What the study hands back under ``rule``: the trial best on validation, each trial
     valued at its trained model's or its start's validation MAE; its test MAE."""
-    handed = []
-    for k, t in enumerate(trials, start=1):
+    handed, k = [], 0
+    for t in trials:
         p = t["start_p"]
+        k += p is not None  # the rank among judged trials, as a study counts (outcome.judged)
         kept = p is not None and p < level(rule, k, t)
         handed.append(
             {
-                "trial": k,
+                "trial": len(handed) + 1,
                 "kept": kept,
                 "val": t["trained_val"] if kept else t["start_val"],
                 "test": t["trained_test"] if kept else t["start_test"],

@@ -102,7 +102,7 @@ def prepare(name: str, folder: Path) -> Prepared:
         series = load(options(name, folder), 2)
         period, low, high = auto_window_range(series, None)  # window: auto, as a study does
         scores = b.forecast_baselines(series, high, period)
-        start_from_ridge_baseline(series, {"scores": scores}, high)
+        start_from_ridge_baseline(series, {"scores": scores, "window": high})
         space = load_space(ROOT / "search_spaces" / "forecast.yaml").with_window(low, high)
         _prepared[name, folder] = Prepared(series, space, int(scores["ridge_ar"]["lags"]))
     return _prepared[name, folder]

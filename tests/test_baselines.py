@@ -108,18 +108,18 @@ def test_a_ridge_start_reads_the_lags_of_the_study_s_ridge_baseline() -> None:
     z = np.zeros(400)
     for t in range(2, len(z)):
         z[t] = 1.2 * z[t - 1] - 0.5 * z[t - 2] + rng.normal()
-    baselines = {"scores": {"ridge_ar": {"lags": 8.0, "val_mae_original": 1.0}}}
+    baselines = {"scores": {"ridge_ar": {"lags": 8.0, "val_mae_original": 1.0}}, "window": 32}
     s = series(z)
-    start_from_ridge_baseline(s, baselines, 32)
+    start_from_ridge_baseline(s, baselines)
     assert s.ridge_lags == 8 and s.ridge_window == 32
     assert s.ridge("minmax", 16).lags == 8 and s.ridge("standard", 32).lags == 8
     assert s.ridge("standard", 3).lags == 3  # a shorter window reads all of it
     chosen = series(z)
-    start_from_ridge_baseline(chosen, {"scores": {}}, 32)
+    start_from_ridge_baseline(chosen, {"scores": {}, "window": 32})
     assert chosen.ridge_lags is None and chosen.ridge_window is None
     assert chosen.ridge("standard", 16).lags in (2, 4)
     sequences = Sequences.__new__(Sequences)
-    start_from_ridge_baseline(sequences, baselines, 32)  # not a forecast: nothing to start from
+    start_from_ridge_baseline(sequences, baselines)  # not a forecast: nothing to start from
     assert not hasattr(sequences, "ridge_lags")
     s.ridge_lags = 4  # set again: the ridges cached for 8 lags are not served
     assert s.ridge("minmax", 16).lags == 4
@@ -148,11 +148,13 @@ def test_a_ridge_start_is_the_study_s_ridge_baseline_in_the_trial_s_units(scaler
     z = np.zeros(2000)
     for i in range(2, len(z)):  # an AR(2): a few lags suffice
         z[i] = 1.2 * z[i - 1] - 0.5 * z[i - 2] + rng.normal()
-    # two columns in different units and centres, both targets, two steps ahead
-    values = np.stack([50 + 10 * z, 3 * np.roll(z, 1) + rng.normal(size=2000)], axis=1)
-    s = series(values, horizon=2, targets=[0, 1])
+    # three columns in different units and centres: two targets out of column order (the
+    # outputs are step-major: c2, c0, c2, c0), two steps ahead, and an input that is no target
+    noise = rng.normal(size=2000)
+    values = np.stack([50 + 10 * z, 100 + noise, 3 * np.roll(z, 3) + rng.normal(size=2000)], axis=1)
+    s = series(values, horizon=2, targets=[2, 0])
     scores = b.forecast_baselines(s, window=16, period=None)
-    start_from_ridge_baseline(s, {"scores": scores}, 16)
+    start_from_ridge_baseline(s, {"scores": scores, "window": 16})
     lags = s.ridge_lags
     assert lags is not None and 1 < lags < 16
 
@@ -162,7 +164,7 @@ def test_a_ridge_start_is_the_study_s_ridge_baseline_in_the_trial_s_units(scaler
         assert a.scaler is not None
         ridge = s.ridge(scaler, window)
         assert ridge.baseline_window == 16 and ridge.lags == lags
-        return tuple(a.scaler.inverse(v, [0, 1, 0, 1]) for v in (ridge.predict(a.x_test), a.y_test))
+        return tuple(a.scaler.inverse(v, [2, 0, 2, 0]) for v in (ridge.predict(a.x_test), a.y_test))
 
     pred, truth = forecasts(16)  # the baseline's own window: the same targets
     mae = float(np.mean(np.abs(pred - truth)))
@@ -311,6 +313,9 @@ def test_a_perfect_score_on_both_sides_is_a_tie_not_a_loss() -> None:
     tie = b.compare(baselines, {"best_val_accuracy": 1.0, "test_accuracy": 1.0})
     assert tie["beats_baselines"] is False and tie["skill"]["skill_test"] == 1.0
     assert tie["verdict"].startswith("the tuned LSTM ties the best baseline: test accuracy 1 vs 1")
+    # accuracies are counts, not float32 forecasts: a token's difference is no tie
+    short = b.compare(baselines, {"test_accuracy": 1.0 - 1e-6})
+    assert "does NOT beat" in short["verdict"]
 
 
 def test_best_by_mean_compares_the_retrained_mean_with_the_baselines() -> None:

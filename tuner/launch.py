@@ -147,7 +147,7 @@ def prepare(
     check_study_name(name)
     check_separate(stores.storage, stores.tracking)
     baselines = compute(dataset, max_window(space), season)
-    start_from_ridge_baseline(dataset, baselines, max_window(space))
+    start_from_ridge_baseline(dataset, baselines)
     if window_auto:
         space = _ridge_start_window(space, baselines)
     spec = StudySpec(
@@ -310,7 +310,7 @@ def with_data(study: optuna.Study, data_path: str) -> tuple[StudySpec, Space, Da
     space = parse_space(spec.space, source=f"study {study.study_name}", stored=True)
     dataset = data.load(data.DataOptions.from_spec(spec.data, data_path), max_window(space))
     studies.check_fingerprint(spec, dataset.fingerprint(), data_path)
-    start_from_ridge_baseline(dataset, study.user_attrs.get(records.BASELINES), max_window(space))
+    start_from_ridge_baseline(dataset, study.user_attrs.get(records.BASELINES))
     return spec, space, dataset
 
 
@@ -320,11 +320,10 @@ def ridge_baseline_lags(baselines: dict[str, Any] | None) -> int | None:
     return int(lags) if lags else None
 
 
-def start_from_ridge_baseline(
-    dataset: Dataset, baselines: dict[str, Any] | None, window: int
-) -> None:
+def start_from_ridge_baseline(dataset: Dataset, baselines: dict[str, Any] | None) -> None:
     """A ``residual: ridge`` trial starts from the study's ridge baseline (fitted on windows of
-    ``window``, the space's largest, as ``baselines.compute`` fits it), in the trial's units,
+    the length ``baselines.compute`` recorded: the same data and window, the same fit), in the
+    trial's units,
     when its window holds the lags the baseline chose; a shorter window, from a ridge on as
     many of those lags as it holds, fitted on its own windows. Not on lags chosen again for
     each window and scaler: each trial's start was then a fresh draw from validation's noise
@@ -334,7 +333,8 @@ def start_from_ridge_baseline(
 
     if isinstance(dataset, Series):
         dataset.ridge_lags = ridge_baseline_lags(baselines)
-        dataset.ridge_window = window if dataset.ridge_lags else None
+        window = (baselines or {}).get("window")
+        dataset.ridge_window = int(window) if dataset.ridge_lags and window else None
 
 
 def join(stores: Stores, name: str | None, data_path: str) -> Joined:
