@@ -323,12 +323,12 @@ def ridge_baseline_lags(baselines: dict[str, Any] | None) -> int | None:
 def start_from_ridge_baseline(dataset: Dataset, baselines: dict[str, Any] | None) -> None:
     """A ``residual: ridge`` trial starts from the study's ridge baseline (fitted on windows of
     the length ``baselines.compute`` recorded: the same data and window, the same fit), in the
-    trial's units,
-    when its window holds the lags the baseline chose; a shorter window, from a ridge on as
-    many of those lags as it holds, fitted on its own windows. Not on lags chosen again for
-    each window and scaler: each trial's start was then a fresh draw from validation's noise
-    (in a B7 run before this, gasoline's best trial, window 90 and min-max scaling, started
-    from and went back to a 1-lag ridge 10% worse on test than the study's 2-lag baseline)."""
+    trial's units, when its window holds the lags the baseline chose; a shorter window, from a
+    ridge on as many of those lags as it holds, fitted on its own windows. Not on lags chosen
+    again for each window and scaler: each trial's start was then a fresh draw from
+    validation's noise (in a B7 run before this, gasoline's best trial, window 90 and min-max
+    scaling, started from and went back to a 1-lag ridge 10% worse on test than the study's
+    2-lag baseline)."""
     from tuner.data import Series
 
     if isinstance(dataset, Series):
