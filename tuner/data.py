@@ -181,6 +181,8 @@ class Series:
     _cache: dict[tuple[str, int], Arrays] = field(default_factory=dict, repr=False)
     # (scaler, window, lags, baseline window) -> the ridge a ridge start starts from
     _ridges: dict[tuple[Any, ...], Ridge] = field(default_factory=dict, repr=False)
+    # (baseline window, lags) -> the study's ridge baseline, fitted once, in standard units
+    _baselines: dict[tuple[int, int], Any] = field(default_factory=dict, repr=False)
     _streams: dict[tuple[str, int, int], Stream] = field(default_factory=dict, repr=False)
     # text input columns, one-hot encoded: each one's categories (in the training split)
     categories: dict[str, list[str]] = field(default_factory=dict)
@@ -284,10 +286,13 @@ class Series:
             a = self.arrays(scaler, window)
             assert a.scaler is not None
             if baseline is not None:
+                assert lags is not None
                 targets, h = self.target_index, self.horizon
-                ridge, center, scale = fit_ridge_baseline(
-                    self.values, self.splits, targets, h, baseline, lags
-                )
+                if (baseline, lags) not in self._baselines:  # one fit, rescaled per choice
+                    self._baselines[baseline, lags] = fit_ridge_baseline(
+                        self.values, self.splits, targets, h, baseline, lags
+                    )
+                ridge, center, scale = self._baselines[baseline, lags]
                 units = (a.scaler.center, a.scaler.scale)
                 self._ridges[key] = rescale(ridge, (center, scale), units, targets, h, window)
             else:
