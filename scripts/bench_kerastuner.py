@@ -15,11 +15,12 @@ from bench_driver import Trace
 
 def windows(csv: Path, target: str, window: int) -> dict[str, Any]:
     """Chronological 70/15/15 split (as tuner's), standard scaling fitted on train, windows of
-    every column predicting ``target`` one step ahead."""
+    every column predicting ``target`` one step ahead: every target of validation and test, as
+    tuner scores them (``scored_rows``)."""
     import pandas as pd
     from numpy.lib.stride_tricks import sliding_window_view
 
-    from tuner.windowing import split_bounds
+    from tuner.windowing import scored_rows, split_bounds
 
     df = pd.read_csv(csv)
     columns = [c for c in df.columns if c not in ("t", target)] + [target]
@@ -29,7 +30,7 @@ def windows(csv: Path, target: str, window: int) -> dict[str, Any]:
     scaled = ((values - mean) / std).astype("float32")
     out: dict[str, Any] = {"scale": float(std[-1]), "features": len(columns)}
     for name, s in zip(("train", "val", "test"), splits, strict=True):
-        part = scaled[s]
+        part = scaled[scored_rows(s, window)]
         n = len(part) - window
         out[f"x_{name}"] = sliding_window_view(part, window, axis=0).transpose(0, 2, 1)[:n]
         out[f"y_{name}"] = part[window:, -1:]

@@ -4,8 +4,8 @@ The shipped forecast space's first trial, the hybrid (an LSTM(32) learning the r
 study's ridge autoregression; its window at the ridge baseline's lags, within the auto range),
 trains on public series over several seeds as a study's first trial would (``tuner.fitting.fit``,
 the space's epochs capped, its patience). Each run records the test MAE of its start (the ridge)
-and of its best epoch's weights on the study's test windows (the last the largest window leaves,
-``shared_test_windows``), and what each rule would hand back:
+and of its best epoch's weights on the test split (every target, as every trial is scored), and
+what each rule would hand back:
 
 - ``shipped``: keep the trained weights only if they beat the start on validation by the
   one-sided test at ``keep_level(1)`` (what a study's first judged trial does; B13 follows a
@@ -123,7 +123,7 @@ def one(
     import optuna
 
     import tuner.model
-    from tuner.fitting import fit, shared_test_windows
+    from tuner.fitting import fit
     from tuner.sampling import sample
     from tuner.training import keep_level
 
@@ -134,8 +134,7 @@ def one(
     config = dataclasses.replace(config, keep_level=keep_level(1))  # as the first judged
     arrays = series.for_config(config)
     scale = series.output_scale(arrays)
-    last = shared_test_windows(series, space)  # the test windows every trial is scored on
-    x_test, y_test = arrays.x_test[-last:], arrays.y_test[-last:]
+    x_test, y_test = arrays.x_test, arrays.y_test
     model: list[Any] = []
     tests: list[float] = []  # each epoch's test MAE
     start: dict[str, float] = {}

@@ -40,6 +40,18 @@ def test_naive_and_seasonal_naive_by_hand() -> None:
     assert out["seasonal_naive"]["test_mae_original"] == 0.0
 
 
+def test_baselines_score_every_target_of_validation_and_test_whatever_the_window() -> None:
+    # t^2: the naive forecast of row t misses by 2t - 1. Validation is rows 30-39, test 40-49;
+    # a window of 5 reads rows 25-29 for the first validation target (row 30)
+    s = series(np.arange(50, dtype=float) ** 2)
+    for window in (2, 5, 9):
+        out = b.forecast_baselines(s, window=window, period=None)
+        assert out["naive"]["val_mae_original"] == pytest.approx(np.mean(2 * np.arange(30, 40) - 1))
+        assert out["naive"]["test_mae_original"] == pytest.approx(
+            np.mean(2 * np.arange(40, 50) - 1)
+        )
+
+
 def test_seasonal_naive_steps_beyond_a_season_use_the_latest_same_phase() -> None:
     values = np.arange(20, dtype=float)[:, None]
     pred = b.seasonal_naive(values, origin=np.array([9]), horizon=5, period=2)

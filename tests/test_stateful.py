@@ -40,7 +40,14 @@ def test_each_batch_continues_the_one_before_in_every_part(series: Series) -> No
     first = int(rows[0, 0])
     np.testing.assert_allclose(s.y_train[0, 0], y[first + 1 : first + 4], atol=1e-6)
     assert s.x_all.shape == (50, 10, 2) and s.start == 0
-    assert s.val[0] == series.splits[1].start and s.test[-1] == 500 - 3 - 1
+    # scored: the origins of every target of validation and test, the targets windowed trials
+    # of any length score (the first origin is the row before the split)
+    assert s.val[0] == series.splits[1].start - 1 and s.test[-1] == 500 - 3 - 1
+    ahead = s.y_all.reshape(-1, 3)
+    for w in (5, 10):
+        windowed = series.arrays("none", w)
+        np.testing.assert_allclose(ahead[s.val - s.start], windowed.y_val, atol=1e-6)
+        np.testing.assert_allclose(ahead[s.test - s.start], windowed.y_test, atol=1e-6)
     assert np.isnan(s.y_all.reshape(-1, 3)[-1]).all(), "the last row's targets lie past the end"
 
 

@@ -42,14 +42,22 @@ def test_split_bounds_are_chronological_and_cover_everything() -> None:
     assert (train.start, train.stop, val.stop, test.stop) == (0, 750, 900, 1000)
 
 
-def test_no_window_crosses_a_split_and_scaling_uses_train_only() -> None:
+def test_targets_stay_in_their_split_and_every_window_scores_all_of_them() -> None:
     values = np.arange(100, dtype=float)[:, None]
     series = Series(values, ("v",), [0], horizon=2, splits=split_bounds(100, 0.2, 0.2))
     a = series.arrays("none", 5)
     # train is rows 0..59, validation 60..79, test 80..99
-    assert a.x_train[-1, -1, 0] == 57 and a.y_train[-1].tolist() == [58, 59]
-    assert a.x_val[0, 0, 0] == 60 and a.y_val[-1].tolist() == [78, 79]
-    assert a.x_test[0, 0, 0] == 80 and a.y_test[-1].tolist() == [98, 99]
+    assert a.x_train[0, 0, 0] == 0 and a.x_train[-1, -1, 0] == 57
+    assert a.y_train[-1].tolist() == [58, 59], "no training target past the training split"
+    # validation and test: inputs reach back before the split, targets are all of its rows
+    assert a.x_val[0, :, 0].tolist() == [55, 56, 57, 58, 59] and a.y_val[0].tolist() == [60, 61]
+    assert a.y_val[-1].tolist() == [78, 79] and len(a.y_val) == 19
+    assert a.x_test[0, 0, 0] == 75 and a.y_test[0].tolist() == [80, 81]
+    assert a.y_test[-1].tolist() == [98, 99]
+    longer = series.arrays("none", 12)
+    for split in ("val", "test"):  # windows of every length forecast the same targets
+        assert getattr(longer, f"y_{split}").tolist() == getattr(a, f"y_{split}").tolist()
+    assert len(longer.y_train) == len(a.y_train) - 7, "training windows stay inside train"
     standard = series.arrays("standard", 5).scaler
     assert standard.center[0] == pytest.approx(29.5)  # mean of rows 0..59, not of all 100
     assert series.arrays("none", 5) is a, "arrays are cached per (scaler, window)"

@@ -126,10 +126,11 @@ def forecast_baselines(
 ) -> dict[str, dict[str, float]]:
     """``{baseline: {"val_mae_original": .., "val_rmse_original": .., "test_...": ..}}``.
 
-    Every baseline is scored on the windows of length ``window`` of each split (the trials'
-    windows; use the space's largest, so that every trial's windows cover these targets), in
-    the target's own units. ``period`` (None: detected on the training split of the first
-    target) sets the seasonal naive's lag; with no season it is left out.
+    Every baseline is scored on every target of validation and test (``windowing.scored_rows``,
+    as the trials are), in the target's own units, the ridge reading windows of ``window`` rows
+    (the space's largest: the ridge start of every trial whose window holds its lags).
+    ``period`` (None: detected on the training split of the first target) sets the seasonal
+    naive's lag; with no season it is left out.
     """
     train, val, test = series.splits
     targets = series.target_index
@@ -141,8 +142,9 @@ def forecast_baselines(
     scaled = (series.values - center) / scale
     tiled_center, tiled_scale = np.tile(center[targets], h), np.tile(scale[targets], h)
 
-    def cut(s: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def cut(split: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scaled windows, their targets in original units, and each window's first row."""
+        s = windowing.scored_rows(split, window)
         x, _ = windowing.windows(scaled[s], scaled[s][:, targets], window, h)
         y = windowing.windows(series.values[s], series.values[s][:, targets], window, h)[1]
         return x, y, s.start + np.arange(len(x))

@@ -248,8 +248,10 @@ class Series:
                 x_all=scaled[start:].reshape(count, window, -1),
                 y_all=ahead[start:].reshape(count, window, -1),
                 start=start,
-                val=np.arange(max(val.start, start), val.stop - h),
-                test=np.arange(max(test.start, start), test.stop - h),
+                # the origins (last observed rows) of every target of the split, as windowed
+                # trials score them: the first target is the split's first row
+                val=np.arange(max(val.start - 1, start), val.stop - h),
+                test=np.arange(max(test.start - 1, start), test.stop - h),
                 scaler=sc,
             )
         return self._streams[key]
@@ -303,17 +305,16 @@ class Series:
         return self._ridges[key]
 
     def arrays(self, scaler: str, window: int) -> Arrays:
-        """Windows of each split, scaled by ``scaler`` fitted on train; cached per choice."""
+        """Windows of each split (``windowing.scored_rows``: every target of validation and test,
+        whatever the window), scaled by ``scaler`` fitted on train; cached per choice."""
         key = (scaler, window)
         if key not in self._cache:
             train, val, test = self.splits
             sc = Scaler.fit(scaler, self.values[train])
             scaled = sc.transform(self.values)
             targets = scaled[:, self.target_index]
-            parts = [
-                windowing.windows(scaled[s], targets[s], window, self.horizon)
-                for s in (train, val, test)
-            ]
+            rows = [windowing.scored_rows(s, window) for s in (train, val, test)]
+            parts = [windowing.windows(scaled[r], targets[r], window, self.horizon) for r in rows]
             self._cache[key] = Arrays(*parts[0], *parts[1], *parts[2], scaler=sc)
         return self._cache[key]
 

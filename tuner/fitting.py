@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from tuner.config import TrialConfig
     from tuner.data import Arrays
     from tuner.footprint import Footprint
-    from tuner.space import Space
     from tuner.training import OrderedPass
 
 
@@ -111,18 +110,16 @@ class Fit:
 
         return text_model(self.model, self.arrays.vectorizer)
 
-    def test(self, batch_size: int, last: int | None = None) -> dict[str, float]:
-        """Loss and metrics on the test split (``test_*``), one pass; on its ``last`` windows
-        only, if given (the targets shared by every trial and the baselines)."""
+    def test(self, batch_size: int) -> dict[str, float]:
+        """Loss and metrics on the test split (``test_*``), one pass: a forecast's every test
+        target, as every trial and the baselines are scored (``windowing.scored_rows``)."""
         from tuner.training import evaluate
 
         a = self.arrays
-        if self.ordered is not None:  # the test split's last origins, read in order
-            origins = self.ordered.stream.test
-            return self.ordered.scores(self.model, origins[-last:] if last else origins, "test")
+        if self.ordered is not None:  # the test split's origins, read in order
+            return self.ordered.scores(self.model, self.ordered.stream.test, "test")
         assert not isinstance(a, Stream)
-        x, y = (a.x_test, a.y_test) if last is None else (a.x_test[-last:], a.y_test[-last:])
-        return evaluate(self.model, x, y, "test", batch_size)
+        return evaluate(self.model, a.x_test, a.y_test, "test", batch_size)
 
 
 PLOTTED = 2000  # the last windows of a split a forecast's figure shows
@@ -222,19 +219,6 @@ def best_figure(
         accuracy(majority_tokens(dataset)[None, :]),
         counts,
     )
-
-
-def shared_test_windows(dataset: Dataset, space: Space) -> int | None:
-    """Forecasts: how many test windows the space's largest window leaves. A trial's test score
-    is taken on its last that many windows, so every trial and the baselines (scored with the
-    largest window) are compared on the same targets. None for classifiers (every sequence)."""
-    if not isinstance(dataset, Series):
-        return None
-    from tuner import windowing
-
-    test = dataset.splits[2]
-    largest = int(max(space.candidates("window")))
-    return windowing.count(test.stop - test.start, largest, dataset.horizon)
 
 
 def fit(

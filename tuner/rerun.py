@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tuner import records
 from tuner.config import TrialConfig
 from tuner.errors import InputError
-from tuner.fitting import Fit, fit, shared_test_windows
+from tuner.fitting import Fit, fit
 from tuner.sampling import sample
 
 if TYPE_CHECKING:
@@ -61,13 +61,13 @@ def config_of(
     return config
 
 
-def scores(done: Fit, config: TrialConfig, last: int | None) -> dict[str, float]:
+def scores(done: Fit, config: TrialConfig) -> dict[str, float]:
     """The run's summary: its objective's best value, the best epoch's validation scores and
-    the test split's (on its ``last`` windows, as the worker scores it)."""
+    the test split's."""
     out = done.summary()
     if done.result.best_value is not None:
         out["value"] = done.result.best_value
-        out.update(done.test(config.batch_size, last))
+        out.update(done.test(config.batch_size))
     return out
 
 
@@ -88,7 +88,7 @@ def reproduce(
         "trial": number,
         "seed": config.seed,
         "recorded": recorded,
-        "reproduced": scores(done, config, shared_test_windows(dataset, space)),
+        "reproduced": scores(done, config),
     }
 
 
@@ -128,7 +128,7 @@ def retrain(
         for i in range(1, seeds + 1):
             config = config_of(trial, space, spec, dataset, seed=base + i * SEED_STRIDE)
             done = fit(dataset, config, objective=space.objective, direction=space.direction)
-            result = scores(done, config, shared_test_windows(dataset, space))
+            result = scores(done, config)
             if tracker is not None:
                 tracker.log_retrain(study, trial.number, config, result)
             runs.append((config.seed, result))

@@ -100,7 +100,8 @@ def fit_ridge_baseline(
     scale[scale == 0] = 1.0
     scaled = (values - center) / scale
     x_train, y_train = windowing.windows(scaled[train], scaled[train][:, targets], window, horizon)
-    x_val, y_val = windowing.windows(scaled[val], scaled[val][:, targets], window, horizon)
+    rows = windowing.scored_rows(val, window)
+    x_val, y_val = windowing.windows(scaled[rows], scaled[rows][:, targets], window, horizon)
     ridge = fit_ridge_ar(x_train, y_train, x_val, y_val, np.tile(scale[targets], horizon), lags)
     return ridge, center, scale
 

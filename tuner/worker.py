@@ -297,7 +297,7 @@ class Worker:
 
     def _train(self, trial: optuna.Trial, config: Any, run: TrialRun) -> Outcome:
         """Train; trial errors become a FAIL outcome here."""
-        from tuner.fitting import fit, model_card, shared_test_windows
+        from tuner.fitting import fit, model_card
         from tuner.footprint import OverLimit, limits
 
         objective = self.space.objective
@@ -335,9 +335,7 @@ class Worker:
             return result
         # The test split is evaluated for the trials that were best when they completed, and
         # recorded; it is never reported to Optuna, so it never steers the search.
-        result.metrics.update(
-            done.test(config.batch_size, shared_test_windows(self.dataset, self.space))
-        )
+        result.metrics.update(done.test(config.batch_size))
         card = model_card(self.dataset, config, done.arrays.scaler, self.spec.data)
         uri = run.log_model(done.saved_model(), card)
         try:
