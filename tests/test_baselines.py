@@ -378,6 +378,18 @@ def test_a_best_trial_back_at_its_start_says_which_start() -> None:
     )
     searched = SimpleNamespace(number=3, params={"residual": "last"}, user_attrs=attrs)
     assert "is the last value (naive)" in _baseline_lines(_baseline_report(study, searched))[-1]
+    # a window shorter than the baseline's lags refits a ridge of its own: not ridge_ar
+    own = SimpleNamespace(number=3, params={}, user_attrs={**attrs, "start_lags": 61.0})
+    assert (
+        "'s model is a ridge autoregression on 61 lags, fitted on its own windows: "
+        in (_baseline_lines(_baseline_report(study, own))[-1])
+    )
+    baseline = {**attrs, "start_lags": 64.0, "start_window": 156.0}  # the baseline itself
+    itself = SimpleNamespace(number=3, params={}, user_attrs=baseline)
+    assert (
+        "is the ridge autoregression (ridge_ar)"
+        in (_baseline_lines(_baseline_report(study, itself))[-1])
+    )
     kept = SimpleNamespace(number=3, params={}, user_attrs={"test_mae_original": 1.0})
     assert not any("model is" in x for x in _baseline_lines(_baseline_report(study, kept)))
 

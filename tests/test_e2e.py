@@ -188,8 +188,11 @@ def test_a_study_reports_its_baselines_and_the_best_trials_skill(
                 assert test == pytest.approx(ridge["test_mae_original"], rel=1e-4)
     assert data.ridge_window == max_window(stored_space)  # the baseline's window: the largest
     assert data.ridge_lags == lags  # a worker's data, too
-    back = bool(study.best_trial.user_attrs.get("back_to_start"))
-    assert ("'s model is the ridge autoregression (ridge_ar)" in out) == back, out
+    best = study.best_trial.user_attrs
+    back = bool(best.get("back_to_start")) and "start_lags" in best  # back to a ridge start
+    itself = "start_window" in best  # ... that is the study's baseline, or a ridge of its own
+    assert ("'s model is the ridge autoregression (ridge_ar)" in out) == (back and itself), out
+    assert ("'s model is a ridge autoregression on" in out) == (back and not itself), out
 
 
 def test_a_prepared_study_s_ridge_starts_read_its_ridge_baseline_s_lags(

@@ -828,6 +828,10 @@ def _start_note(study: Any, best: Any) -> str:
     fixed = ((study.user_attrs.get(records.SPEC) or {}).get("space") or {}).get("params") or {}
     residual = best.params.get("residual", fixed.get("residual"))
     start = STARTS.get(residual, "its start") if isinstance(residual, str) else "its start"
+    lags = best.user_attrs.get(records.START_LAGS)
+    if residual == "ridge" and lags and records.START_WINDOW not in best.user_attrs:
+        # its window was shorter than the baseline's lags: a ridge of its own, not ridge_ar
+        start = f"a ridge autoregression on {int(lags)} lags, fitted on its own windows"
     p = best.user_attrs.get(records.START_PVALUE)
     level = best.user_attrs.get(records.KEEP_LEVEL, KEEP_LEVEL)
     test = "" if p is None else f" (one-sided test, p = {p:.2g} >= {level:.2g})"
