@@ -7,7 +7,9 @@ Classify (test error = 1 - accuracy): sktime's ``italy_power_demand``, ``basic_m
 ``gunpoint`` and ``osuleaf``. Each runs ``tuner run`` with the shipped space, ``--budget-epochs``
 and ``--max-epochs``, then reads ``tuner best --json``: the figure is the tuned model's test error
 over the lowest test error of any baseline (the strictest reading: the best baseline is picked
-with knowledge of the test split), target <= 1 on every set.
+with knowledge of the test split), target <= 1 on every set. A forecast within ``TIE`` (1e-5,
+relative) of the best baseline's is a tie, as ``tuner best`` calls it: a study that hands back
+its ridge baseline forecasts the baseline's numbers in float32, a hair either side of 1.
 """
 
 from __future__ import annotations
@@ -123,25 +125,34 @@ def bench(size: str) -> list[Figure]:
             rows.append(row(name, study(name, folder, s["budget"], s["max_epochs"])))
             r = rows[-1]
             log(f"B7 {name}: tuned {r['tuned_test_error']} baselines {r['baselines_test_error']}")
+    from tuner.baselines import TIE
+
     setup = {"epoch_budget": s["budget"], "max_epochs_per_trial": s["max_epochs"], "seed": 42}
     figures = [
         Figure(
             "B7",
             f"{r['set']}: test {'MAE' if r['task'] == 'forecast' else 'error'}, "
-            "tuned / best baseline",
+            "tuned / best baseline"
+            + (" (a tie within 1e-5 counts)" if r["task"] == "forecast" else ""),
             r["ratio"],
-            1.0,
+            1.0 + TIE if r["task"] == "forecast" else 1.0,
             details={**setup, **r},
         )
         for r in rows
     ]
-    worst = max((r["ratio"] for r in rows), default=math.nan)
+
+    def shortfall(f: Figure) -> float:  # how far over its target (inf: no figure)
+        return f.value - f.target if f.value is not None and math.isfinite(f.value) else math.inf
+
+    if not figures:
+        return figures
+    worst = max(figures, key=shortfall)
     figures.append(
         Figure(
             "B7",
-            f"worst of {len(rows)} sets, tuned / best baseline",
-            worst,
-            1.0,
+            f"the set furthest from its target ({worst.name.split(':')[0]}), tuned / best baseline",
+            worst.value,
+            worst.target,
             details={**setup, "table": markdown(rows)},
         )
     )
