@@ -35,7 +35,7 @@ class EpochTime(keras.callbacks.Callback):  # the benchmark's, not the user's: e
         self.total = getattr(self, "total", 0.0) + time.perf_counter() - self.started
 
 
-(x, y), (xv, yv) = cut(scaled[:a]), cut(scaled[a:b])
+(x, y), (xv, yv) = cut(scaled[:a]), cut(scaled[max(0, a - window) : b])  # as tuner scores
 for i, c in enumerate(json.loads(configs)):
     keras.utils.set_random_seed(i)
     inputs = h = keras.Input((window, len(columns)))

@@ -1,7 +1,7 @@
 """Simple baselines every study is measured against, and the closed-form ridge autoregression
 that a trial can start from. Pure numpy / scikit-learn: no Keras, no Optuna, no MLflow.
 
-Forecast (on the windows of one split, as the trials see them; errors in the target's units):
+Forecast (on every target of a split, as the trials are scored; errors in the target's units):
 
 - ``naive``: every step ahead repeats the last observed value;
 - ``seasonal_naive``: the value one season earlier (``period`` detected on the training split);

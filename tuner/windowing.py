@@ -52,7 +52,7 @@ def count(n: int, length: int, horizon: int) -> int:
 def windows(
     inputs: np.ndarray, targets: np.ndarray, length: int, horizon: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sliding windows over one split.
+    """Sliding windows over the rows given (a split, or ``scored_rows`` of one).
 
     ``inputs`` is ``(n, features)``, ``targets`` is ``(n, n_targets)``. Returns ``x`` of shape
     ``(N, length, features)`` (a read-only view of ``inputs``) and ``y`` of shape
